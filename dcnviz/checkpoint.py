@@ -1,0 +1,315 @@
+"""dcnviz model files: safetensors tensors plus JSON metadata. All reading and writing lives here.
+
+One self-describing file per model. Tensors:
+
+* ``model.<key>``         every entry of the model's state dict;
+* ``initial_cross.<key>`` the cross network's parameters as initialised (Fig. 3a baseline).
+
+The safetensors header metadata holds ``format = "dcnviz"``, ``format_version`` and ``meta``, a
+JSON document with the model config, FeatureSpec, training config, metrics, history, library
+versions and creation time. Loading never unpickles anything: the header is validated by hand
+(sizes, dtypes, offsets) before safetensors reads a byte of tensor data, and the tensors must match
+the architecture the metadata describes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dcnviz.errors import CheckpointError, ConfigError
+from dcnviz.model import DCNModel, ModelConfig
+from dcnviz.spec import FeatureSpec
+
+FORMAT = "dcnviz"
+FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 64 * 1024 * 1024  # JSON header (vocabularies included) beyond this is refused
+DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024
+
+# safetensors dtype name -> bytes per element; the float/int types a DCN model can hold.
+DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+
+
+@dataclass
+class LoadedModel:
+    """A model read from a file, with everything the file said about it."""
+
+    model: DCNModel
+    meta: dict[str, Any]
+    sha256: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return self.model.spec
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+
+def _versions() -> dict[str, str]:
+    import safetensors
+
+    from dcnviz import __version__
+
+    return {
+        "dcnviz": __version__,
+        "torch": torch.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _json_safe(obj: Any) -> Any:
+    """Replace non-finite floats (not valid JSON) by None, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def model_to_bytes(
+    model: DCNModel,
+    *,
+    train_config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    history: list[dict[str, Any]] | None = None,
+    data_info: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    """Serialise a model and its metadata to the bytes of a ``.safetensors`` file."""
+    from safetensors.torch import save
+
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in model.state_dict().items():
+        tensors[f"model.{k}"] = v.detach().to("cpu").contiguous()
+    for k, v in model.initial_cross.items():
+        tensors[f"initial_cross.{k}"] = v.detach().to("cpu").contiguous()
+    meta = {
+        "model_config": model.config.to_json(),
+        "feature_spec": model.spec.to_json(),
+        "train_config": train_config or {},
+        "metrics": metrics or {},
+        "history": history or [],
+        "data_info": data_info or {},
+        "extra": extra or {},
+        "versions": _versions(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    header = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "meta": json.dumps(_json_safe(meta), allow_nan=False),
+    }
+    return save(tensors, metadata=header)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
+
+    A crash or kill mid-write leaves at most a stray temporary file, never a half-written ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def save_model(path: str | os.PathLike[str], model: DCNModel, **kwargs: Any) -> Path:
+    """Save ``model`` to ``path`` atomically (temp file, then rename). See :func:`model_to_bytes`."""
+    return write_atomic(path, model_to_bytes(model, **kwargs))
+
+
+def parse_safetensors_header(data: bytes) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validate a safetensors header without trusting it; return (tensor entries, metadata).
+
+    Checks: the 8-byte length prefix fits the file, the header is UTF-8 JSON of the expected
+    shape, every dtype is known, every shape is a list of non-negative ints, every byte range lies
+    inside the data section, matches its shape × dtype size, and no two ranges overlap.
+    """
+    if len(data) < 8:
+        raise CheckpointError(f"not a safetensors file: only {len(data)} bytes, fewer than the 8-byte header length")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > MAX_HEADER_BYTES:
+        raise CheckpointError(f"safetensors header claims {n} bytes, more than the {MAX_HEADER_BYTES}-byte limit")
+    if 8 + n > len(data):
+        raise CheckpointError(
+            f"file is truncated or not safetensors: header claims {n} bytes but only {len(data) - 8} follow"
+        )
+    raw = data[8 : 8 + n]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"safetensors header is not UTF-8 (byte {e.start})") from None
+    try:
+        header = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"safetensors header is not valid JSON: {e.msg} at char {e.pos}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError("safetensors header must be a JSON object")
+    metadata = header.pop("__metadata__", {}) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError("safetensors __metadata__ must map strings to strings")
+    body = len(data) - 8 - n
+    ranges = []
+    for name, entry in header.items():
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise CheckpointError(f"tensor {name!r}: header entry must have dtype, shape and data_offsets")
+        dtype, shape, offs = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in DTYPE_SIZES:
+            raise CheckpointError(f"tensor {name!r}: unsupported dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
+        ):
+            raise CheckpointError(f"tensor {name!r}: shape must be a list of non-negative ints; got {shape!r}")
+        if (
+            not isinstance(offs, list)
+            or len(offs) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs)
+        ):
+            raise CheckpointError(f"tensor {name!r}: data_offsets must be two ints; got {offs!r}")
+        start, stop = offs
+        if not (0 <= start <= stop <= body):
+            raise CheckpointError(
+                f"tensor {name!r}: byte range [{start}, {stop}) lies outside the {body}-byte data section"
+            )
+        numel = math.prod(shape)
+        if numel * DTYPE_SIZES[dtype] != stop - start:
+            raise CheckpointError(
+                f"tensor {name!r}: shape {shape} of {dtype} needs {numel * DTYPE_SIZES[dtype]} bytes, "
+                f"but its range holds {stop - start}"
+            )
+        ranges.append((start, stop, name))
+    ranges.sort()
+    for (s0, e0, a), (s1, e1, b) in zip(ranges, ranges[1:], strict=False):
+        if s1 < e0:
+            raise CheckpointError(f"tensors {a!r} and {b!r} have overlapping byte ranges")
+    return header, metadata
+
+
+def read_safetensors(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Validated safetensors bytes → (tensors, metadata). Never unpickles."""
+    header, metadata = parse_safetensors_header(data)
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        tensors = load(data)
+    except SafetensorError as e:  # anything our own checks missed
+        raise CheckpointError(f"safetensors could not read the file: {e}") from None
+    if set(tensors) != set(header):
+        raise CheckpointError("safetensors returned a different tensor set than its header lists")
+    return tensors, metadata
+
+
+def _read_bytes(source: str | os.PathLike[str] | bytes, max_bytes: int) -> bytes:
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        if len(data) > max_bytes:
+            raise CheckpointError(f"file is {len(data)} bytes, over the {max_bytes}-byte limit")
+        return data
+    path = Path(source)
+    if not path.is_file():
+        raise CheckpointError(f"no model file at {str(path)!r}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise CheckpointError(f"{path.name} is {size} bytes, over the {max_bytes}-byte limit")
+    return path.read_bytes()
+
+
+def is_dcnviz_file(metadata: dict[str, str]) -> bool:
+    return metadata.get("format") == FORMAT
+
+
+def load_model(source: str | os.PathLike[str] | bytes, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadedModel:
+    """Read a dcnviz model file (a path or its bytes).
+
+    Raises :class:`CheckpointError` naming what is wrong: not safetensors, truncated, not a dcnviz
+    file, unknown format version, metadata that is not JSON, tensors that do not match the
+    architecture in the metadata. Non-finite weights load, with a warning in ``warnings``.
+    """
+    data = _read_bytes(source, max_bytes)
+    sha = hashlib.sha256(data).hexdigest()
+    tensors, metadata = read_safetensors(data)
+    if not is_dcnviz_file(metadata):
+        raise CheckpointError(
+            "not a dcnviz model file (its metadata has no format=dcnviz); "
+            "to inspect a peer library's weights use the importers (inspect --format ...)"
+        )
+    version = metadata.get("format_version", "")
+    if version != str(FORMAT_VERSION):
+        raise CheckpointError(f"unknown dcnviz format version {version!r}; this dcnviz reads version {FORMAT_VERSION}")
+    try:
+        meta = json.loads(metadata.get("meta", ""))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"model metadata is not valid JSON: {e.msg} at char {e.pos}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError("model metadata must be a JSON object")
+    for key in ("model_config", "feature_spec"):
+        if key not in meta:
+            raise CheckpointError(f"model metadata lacks {key!r}")
+    try:
+        spec = FeatureSpec.from_json(meta["feature_spec"])
+        config = ModelConfig.from_json(meta["model_config"])
+        if spec.d > 1_000_000:
+            raise CheckpointError(f"feature spec describes x0 of width {spec.d}, too wide to be real")
+        with torch.device("meta"):
+            skeleton = DCNModel(spec, config)
+    except ConfigError as e:
+        raise CheckpointError(f"model metadata is inconsistent: {e}") from None
+    expected = {f"model.{k}": tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    expected.update({f"initial_cross.{k}": tuple(v.shape) for k, v in skeleton.initial_cross.items()})
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing:
+        raise CheckpointError(f"model file lacks tensors the metadata implies: {missing[:5]}")
+    if unexpected:
+        raise CheckpointError(f"model file has tensors the metadata does not describe: {unexpected[:5]}")
+    for k, shape in expected.items():
+        if tuple(tensors[k].shape) != shape:
+            raise CheckpointError(
+                f"tensor {k!r} has shape {list(tensors[k].shape)}, but the metadata implies {list(shape)}"
+            )
+        if not tensors[k].is_floating_point():
+            raise CheckpointError(f"tensor {k!r} has dtype {tensors[k].dtype}; weights must be floating point")
+    warnings = []
+    bad = [k for k, t in tensors.items() if not bool(torch.isfinite(t).all())]
+    if bad:
+        warnings.append(
+            f"{len(bad)} tensor(s) hold NaN or Inf values, e.g. {bad[0]!r}; analyses of them are unreliable"
+        )
+    model = DCNModel(spec, config)
+    model.load_state_dict({k[len("model.") :]: v.float() for k, v in tensors.items() if k.startswith("model.")})
+    model.initial_cross = {
+        k[len("initial_cross.") :]: v.float() for k, v in tensors.items() if k.startswith("initial_cross.")
+    }
+    model.eval()
+    return LoadedModel(model=model, meta=meta, sha256=sha, warnings=warnings)

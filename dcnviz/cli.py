@@ -1,0 +1,42 @@
+"""``python -m dcnviz <command>``: train, evaluate, download, inspect, paper.
+
+Each command lives in ``dcnviz/commands/<name>.py`` with ``register(subparsers)``, which adds its
+parser and sets ``func`` to a ``run(args) -> int``. Progress goes to stderr; machine-readable results
+go to stdout (for ``--json`` / train: the last stdout line is one JSON object). Expected failures
+(:class:`~dcnviz.errors.DcnvizError`) print ``error: <message>`` to stderr and exit with status 2,
+without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from dcnviz import __version__
+from dcnviz.errors import DcnvizError
+
+COMMANDS = ("train", "evaluate", "download", "inspect", "paper")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dcnviz", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"dcnviz {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"dcnviz.commands.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DcnvizError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
