@@ -14,8 +14,10 @@ the architecture the metadata describes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -135,10 +137,8 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return path
 
@@ -209,7 +209,7 @@ def parse_safetensors_header(data: bytes) -> tuple[dict[str, Any], dict[str, str
             )
         ranges.append((start, stop, name))
     ranges.sort()
-    for (s0, e0, a), (s1, e1, b) in zip(ranges, ranges[1:], strict=False):
+    for (_, e0, a), (s1, _, b) in itertools.pairwise(ranges):
         if s1 < e0:
             raise CheckpointError(f"tensors {a!r} and {b!r} have overlapping byte ranges")
     return header, metadata

@@ -41,7 +41,10 @@ INITS: tuple[str, ...] = ("he_normal", "truncated_normal")
 LATEX = {
     "full": r"x_{l+1} = x_0 \odot (W_l x_l + b_l) + x_l",
     "lowrank": r"x_{l+1} = x_0 \odot \left(U_l (V_l^\top x_l) + b_l\right) + x_l",
-    "mixture": r"x_{l+1} = \sum_{i=1}^K G_i(x_l)\, x_0 \odot \left(U_l^i\, g(C_l^i\, g(V_l^{i\top} x_l)) + b_l\right) + x_l",
+    "mixture": (
+        r"x_{l+1} = \sum_{i=1}^K G_i(x_l)\, x_0 \odot "
+        r"\left(U_l^i\, g(C_l^i\, g(V_l^{i\top} x_l)) + b_l\right) + x_l"
+    ),
     "vector": r"x_{l+1} = x_0\, (x_l^\top w_l) + b_l + x_l",
 }
 

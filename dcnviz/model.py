@@ -28,9 +28,9 @@ from dcnviz.layers import (
     GATES,
     INITS,
     CrossNetwork,
-    truncated_normal,
     build_cross_layer,
     init_kernel_,
+    truncated_normal,
 )
 from dcnviz.spec import FeatureSpec
 

@@ -37,7 +37,7 @@ def rule_of_thumb_dim(vocab_size: int) -> int:
     """
     if vocab_size < 1:
         raise ConfigError(f"vocab_size must be >= 1; got vocab_size={vocab_size}")
-    return max(1, int(round(6.0 * vocab_size**0.25)))
+    return max(1, round(6.0 * vocab_size**0.25))
 
 
 @dataclass(frozen=True, kw_only=True)
