@@ -10,6 +10,7 @@ Arrays are NumPy float64 (analysis precision; files are float32 at most).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -109,7 +110,7 @@ def _np(t: object) -> np.ndarray:
     return t.detach().to("cpu", dtype=torch.float64).numpy()
 
 
-def _layer_from_module(layer: object, state: dict[str, object] | None = None) -> CrossLayerWeights:
+def _layer_from_module(layer: object, state: Mapping[str, object] | None = None) -> CrossLayerWeights:
     """Common form of one dcnviz cross layer; ``state`` overrides its parameters (initial weights)."""
     from dcnviz.layers import FullRankCross, LowRankCross, MixtureCross, VectorCross
 
