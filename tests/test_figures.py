@@ -1,0 +1,176 @@
+"""dcnviz.figures draws exactly what dcnviz.analysis computed, labelled by feature, and exports offline."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dcnviz import analysis as A
+from dcnviz import figures as F
+from dcnviz.errors import ConfigError
+from dcnviz.spec import Block
+from dcnviz.weights import CrossLayerWeights
+
+BLOCKS = [Block("user", 0, 3, "categorical"), Block("item", 3, 5, "categorical"), Block("year", 5, 6, "dense")]
+NAMES = ["user", "item", "year"]
+
+
+def w6(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(6, 6))
+
+
+def heat(fig):
+    (trace,) = [t for t in fig.data if t.type == "heatmap"]
+    return trace
+
+
+def test_block_norm_heatmap_shows_the_table_with_feature_names_on_both_axes():
+    N = A.block_norms(w6(), BLOCKS)
+    fig = F.fig_block_norms(N, NAMES)
+    h = heat(fig)
+    assert list(h.x) == NAMES and list(h.y) == NAMES
+    np.testing.assert_array_equal(np.asarray(h.z), N)
+    np.testing.assert_array_equal(np.asarray(h.customdata), N)
+    assert "output feature i: %{y}" in h.hovertemplate and "input feature j: %{x}" in h.hovertemplate
+    assert fig.layout.yaxis.autorange == "reversed"  # row 0 on top, as a matrix is read
+    assert fig.layout.autosize is True and fig.layout.width is None
+    assert h.texttemplate == "%{text}" and h.text[0][1] == format(N[0, 1], ".3g")
+    # a DataFrame carries its own names
+    fig2 = F.fig_block_norms(A.block_norm_frame(N, BLOCKS), mode="raw")
+    assert list(heat(fig2).x) == NAMES
+    sym = heat(F.fig_block_norms(A.block_norms(w6(), BLOCKS, "symmetric"), NAMES, mode="symmetric"))
+    assert "features %{y} × %{x}" in sym.hovertemplate
+
+
+def test_block_norm_heatmap_log_colour_keeps_values_in_hover():
+    N = np.array([[1.0, 1e-3, 0.0], [10.0, 1.0, 1.0], [1.0, 1.0, 100.0]])
+    h = heat(F.fig_block_norms(N, NAMES, log_color=True))
+    z = np.asarray(h.z, dtype=float)
+    np.testing.assert_allclose(z[0, 0], 0.0)
+    np.testing.assert_allclose(z[1, 0], 1.0)
+    np.testing.assert_allclose(z[0, 2], -4.0)  # zero floored at (smallest positive) / 10
+    np.testing.assert_array_equal(np.asarray(h.customdata), N)
+    assert list(h.colorbar.tickvals) == [-4, -3, -2, -1, 0, 1, 2]
+
+
+def test_block_norm_heatmap_rejects_mismatched_names():
+    with pytest.raises(ConfigError, match=r"\(k, k\)"):
+        F.fig_block_norms(np.ones((3, 3)), ["a", "b"])
+    with pytest.raises(ConfigError, match="mode"):
+        F.fig_block_norms(np.ones((3, 3)), NAMES, mode="nope")
+
+
+def test_weight_matrix_small_is_abs_w_with_block_boundaries():
+    W = w6()
+    fig = F.fig_weight_matrix(W, BLOCKS)
+    h = heat(fig)
+    np.testing.assert_allclose(np.asarray(h.z, dtype=float), np.abs(W), rtol=1e-6)
+    assert list(h.x) == ["user[0]", "user[1]", "user[2]", "item[0]", "item[1]", "year[0]"]
+    positions = sorted({s.x0 for s in fig.layout.shapes if s.x0 == s.x1})
+    assert positions == [2.5, 4.5]  # before item and before year
+    assert list(fig.layout.xaxis.ticktext) == NAMES
+
+
+def test_weight_matrix_of_width_1024_is_max_pooled():
+    rng = np.random.default_rng(0)
+    d = 1024
+    W = rng.normal(size=(d, d)) * 0.01
+    W[700, 3] = -5.0  # one strong entry must survive pooling
+    widths = [25] * 40 + [24]
+    blocks, s = [], 0
+    for i, w in enumerate(widths):
+        blocks.append(Block(f"f{i}", s, s + w, "categorical"))
+        s += w
+    fig = F.fig_weight_matrix(W, blocks, max_cells=400)
+    z = np.asarray(heat(fig).z, dtype=float)
+    f = 3  # ⌈1024 / 400⌉
+    assert z.shape == (342, 342)
+    assert z[700 // f, 3 // f] == 5.0
+    np.testing.assert_allclose(z[5, 7], np.abs(W[15:18, 21:24]).max(), rtol=1e-6)
+    labels = list(heat(fig).x)
+    assert len(set(labels)) == len(labels) and labels[8] == "f0[24]…f1[1]"
+    assert "max-pooled 3×3" in fig.layout.title.text
+
+
+def spectra_pair() -> A.Spectrum:
+    s = np.array([8.0, 4.0, 1.0, 0.0])
+    P = np.eye(4)[[2, 0, 3, 1]]  # a permutation keeps the spectrum exact
+    m = A.layer_matrix(CrossLayerWeights(kind="full", d=4, W=P @ np.diag(s) @ P.T), 0)
+    m0 = A.layer_matrix(CrossLayerWeights(kind="full", d=4, W=np.eye(4)), 0)
+    return A.spectrum(m, initial=m0, initial_label="saved initial weights", tolerances=[0.5, 0.1])
+
+
+def test_spectrum_figure_draws_learned_initial_and_tolerances_on_a_log_axis():
+    sp = spectra_pair()
+    fig = F.fig_spectrum(sp)
+    assert fig.layout.yaxis.type == "log"
+    learned, initial = fig.data
+    np.testing.assert_allclose(np.asarray(learned.y, dtype=float)[:3], [1.0, 0.5, 0.125], atol=1e-12)
+    assert np.isnan(np.asarray(learned.y, dtype=float)[3])  # σ = 0 cannot sit on a log axis
+    np.testing.assert_allclose(np.asarray(initial.y, dtype=float), 1.0)
+    assert "saved initial weights" in initial.name
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert sorted(s.y0 for s in lines) == [0.1, 0.5]
+    raw = F.fig_spectrum(sp, normalized=False, show_initial=False)
+    assert len(raw.data) == 1
+    assert sorted(s.y0 for s in raw.layout.shapes) == pytest.approx([0.8, 4.0])
+
+
+def test_rank_versus_tolerance_figure_matches_numerical_rank():
+    sp = spectra_pair()
+    fig = F.fig_rank_vs_tolerance(sp)
+    curve = fig.data[0]
+    for T, r in zip(curve.x, curve.y, strict=True):
+        assert r == A.numerical_rank(sp.singular_values, T)
+    marks = fig.data[-1]
+    assert list(marks.x) == [0.5, 0.1] and list(marks.y) == [2, 3]
+    assert fig.layout.xaxis.type == "log"
+
+
+def test_training_curves_from_flat_and_nested_history():
+    hist = [
+        {"epoch": 1, "train_loss": 0.6, "val_logloss": 0.55, "val_auc": 0.70, "examples_per_s": 12000.0},
+        {"epoch": 2, "train_loss": 0.5, "val_logloss": 0.50, "val_auc": 0.75, "examples_per_s": 13000.0},
+    ]
+    fig = F.fig_training_curves(hist)
+    names = [t.name for t in fig.data]
+    assert names == ["train_loss", "val_logloss", "val_auc"]
+    assert list(fig.data[2].y) == [0.70, 0.75]
+    assert "examples/s" in fig.data[0].customdata[0]
+    nested = [{"epoch": 1, "loss": 0.6, "val": {"auc": 0.7, "logloss": 0.5}}]
+    assert [t.name for t in F.fig_training_curves(nested).data] == ["loss", "val_logloss", "val_auc"]
+    with pytest.raises(ConfigError, match="empty"):
+        F.fig_training_curves([])
+    with pytest.raises(ConfigError, match="no loss or AUC"):
+        F.fig_training_curves([{"epoch": 1, "lr": 0.1}])
+
+
+def test_difference_heatmap_is_diverging_and_centred_at_zero():
+    D = np.array([[0.0, -2.0, 0.5], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    h = heat(F.fig_difference(D, NAMES))
+    assert h.zmid == 0.0 and h.zmin == -2.0 and h.zmax == 2.0
+    colours = [c for _, c in h.colorscale]
+    assert len(set(colours)) > 2 and h.colorscale[0][1] != h.colorscale[-1][1]
+    assert "B − A" in h.hovertemplate
+
+
+def test_figure_html_inlines_plotly_and_loads_nothing_remote():
+    html = F.figure_html(F.fig_block_norms(np.eye(3), NAMES))
+    assert html.lstrip().lower().startswith(("<!doctype html>", "<html"))
+    assert len(html) > 1_000_000  # plotly.js itself is inside
+    assert not re.search(r"<script[^>]+src\s*=\s*[\"']?(https?:)?//", html, flags=re.IGNORECASE)
+    assert not re.search(r"<link[^>]+href\s*=\s*[\"']?(https?:)?//", html, flags=re.IGNORECASE)
+
+
+def test_table_csv_round_trips():
+    N = A.block_norm_frame(np.arange(9.0).reshape(3, 3), BLOCKS)
+    back = pd.read_csv(io.BytesIO(F.table_csv(N)), index_col=0)
+    assert list(back.index) == NAMES and list(back.columns) == NAMES
+    np.testing.assert_array_equal(back.to_numpy(), N.to_numpy())
+    t = A.top_crosses(N.to_numpy(), NAMES, n=2)
+    back2 = pd.read_csv(io.BytesIO(F.table_csv(t)))
+    assert list(back2.columns) == list(t.columns) and len(back2) == 2
