@@ -1,0 +1,249 @@
+"""Read a weights file of any supported container into a flat ``{key: tensor}`` mapping.
+
+The container is recognised from the file's first bytes, never from its name:
+
+* torch zip (``.pt``/``.pth``/``.bin`` since PyTorch 1.6): checked by :mod:`dcnviz.safe_pickle`
+  (entry count, sizes, compression ratio), then ``torch.load(weights_only=True)``; a checkpoint dict
+  that torch refuses (pickled objects, e.g. RecBole's Config) is read tensor-only by
+  :func:`dcnviz.safe_pickle.load_torch_zip`, whose pickle runs nothing;
+* legacy (non-zip) torch files and bare pickles: refused;
+* safetensors: :func:`dcnviz.checkpoint.read_safetensors` (validated header);
+* ``.npz``: every member's ``.npy`` header is checked against its size before ``np.load``
+  (``allow_pickle=False``);
+* HDF5 (Keras ``.weights.h5``): read with h5py when installed, dataset sizes checked before reading.
+
+From a checkpoint dict the tensors of its ``state_dict`` (or ``model_state_dict``/``model``/``net``
+entry) and its top-level tensors are kept; every other entry is listed in ``notes`` as skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from dcnviz import safe_pickle
+from dcnviz.checkpoint import read_safetensors
+from dcnviz.errors import CheckpointError, DcnvizError
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")
+MAX_TENSORS = 100_000
+MAX_H5_OBJECTS = 100_000
+
+
+@dataclass
+class TensorFile:
+    """Tensors read from one file, in file order."""
+
+    tensors: dict[str, Any]  # key -> torch.Tensor | np.ndarray
+    container: str  # safetensors | torch zip | torch zip (restricted unpickler) | npz | keras h5
+    metadata: dict[str, str] = field(default_factory=dict)  # safetensors header metadata
+    notes: list[str] = field(default_factory=list)  # what was skipped, and why
+    ordered: bool = True  # False when the container sorts keys (safetensors): x0 order may be lost
+
+
+def read_tensor_file(data: bytes, *, max_bytes: int) -> TensorFile:
+    """Bytes of a weights file → :class:`TensorFile`. Raises :class:`CheckpointError` naming the problem."""
+    if len(data) == 0:
+        raise CheckpointError("the file is empty")
+    if data.startswith(ZIP_MAGIC):
+        return _read_zip(data, max_bytes=max_bytes)
+    if data.startswith(HDF5_MAGIC):
+        return _read_h5(data)
+    if safe_pickle.is_legacy_torch(data):
+        raise CheckpointError(safe_pickle.LEGACY_MESSAGE)
+    if data[:1] == b"\x80" and len(data) > 1 and data[1] <= pickle.HIGHEST_PROTOCOL:
+        raise CheckpointError(
+            "this is a bare pickle, not a torch zip archive or safetensors file; dcnviz never unpickles "
+            "uploads: save the weights with torch.save(model.state_dict(), 'model.pt') or safetensors"
+        )
+    if len(data) >= 9 and data[8:9] == b"{":
+        tensors, metadata = read_safetensors(data)
+        return TensorFile(tensors=dict(tensors), container="safetensors", metadata=metadata, ordered=False)
+    raise CheckpointError(
+        "unrecognised file: not a torch zip archive (.pt/.pth/.bin), safetensors, .npz or HDF5 (.weights.h5)"
+    )
+
+
+def _read_zip(data: bytes, *, max_bytes: int) -> TensorFile:
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as e:
+        raise CheckpointError(f"not a readable zip archive: {e}") from None
+    safe_pickle.check_zip_members(infos, compressed_size=len(data), max_bytes=max_bytes)
+    names = [i.filename for i in infos]
+    if any(n.endswith("data.pkl") for n in names):
+        return _read_torch(data, max_bytes=max_bytes)
+    if names and all(n.endswith(".npy") for n in names):
+        return _read_npz(zf, infos)
+    raise CheckpointError(f"zip archive is neither a torch checkpoint nor an .npz; it holds {names[:5]}")
+
+
+def _read_torch(data: bytes, *, max_bytes: int) -> TensorFile:
+    try:
+        obj = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        # weights_only refused a global (a pickled object): read tensors only, running nothing.
+        result = safe_pickle.load_torch_zip(data, max_bytes=max_bytes)
+        out = extract_state_dict(result.root, tensor_of=_tensor_ref)
+        if result.refused_globals:
+            out.notes.append(
+                "the pickle names objects that were not loaded (never imported or called): "
+                + ", ".join(result.refused_globals[:8])
+                + (" …" if len(result.refused_globals) > 8 else "")
+            )
+        out.container = "torch zip (read tensor-only by dcnviz's restricted unpickler)"
+        return out
+    except DcnvizError:
+        raise
+    except (
+        RuntimeError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        OSError,
+        OverflowError,
+        MemoryError,
+        RecursionError,
+        zipfile.BadZipFile,
+        UnicodeDecodeError,
+    ) as e:
+        raise CheckpointError(f"torch could not read the checkpoint archive: {type(e).__name__}: {e}") from None
+    out = extract_state_dict(obj, tensor_of=lambda v: v if isinstance(v, torch.Tensor) else None)
+    out.container = "torch zip"
+    return out
+
+
+def _tensor_ref(v: Any) -> torch.Tensor | None:
+    return v.tensor if isinstance(v, safe_pickle.TensorRef) else None
+
+
+def extract_state_dict(obj: Any, *, tensor_of: Any) -> TensorFile:
+    """Tensors of a state dict, or of a checkpoint dict's ``state_dict`` entry plus its top-level tensors."""
+    if not isinstance(obj, dict):
+        what = "a single tensor" if tensor_of(obj) is not None else f"a {type(obj).__name__}"
+        raise CheckpointError(
+            f"the checkpoint holds {what}, not a state dict; save it with torch.save(model.state_dict(), path)"
+        )
+    tensors: dict[str, Any] = {}
+    notes: list[str] = []
+    skipped: list[str] = []
+    inner_key = next(
+        (
+            k
+            for k in STATE_DICT_KEYS
+            if isinstance(obj.get(k), dict) and any(tensor_of(v) is not None for v in obj[k].values())
+        ),
+        None,
+    )
+    if inner_key is not None:
+        for k, v in obj[inner_key].items():
+            t = tensor_of(v)
+            if isinstance(k, str) and t is not None:
+                tensors[k] = t
+            else:
+                skipped.append(f"{inner_key}[{str(k)[:40]!r}] ({safe_pickle.describe(v)})")
+    for k, v in obj.items():
+        if k == inner_key:
+            continue
+        t = tensor_of(v)
+        if isinstance(k, str) and t is not None and k not in tensors:
+            tensors[k] = t
+        else:
+            skipped.append(f"{str(k)[:40]!r} ({safe_pickle.describe(v)})")
+    if len(tensors) > MAX_TENSORS:
+        raise CheckpointError(f"the checkpoint holds {len(tensors)} tensors, more than {MAX_TENSORS}")
+    if inner_key is not None:
+        notes.append(f"read the tensors of the checkpoint's {inner_key!r} entry")
+    if skipped:
+        notes.append(
+            f"skipped {len(skipped)} non-tensor entr{'y' if len(skipped) == 1 else 'ies'}: "
+            + "; ".join(skipped[:8])
+            + (" …" if len(skipped) > 8 else "")
+        )
+    if not tensors:
+        raise CheckpointError("the checkpoint holds no tensors" + (f" ({notes[-1]})" if notes else ""))
+    return TensorFile(tensors=tensors, container="torch zip", notes=notes)
+
+
+def _read_npz(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> TensorFile:
+    tensors: dict[str, Any] = {}
+    for info in infos:
+        name = info.filename[: -len(".npy")]
+        try:
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shp, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version in ((2, 0), (3, 0)):
+                    shp, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise CheckpointError(f"npz member {info.filename!r}: unsupported .npy version {version}")
+                header_len = f.tell()
+                if dtype.hasobject:
+                    raise CheckpointError(f"npz member {info.filename!r} holds Python objects; only numbers are read")
+                if dtype.kind not in "fiub":
+                    raise CheckpointError(f"npz member {info.filename!r} has dtype {dtype}; weights must be numbers")
+                nbytes = math.prod(shp) * dtype.itemsize
+                if header_len + nbytes != info.file_size:
+                    raise CheckpointError(
+                        f"npz member {info.filename!r}: header says shape {list(shp)} of {dtype} ({nbytes} bytes) "
+                        f"but the member holds {info.file_size - header_len}"
+                    )
+                raw = f.read(nbytes)
+        except CheckpointError:
+            raise
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, TypeError, KeyError) as e:
+            raise CheckpointError(f"npz member {info.filename!r} is not a valid .npy array: {e}") from None
+        arr = np.frombuffer(raw, dtype=dtype)
+        arr = arr.reshape(shp, order="F" if fortran else "C")
+        tensors[name] = arr
+    return TensorFile(tensors=tensors, container="npz")
+
+
+def _read_h5(data: bytes) -> TensorFile:
+    try:
+        import h5py  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        raise CheckpointError(
+            "this is an HDF5 file (Keras .weights.h5); reading it needs the h5py package "
+            "(pip install h5py), or export the Cross weights to .npz"
+        ) from None
+    tensors: dict[str, Any] = {}
+    try:
+        with h5py.File(io.BytesIO(data), "r") as f:
+            items: list[tuple[str, Any]] = []
+
+            def visit(name: str, obj: Any) -> None:
+                if len(items) > MAX_H5_OBJECTS:
+                    raise CheckpointError(f"HDF5 file has more than {MAX_H5_OBJECTS} objects")
+                if isinstance(obj, h5py.Dataset):
+                    items.append((name, obj))
+
+            f.visititems(visit)
+            for name, ds in items:
+                if ds.dtype.kind not in "fiub":
+                    continue
+                nbytes = math.prod(ds.shape or ()) * ds.dtype.itemsize
+                if nbytes > 8 * len(data) + (1 << 20):
+                    raise CheckpointError(f"HDF5 dataset {name!r} claims {nbytes} bytes, far more than the file holds")
+                tensors[name] = np.asarray(ds[()])
+    except DcnvizError:
+        raise
+    except Exception as e:  # h5py raises OSError, KeyError, ValueError, RuntimeError... for broken files
+        raise CheckpointError(f"could not read the HDF5 file: {type(e).__name__}: {e}") from None
+    if not tensors:
+        raise CheckpointError("the HDF5 file holds no numeric datasets")
+    return TensorFile(tensors=tensors, container="keras h5")
