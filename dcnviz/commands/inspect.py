@@ -1,14 +1,265 @@
-"""`python -m dcnviz inspect` (not written yet: the owner of this command replaces this module)."""
+"""`python -m dcnviz inspect FILE`: which feature crosses a DCN model learned and how low-rank its layers are.
+
+Reads a dcnviz model file or a peer library's state dict (torchrec, DeepCTR-Torch, FuxiCTR, RecBole,
+TFRS), then prints, per cross layer, the strongest crosses (paper §7.6, Eq. 7) and the numerical
+ranks R_T (§3.5). With ``--json`` it prints one JSON object (the contract of issue 3):
+
+* ``format``: the detected or forced format; ``features``: ``[{"name", "start", "stop"}, …]`` (x0
+  slices, ``stop`` exclusive);
+* ``layers``: per cross layer ``index``, ``kind`` (full | lowrank | mixture | vector), ``block_norms``
+  (features × features, rows = output feature i, columns = input feature j, raw Frobenius norms),
+  ``singular_values`` (descending; exactly r for a low-rank layer), ``numerical_rank``
+  (``{str(float(T)): R_T}``). A mixture layer describes the mean of its experts' linear parts and
+  carries an ``experts`` list with the same fields per expert.
+
+Added keys: ``detected``, ``d``, ``tolerances``, ``energy``, ``init_label``, ``warnings``; per layer
+``label``, ``rank_bound``, ``stable_rank``, ``energy_rank``, ``suggested_rank``, ``linear_part_only``,
+``notes``, ``initial_singular_values`` and ``initial_numerical_rank`` (when the initial matrix is known).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dcnviz.analysis import (
+    DEFAULT_ENERGY,
+    DEFAULT_SUGGEST_TOLERANCE,
+    DEFAULT_TOLERANCES,
+    MODE_EXPLANATIONS,
+    MODES,
+    MatrixAnalysis,
+    ModelAnalysis,
+    analyze,
+    tolerance_key,
+)
+from dcnviz.errors import CheckpointError, ConfigError
+from dcnviz.weights import CrossModelWeights
+
+FORMATS = ("auto", "dcnviz", "torchrec", "deepctr", "fuxictr", "recbole", "tfrs")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("inspect", help="(not implemented yet)")
+    p = sub.add_parser(
+        "inspect",
+        help="show a model's learned feature crosses and the numerical rank of its cross layers",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    p.add_argument("file", metavar="FILE", help="dcnviz .safetensors model, or a peer library's state dict")
+    p.add_argument("--format", default="auto", choices=FORMATS, help="file format (default: detect from the keys)")
+    p.add_argument(
+        "--names",
+        metavar="NAMES.json",
+        help='feature names: ["name", ...] (one per block) or [{"name": str, "width": int}, ...]',
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        nargs="+",
+        metavar="T",
+        default=list(DEFAULT_TOLERANCES),
+        help="tolerances T of the numerical rank R_T = #{k : σ_k ≥ T·σ_1} (default: 0.5 0.1 0.05 0.01)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+    p.add_argument(
+        "--energy",
+        type=float,
+        default=DEFAULT_ENERGY,
+        metavar="SHARE",
+        help="share of Σσ² for the energy rank (default 0.9)",
+    )
+    p.add_argument(
+        "--suggest-tolerance",
+        type=float,
+        default=DEFAULT_SUGGEST_TOLERANCE,
+        metavar="T",
+        help="tolerance behind the suggested rank (default 0.1)",
+    )
+    p.add_argument("--mode", default="symmetric", choices=MODES, help="block-norm view for the summary's top crosses")
+    p.add_argument("--top", type=int, default=5, metavar="N", help="crosses listed per layer in the summary")
+    p.add_argument("--include-self", action="store_true", help="list self-crosses (i = j) among the top crosses")
     p.set_defaults(func=run)
 
 
+# ------------------------------------------------------------------------------------------ loading
+
+
+def load_weights(
+    path: str | os.PathLike[str], *, format: str = "auto", names_path: str | None = None
+) -> CrossModelWeights:
+    """Any supported file → common form (dcnviz files through checkpoint.load_model + weights.from_model)."""
+    try:
+        from dcnviz.importers import load_cross_weights, read_names_file  # type: ignore[attr-defined]
+    except ImportError:  # the importers are not there yet: dcnviz files only
+        return _load_dcnviz(path, format=format, names_path=names_path)
+    names = read_names_file(names_path) if names_path else None
+    return load_cross_weights(path, format=format, names=names)  # type: ignore[no-any-return]
+
+
+def _load_dcnviz(path: str | os.PathLike[str], *, format: str, names_path: str | None) -> CrossModelWeights:
+    from dcnviz.checkpoint import load_model
+    from dcnviz.spec import Block
+    from dcnviz.weights import from_model
+
+    if format not in ("auto", "dcnviz"):
+        raise CheckpointError(f"reading {format} files needs dcnviz.importers, which this installation lacks")
+    loaded = load_model(path)
+    cw = from_model(loaded.model)
+    cw.warnings.extend(loaded.warnings)
+    if names_path:
+        names = _read_names(names_path)
+        if len(names) != len(cw.blocks):
+            raise ConfigError(f"{names_path} names {len(names)} features, but the model has {len(cw.blocks)}")
+        new = []
+        for b, n in zip(cw.blocks, names, strict=True):
+            if isinstance(n, dict):
+                if int(n.get("width", b.width)) != b.width:
+                    raise ConfigError(f"feature {n.get('name')!r} has width {b.width} in the model; names say {n}")
+                n = n.get("name")
+            new.append(Block(str(n), b.start, b.stop, b.kind))
+        cw.blocks = new
+    return cw
+
+
+def _read_names(path: str) -> list[Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no names file at {path!r}")
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} is not a JSON list of names: {e}") from None
+    if not isinstance(obj, list) or not all(isinstance(n, str | dict) for n in obj):
+        raise ConfigError(f'{path} must hold ["name", ...] or [{{"name": str, "width": int}}, ...]')
+    return obj
+
+
+# ------------------------------------------------------------------------------------------ JSON
+
+
+def _num(x: float) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _nums(a: np.ndarray) -> Any:
+    return [_nums(r) for r in a] if np.ndim(a) > 1 else [_num(v) for v in np.asarray(a).reshape(-1)]
+
+
+def _matrix_json(item: MatrixAnalysis, index: int) -> dict[str, Any]:
+    m, sp = item.matrix, item.spectrum
+    out: dict[str, Any] = {
+        "index": index,
+        "kind": m.kind if m.expert is None else "lowrank",
+        "label": m.label,
+        "block_norms": _nums(item.block_norms),
+        "singular_values": _nums(sp.singular_values),
+        "numerical_rank": {tolerance_key(t): r for t, r in sp.numerical_rank.items()},
+        "rank_bound": sp.rank_bound,
+        "stable_rank": _num(sp.stable_rank),
+        "energy_rank": {tolerance_key(sp.energy): sp.energy_rank},
+        "suggested_rank": {"tolerance": sp.suggested.tolerance, "rank": sp.suggested.rank, "text": sp.suggested.text},
+        "linear_part_only": m.linear_part_only,
+    }
+    if m.notes:
+        out["notes"] = list(m.notes)
+    if sp.initial_singular_values is not None and sp.initial_numerical_rank is not None:
+        out["initial_singular_values"] = _nums(sp.initial_singular_values)
+        out["initial_numerical_rank"] = {tolerance_key(t): r for t, r in sp.initial_numerical_rank.items()}
+    return out
+
+
+def analysis_json(an: ModelAnalysis) -> dict[str, Any]:
+    """The ``inspect --json`` object of an analysis (see the module docstring for the keys)."""
+    layers = []
+    for la in an.layers:
+        obj = _matrix_json(la, la.matrix.layer)
+        obj["experts"] = [_matrix_json(e, e.matrix.expert or 0) for e in la.experts]
+        layers.append(obj)
+    return {
+        "format": an.format,
+        "detected": an.detected,
+        "d": an.d,
+        "features": [{"name": b.name, "start": int(b.start), "stop": int(b.stop)} for b in an.blocks],
+        "tolerances": list(an.tolerances),
+        "energy": an.energy,
+        "init_label": an.init_label,
+        "warnings": list(an.warnings),
+        "layers": layers,
+    }
+
+
+# ------------------------------------------------------------------------------------------ summary
+
+
+def _ranks_line(ranks: dict[float, int]) -> str:
+    return "  ".join(f"T={t:g}: {r}" for t, r in ranks.items())
+
+
+def summary_text(
+    an: ModelAnalysis, *, source: str = "", mode: str = "symmetric", top: int = 5, include_self: bool = False
+) -> str:
+    """A readable summary: top crosses and ranks per layer."""
+    lines = []
+    head = f"{source}: " if source else ""
+    lines.append(f"{head}{an.detected or an.format} (format {an.format})")
+    feats = "  ".join(f"{b.name}[{b.start}:{b.stop}]" for b in an.blocks)
+    lines.append(f"x0: d = {an.d}, {len(an.blocks)} feature block{'s' if len(an.blocks) != 1 else ''}: {feats}")
+    if an.init_label:
+        lines.append(f"initial matrices: {an.init_label}")
+    for w in an.warnings:
+        lines.append(f"warning: {w}")
+    if not an.layers:
+        lines.append("no cross layers: nothing to inspect (a plain DNN has no W)")
+        return "\n".join(lines)
+    lines.append(f"block view '{mode}': {MODE_EXPLANATIONS[mode]}")
+    for la in an.layers:
+        sp, m = la.spectrum, la.matrix
+        lines.append("")
+        lines.append(f"{m.label} · {m.kind} (rank bound {sp.rank_bound} of d = {sp.d})")
+        for note in m.notes:
+            lines.append(f"  note: {note}")
+        t = la.top_crosses(mode, include_self=include_self, n=top)
+        if len(t):
+            self_note = "self-crosses included" if include_self else "self-crosses excluded"
+            lines.append(f"  top {len(t)} crosses ({self_note}):")
+            width = max(len(f"{a} × {b}") for a, b in zip(t.feature_i, t.feature_j, strict=True))
+            sep = "×" if mode == "symmetric" else "←"
+            for row in t.itertuples():
+                pair = f"{row.feature_i} {sep} {row.feature_j}"
+                lines.append(
+                    f"    {row.rank:>2}. {pair:<{width}}  {row.value:.4g}  ({100 * row.share:.1f}% of the view's Σ²)"
+                )
+        lines.append(f"  numerical rank R_T: {_ranks_line(sp.numerical_rank)}")
+        if sp.initial_numerical_rank is not None:
+            lines.append(f"  initial matrix R_T: {_ranks_line(sp.initial_numerical_rank)}")
+        s1 = float(sp.singular_values[0]) if sp.singular_values.size else 0.0
+        lines.append(
+            f"  σ_1 = {s1:.4g}; stable rank {sp.stable_rank:.3g}; "
+            f"{100 * sp.energy:g}% of Σσ² in the top {sp.energy_rank} singular values"
+        )
+        lines.append(f"  suggested rank: {sp.suggested.text}")
+        for e in la.experts:
+            lines.append(f"  {e.matrix.label}: R_T {_ranks_line(e.spectrum.numerical_rank)}")
+    if mode != "symmetric":
+        lines.append("")
+        lines.append("(a pair 'i ← j': input feature j feeds the slot multiplied by x0's feature i)")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("inspect is not implemented yet")
+    if args.top < 0:
+        raise ConfigError(f"--top must be >= 0; got --top {args.top}")
+    cw = load_weights(args.file, format=args.format, names_path=args.names)
+    an = analyze(cw, tolerances=args.tolerance, energy=args.energy, suggest_tolerance=args.suggest_tolerance)
+    if args.json:
+        print(json.dumps(analysis_json(an), allow_nan=False))
+    else:
+        print(summary_text(an, source=str(args.file), mode=args.mode, top=args.top, include_self=args.include_self))
+    return 0

@@ -1,0 +1,158 @@
+"""`python -m dcnviz inspect`: the JSON contract of issue 3, the summary, and clean errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dcnviz import analysis as A
+from dcnviz.checkpoint import save_model
+from dcnviz.cli import main
+from dcnviz.model import DCNModel, ModelConfig
+from dcnviz.spec import FeatureSpec, Field
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = FeatureSpec(
+    (
+        Field(name="user_id", kind="categorical", embedding_dim=4, vocab=tuple("abcdef")),
+        Field(name="genres", kind="multivalent", embedding_dim=3, vocab=("Action", "Drama"), max_len=2),
+        Field(name="gender", kind="categorical", embedding_dim=2, vocab=("F", "M")),
+        Field(name="year", kind="dense", embedding_dim=1),
+    )
+)
+BOUNDS = [("user_id", 0, 4), ("genres", 4, 7), ("gender", 7, 9), ("year", 9, 10)]
+
+
+def saved(tmp_path: Path, config: ModelConfig, name: str = "m.safetensors") -> tuple[Path, DCNModel]:
+    torch.manual_seed(0)
+    model = DCNModel(SPEC, config)
+    with torch.no_grad():  # differ from the saved initial weights
+        for p in model.cross.parameters() if model.cross is not None else []:
+            p.mul_(0.5).add_(0.05)
+    path = tmp_path / name
+    save_model(path, model)
+    return path, model
+
+
+def inspect_json(capsys, *argv: str) -> dict:
+    assert main(["inspect", *argv, "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    return json.loads(out[-1])
+
+
+def test_json_of_a_full_rank_model_matches_the_analysis(tmp_path, capsys):
+    path, model = saved(tmp_path, ModelConfig(hidden=(8,)))
+    obj = inspect_json(capsys, str(path), "--tolerance", "0.1", "0.05", "1e-5")
+    assert obj["format"] == "dcnviz"
+    assert [(f["name"], f["start"], f["stop"]) for f in obj["features"]] == BOUNDS
+    assert [la["index"] for la in obj["layers"]] == [0, 1]
+    for la, layer in zip(obj["layers"], model.cross_layers(), strict=True):
+        W = layer.effective_weight().detach().double().numpy()
+        assert la["kind"] == "full"
+        np.testing.assert_allclose(la["block_norms"], A.block_norms(W, SPEC.blocks()), rtol=1e-6)
+        s = np.linalg.svd(W, compute_uv=False)
+        np.testing.assert_allclose(la["singular_values"], s, rtol=1e-6)
+        assert list(la["numerical_rank"]) == ["0.1", "0.05", "1e-05"]
+        assert la["numerical_rank"] == {
+            "0.1": A.numerical_rank(s, 0.1),
+            "0.05": A.numerical_rank(s, 0.05),
+            "1e-05": A.numerical_rank(s, 1e-5),
+        }
+        assert la["experts"] == [] and la["rank_bound"] == 10
+        assert len(la["initial_singular_values"]) == 10
+        assert la["suggested_rank"]["rank"] == A.numerical_rank(s, 0.1)
+
+
+def test_default_tolerances_and_low_rank_layers_list_exactly_r_values(tmp_path, capsys):
+    path, model = saved(tmp_path, ModelConfig(rank=3, hidden=(8,)))
+    obj = inspect_json(capsys, str(path))
+    assert obj["tolerances"] == [0.5, 0.1, 0.05, 0.01]
+    for la, layer in zip(obj["layers"], model.cross_layers(), strict=True):
+        assert la["kind"] == "lowrank" and la["rank_bound"] == 3
+        assert list(la["numerical_rank"]) == ["0.5", "0.1", "0.05", "0.01"]
+        W = layer.effective_weight().detach().double().numpy()
+        assert len(la["singular_values"]) == 3
+        np.testing.assert_allclose(la["singular_values"], np.linalg.svd(W, compute_uv=False)[:3], rtol=1e-6)
+
+
+def test_mixture_layers_describe_the_mean_of_experts_and_list_experts(tmp_path, capsys):
+    config = ModelConfig(model="dcn-mix", rank=2, experts=3, expert_activation="relu", hidden=(8,))
+    path, model = saved(tmp_path, config)
+    obj = inspect_json(capsys, str(path))
+    for la, layer in zip(obj["layers"], model.cross_layers(), strict=True):
+        Wk = layer.expert_weights().detach().double().numpy()  # (K, d, d)
+        mean = Wk.mean(axis=0)
+        assert la["kind"] == "mixture" and la["linear_part_only"] is True
+        np.testing.assert_allclose(la["block_norms"], A.block_norms(mean, SPEC.blocks()), rtol=1e-6)
+        assert len(la["singular_values"]) == 6  # Σ r_k
+        np.testing.assert_allclose(la["singular_values"], np.linalg.svd(mean, compute_uv=False)[:6], rtol=1e-5)
+        assert [e["index"] for e in la["experts"]] == [0, 1, 2]
+        for e, W in zip(la["experts"], Wk, strict=True):
+            assert len(e["singular_values"]) == 2
+            np.testing.assert_allclose(e["block_norms"], A.block_norms(W, SPEC.blocks()), rtol=1e-6)
+            assert set(e) >= {"block_norms", "singular_values", "numerical_rank"}
+
+
+def test_a_model_without_cross_layers_has_no_layers(tmp_path, capsys):
+    path, _ = saved(tmp_path, ModelConfig(model="dnn", hidden=(8,)))
+    obj = inspect_json(capsys, str(path))
+    assert obj["layers"] == [] and len(obj["features"]) == 4
+    assert main(["inspect", str(path)]) == 0
+    assert "no cross layers" in capsys.readouterr().out
+
+
+def test_summary_names_the_one_planted_cross(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = DCNModel(SPEC, ModelConfig(cross_layers=1, hidden=(8,)))
+    with torch.no_grad():
+        W = model.cross.layers[0].linear.weight
+        W.zero_()
+        W[7:9, 4:7] = 1.0  # input genres feeds gender's slot
+        W[0, 0] = 0.1
+    path = tmp_path / "planted.safetensors"
+    save_model(path, model)
+    assert main(["inspect", str(path), "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    first = next(ln for ln in out.splitlines() if ln.strip().startswith("1."))
+    assert "genres × gender" in first and "99.8%" in first  # 6 / (6 + 0.1²) of ‖W‖_F²
+    assert "R_T: T=0.5: 1" in out
+    assert main(["inspect", str(path), "--mode", "raw", "--top", "1"]) == 0
+    assert "gender ← genres" in capsys.readouterr().out
+
+
+def test_errors_go_to_stderr_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 3)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(  # the real entry point, once
+        [sys.executable, "-m", "dcnviz", "inspect", str(bad), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("error:") and "Traceback" not in r.stderr and "safetensors" in r.stderr
+    for argv, what in (
+        ([str(tmp_path / "missing.safetensors")], "no model file"),
+        ([str(bad), "--tolerance", "0"], ""),
+    ):
+        assert main(["inspect", *argv, "--json"]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.startswith("error:") and what in captured.err
+
+
+@pytest.mark.parametrize("argv", [["--tolerance", "1.5"], ["--energy", "0"], ["--top", "-1"]])
+def test_bad_options_are_refused(tmp_path, capsys, argv):
+    path, _ = saved(tmp_path, ModelConfig(hidden=(8,)))
+    assert main(["inspect", str(path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:")
