@@ -293,7 +293,7 @@ def _finite(A: np.ndarray, what: str) -> None:
         raise CheckpointError(f"{what} holds NaN or Inf values; its singular values are undefined")
 
 
-def singular_values(W: np.ndarray) -> np.ndarray:
+def singular_values(W: np.ndarray, *, what: str = "W") -> np.ndarray:
     """Singular values of W, descending, in float64 (values only: ``compute_uv=False``).
 
     >>> Q = np.linalg.qr(np.random.default_rng(0).normal(size=(4, 4)))[0]
@@ -305,11 +305,11 @@ def singular_values(W: np.ndarray) -> np.ndarray:
         raise ConfigError(f"`W` must be a 2-d matrix; got shape {tuple(A.shape)}")
     if A.size == 0:
         return np.zeros(0)
-    _finite(A, "W")
+    _finite(A, what)
     return np.linalg.svd(A, compute_uv=False)
 
 
-def factored_singular_values(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+def factored_singular_values(A: np.ndarray, B: np.ndarray, *, what: str = "W") -> np.ndarray:
     """Singular values of A Bᵀ (A, B of shape (d, R)) without forming the d × d product.
 
     QR of both factors, A = Q_A R_A and B = Q_B R_B, gives A Bᵀ = Q_A (R_A R_Bᵀ) Q_Bᵀ with
@@ -324,8 +324,8 @@ def factored_singular_values(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     B = np.asarray(B, dtype=np.float64)
     if A.ndim != 2 or A.shape != B.shape:
         raise ConfigError(f"factors must both be (d, r); got shapes {tuple(A.shape)} and {tuple(B.shape)}")
-    _finite(A, "left factor")
-    _finite(B, "right factor")
+    _finite(A, f"the left factor of {what}")
+    _finite(B, f"the right factor of {what}")
     if A.shape[1] == 0:
         return np.zeros(0)
     RA = cast(np.ndarray, np.linalg.qr(A, mode="r"))  # (m, R), m = min(d, R)
@@ -497,9 +497,9 @@ class LayerMatrix:
     def singular_values(self) -> np.ndarray:
         """Descending singular values: d for a full W, exactly min(d, R) for factors (never forms A Bᵀ)."""
         if self.dense is not None:
-            return singular_values(self.dense)
+            return singular_values(self.dense, what=self.label)
         assert self.left is not None and self.right is not None
-        return factored_singular_values(self.left, self.right)
+        return factored_singular_values(self.left, self.right, what=self.label)
 
 
 def _arrays(layer: CrossLayerWeights, index: int, *names: str) -> list[np.ndarray]:

@@ -156,3 +156,46 @@ def test_bad_options_are_refused(tmp_path, capsys, argv):
     assert main(["inspect", str(path), *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:")
+
+
+PEERS = ROOT / "tests" / "fixtures" / "peers"
+
+
+@pytest.mark.skipif(not (PEERS / "deepctr_dcnmix.pt").is_file(), reason="peer fixtures not present")
+def test_a_peer_library_file_goes_through_the_importers(capsys):
+    obj = inspect_json(capsys, str(PEERS / "deepctr_dcnmix.pt"))
+    assert obj["format"] == "deepctr" and "DCNMix" in obj["detected"]
+    d = obj["d"]
+    assert obj["features"][0]["start"] == 0 and obj["features"][-1]["stop"] == d
+    for la in obj["layers"]:
+        assert la["kind"] == "mixture" and len(la["experts"]) >= 1
+        k = len(obj["features"])
+        assert np.shape(la["block_norms"]) == (k, k)
+        assert len(la["singular_values"]) == la["rank_bound"] == sum(len(e["singular_values"]) for e in la["experts"])
+    assert main(["inspect", str(PEERS / "deepctr_dcnmix.pt"), "--format", "torchrec"]) == 2
+    assert capsys.readouterr().err.startswith("error:")
+
+
+def test_names_file_relabels_the_blocks(tmp_path, capsys):
+    path, _ = saved(tmp_path, ModelConfig(hidden=(8,)))
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps([{"name": n, "width": w} for n, w in (("u", 4), ("g", 3), ("s", 2), ("y", 1))]))
+    obj = inspect_json(capsys, str(path), "--names", str(names))
+    assert [(f["name"], f["start"], f["stop"]) for f in obj["features"]] == [
+        ("u", 0, 4),
+        ("g", 4, 7),
+        ("s", 7, 9),
+        ("y", 9, 10),
+    ]
+
+
+def test_non_finite_weights_are_named_in_the_error(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = DCNModel(SPEC, ModelConfig(hidden=(8,)))
+    with torch.no_grad():
+        model.cross.layers[1].linear.weight[0, 0] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    save_model(path, model)
+    assert main(["inspect", str(path), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "layer 1" in err and "NaN" in err

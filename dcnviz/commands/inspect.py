@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +38,8 @@ from dcnviz.analysis import (
     analyze,
     tolerance_key,
 )
-from dcnviz.errors import CheckpointError, ConfigError
+from dcnviz.errors import ConfigError
+from dcnviz.importers import load_cross_weights, read_names_file
 from dcnviz.weights import CrossModelWeights
 
 FORMATS = ("auto", "dcnviz", "torchrec", "deepctr", "fuxictr", "recbole", "tfrs")
@@ -93,51 +93,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def load_weights(
     path: str | os.PathLike[str], *, format: str = "auto", names_path: str | None = None
 ) -> CrossModelWeights:
-    """Any supported file → common form (dcnviz files through checkpoint.load_model + weights.from_model)."""
-    try:
-        from dcnviz.importers import load_cross_weights, read_names_file  # type: ignore[attr-defined]
-    except ImportError:  # the importers are not there yet: dcnviz files only
-        return _load_dcnviz(path, format=format, names_path=names_path)
+    """Any supported file → common form (:func:`dcnviz.importers.load_cross_weights`)."""
     names = read_names_file(names_path) if names_path else None
-    return load_cross_weights(path, format=format, names=names)  # type: ignore[no-any-return]
-
-
-def _load_dcnviz(path: str | os.PathLike[str], *, format: str, names_path: str | None) -> CrossModelWeights:
-    from dcnviz.checkpoint import load_model
-    from dcnviz.spec import Block
-    from dcnviz.weights import from_model
-
-    if format not in ("auto", "dcnviz"):
-        raise CheckpointError(f"reading {format} files needs dcnviz.importers, which this installation lacks")
-    loaded = load_model(path)
-    cw = from_model(loaded.model)
-    cw.warnings.extend(loaded.warnings)
-    if names_path:
-        names = _read_names(names_path)
-        if len(names) != len(cw.blocks):
-            raise ConfigError(f"{names_path} names {len(names)} features, but the model has {len(cw.blocks)}")
-        new = []
-        for b, n in zip(cw.blocks, names, strict=True):
-            if isinstance(n, dict):
-                if int(n.get("width", b.width)) != b.width:
-                    raise ConfigError(f"feature {n.get('name')!r} has width {b.width} in the model; names say {n}")
-                n = n.get("name")
-            new.append(Block(str(n), b.start, b.stop, b.kind))
-        cw.blocks = new
-    return cw
-
-
-def _read_names(path: str) -> list[Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"no names file at {path!r}")
-    try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path} is not a JSON list of names: {e}") from None
-    if not isinstance(obj, list) or not all(isinstance(n, str | dict) for n in obj):
-        raise ConfigError(f'{path} must hold ["name", ...] or [{{"name": str, "width": int}}, ...]')
-    return obj
+    return load_cross_weights(path, format=format, names=names)
 
 
 # ------------------------------------------------------------------------------------------ JSON
