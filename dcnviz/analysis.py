@@ -774,33 +774,37 @@ class ModelAnalysis:
         return unique_labels([b.name for b in self.blocks])
 
 
-def analyze(
+def analyze_layer(
     cw: CrossModelWeights,
+    index: int,
     *,
     tolerances: Iterable[float] = DEFAULT_TOLERANCES,
     energy: float = DEFAULT_ENERGY,
     suggest_tolerance: float = DEFAULT_SUGGEST_TOLERANCE,
-    gate_weights: Sequence[np.ndarray | None] | None = None,
+    gate_weights: np.ndarray | Sequence[float] | None = None,
     gate_label: str = "",
     experts: bool = True,
-) -> ModelAnalysis:
-    """Block norms and spectra of every cross layer (and every expert) of a model in common form.
+) -> LayerAnalysis:
+    """Block norms and spectrum of one cross layer (and each of its experts), against its initial matrix.
 
-    ``gate_weights``: per layer, E_x[G(x_l)] from :func:`mean_gates` (None entries for non-mixture
-    layers); without it a mixture layer is the mean of its experts (uniform gates). Initial matrices
-    come from ``cw.initial_layers`` when present (always uniform for mixtures).
+    Computes only this layer, so a page showing one layer at a time pays for one layer's SVDs.
+    ``gate_weights``: this layer's E_x[G(x_l)] (K,) from :func:`mean_gates`; without it a mixture
+    layer is the mean of its experts (uniform gates). The initial matrix comes from
+    ``cw.initial_layers`` when present (the uniform mean for mixtures).
     """
     tols = check_tolerances(tolerances)
     share = check_share(energy)
     check_tolerance(suggest_tolerance)
+    if not (0 <= index < len(cw.layers)):
+        raise ConfigError(f"layer index must be in [0, {len(cw.layers)}); got index={index}")
     blocks = tuple(cw.blocks)
     block_bounds(blocks, cw.d)
     initial = cw.initial_layers
     if initial is not None and len(initial) != len(cw.layers):
         raise CheckpointError(f"{len(initial)} initial layers for {len(cw.layers)} cross layers")
-    if gate_weights is not None and len(gate_weights) != len(cw.layers):
-        raise ConfigError(f"{len(gate_weights)} gate-weight entries for {len(cw.layers)} cross layers")
-    out = []
+    layer = cw.layers[index]
+    if layer.d != cw.d:
+        raise CheckpointError(f"cross layer {index} has width {layer.d}, but x0 has width {cw.d}")
 
     def one(m: LayerMatrix, m0: LayerMatrix | None) -> tuple[np.ndarray, Spectrum]:
         sp = spectrum(
@@ -814,30 +818,62 @@ def analyze(
         )
         return block_norms(m.weight, blocks, "raw"), sp
 
-    for i, layer in enumerate(cw.layers):
-        if layer.d != cw.d:
-            raise CheckpointError(f"cross layer {i} has width {layer.d}, but x0 has width {cw.d}")
-        g = None if gate_weights is None else gate_weights[i]
-        m = layer_matrix(layer, i, gate_weights=g, gate_label=gate_label)
-        m0 = layer_matrix(initial[i], i) if initial is not None else None
-        norms, sp = one(m, m0)
-        ex: list[MatrixAnalysis] = []
-        if experts and layer.kind == "mixture":
-            init_experts = expert_matrices(initial[i], i) if initial is not None else []
-            for k, e in enumerate(expert_matrices(layer, i)):
-                e0 = init_experts[k] if k < len(init_experts) else None
-                en, es = one(e, e0)
-                ex.append(MatrixAnalysis(matrix=e, block_norms=en, spectrum=es, blocks=blocks))
-        out.append(LayerAnalysis(matrix=m, block_norms=norms, spectrum=sp, blocks=blocks, experts=tuple(ex)))
+    m = layer_matrix(layer, index, gate_weights=gate_weights, gate_label=gate_label)
+    m0 = layer_matrix(initial[index], index) if initial is not None else None
+    norms, sp = one(m, m0)
+    ex: list[MatrixAnalysis] = []
+    if experts and layer.kind == "mixture":
+        init_experts = expert_matrices(initial[index], index) if initial is not None else []
+        for k, e in enumerate(expert_matrices(layer, index)):
+            e0 = init_experts[k] if k < len(init_experts) else None
+            en, es = one(e, e0)
+            ex.append(MatrixAnalysis(matrix=e, block_norms=en, spectrum=es, blocks=blocks))
+    return LayerAnalysis(matrix=m, block_norms=norms, spectrum=sp, blocks=blocks, experts=tuple(ex))
+
+
+def analyze(
+    cw: CrossModelWeights,
+    *,
+    tolerances: Iterable[float] = DEFAULT_TOLERANCES,
+    energy: float = DEFAULT_ENERGY,
+    suggest_tolerance: float = DEFAULT_SUGGEST_TOLERANCE,
+    gate_weights: Sequence[np.ndarray | None] | None = None,
+    gate_label: str = "",
+    experts: bool = True,
+) -> ModelAnalysis:
+    """Block norms and spectra of every cross layer (and every expert) of a model in common form.
+
+    ``gate_weights``: per layer, E_x[G(x_l)] from :func:`mean_gates` (None entries for non-mixture
+    layers). See :func:`analyze_layer` for one layer at a time.
+    """
+    tols = check_tolerances(tolerances)
+    share = check_share(energy)
+    blocks = tuple(cw.blocks)
+    block_bounds(blocks, cw.d)
+    if gate_weights is not None and len(gate_weights) != len(cw.layers):
+        raise ConfigError(f"{len(gate_weights)} gate-weight entries for {len(cw.layers)} cross layers")
+    layers = tuple(
+        analyze_layer(
+            cw,
+            i,
+            tolerances=tols,
+            energy=share,
+            suggest_tolerance=suggest_tolerance,
+            gate_weights=None if gate_weights is None else gate_weights[i],
+            gate_label=gate_label,
+            experts=experts,
+        )
+        for i in range(len(cw.layers))
+    )
     return ModelAnalysis(
         format=cw.format,
         detected=cw.detected,
         d=cw.d,
         blocks=blocks,
-        layers=tuple(out),
+        layers=layers,
         tolerances=tols,
         energy=share,
-        init_label=cw.init_label if initial is not None else "",
+        init_label=cw.init_label if cw.initial_layers is not None else "",
         warnings=tuple(cw.warnings),
     )
 

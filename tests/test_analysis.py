@@ -402,3 +402,15 @@ def test_block_norm_difference_and_spectrum_difference():
     np.testing.assert_allclose(sd.normalized_diff[:1], [0.0])
     rd = A.rank_difference(sa, sb)
     assert rd.to_dict("records") == [{"tolerance": 0.5, "rank_a": 3, "rank_b": 1, "diff": -2}]
+
+
+def test_analyze_layer_is_one_layer_of_analyze():
+    torch.manual_seed(0)
+    cw = from_model(DCNModel(SPEC, ModelConfig(model="dcn-mix", rank=1, experts=2, hidden=(4,))))
+    whole = A.analyze(cw)
+    one = A.analyze_layer(cw, 1)
+    np.testing.assert_array_equal(one.block_norms, whole.layers[1].block_norms)
+    np.testing.assert_array_equal(one.spectrum.singular_values, whole.layers[1].spectrum.singular_values)
+    assert len(one.experts) == 2 and A.analyze_layer(cw, 1, experts=False).experts == ()
+    with pytest.raises(ConfigError, match="layer index"):
+        A.analyze_layer(cw, 2)
