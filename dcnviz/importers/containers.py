@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,7 +91,9 @@ def _read_zip(data: bytes, *, max_bytes: int) -> TensorFile:
 
 def _read_torch(data: bytes, *, max_bytes: int) -> TensorFile:
     try:
-        obj = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            obj = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError:
         # weights_only refused a global (a pickled object): read tensors only, running nothing.
         result = safe_pickle.load_torch_zip(data, max_bytes=max_bytes)
