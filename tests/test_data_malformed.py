@@ -1,0 +1,226 @@
+"""Malformed data files (issue 7): each kind raises DataFormatError naming the file and the line."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dcnviz.data import DataOptions, load_ml1m, load_ml100k, load_splits
+from dcnviz.errors import DataFormatError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "data"
+
+
+@pytest.fixture
+def ml1m(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(FIXTURES / "ml-1m-tiny", tmp_path / "ml-1m"))
+
+
+@pytest.fixture
+def ml100k(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(FIXTURES / "ml-100k-tiny", tmp_path / "ml-100k"))
+
+
+def _edit_line(path: Path, line_no: int, new: str) -> None:
+    lines = path.read_text(encoding="latin-1").splitlines()
+    lines[line_no - 1] = new
+    path.write_text("\n".join(lines) + "\n", encoding="latin-1")
+
+
+def _raises(folder: Path, match: str, loader=load_ml1m) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(DataFormatError, match=match):
+        loader(folder)
+
+
+# ---------------------------------------------------------------------------------------------- ML-1M
+
+
+def test_wrong_separator(ml1m: Path) -> None:
+    p = ml1m / "ratings.dat"
+    p.write_text(p.read_text().replace("::", "\t"))
+    _raises(
+        ml1m,
+        re.escape(f"{p} line 1: expected 4 fields separated by '::' (UserID::MovieID::Rating::Timestamp), found 1")
+        + r" — the line uses TAB; the separator must be '::'",
+    )
+
+
+def test_wrong_separator_users(ml1m: Path) -> None:
+    p = ml1m / "users.dat"
+    p.write_text(p.read_text().replace("::", ","))
+    _raises(ml1m, re.escape(f"{p} line 1: expected 5 fields separated by '::'") + r".*found 1 — the line uses ','")
+
+
+def test_missing_column(ml1m: Path) -> None:
+    p = ml1m / "users.dat"
+    _edit_line(p, 3, "3::M::25::15")  # zip code missing
+    _raises(
+        ml1m,
+        re.escape(
+            f"{p} line 3: expected 5 fields separated by '::' (UserID::Gender::Age::Occupation::Zip-code), found 4"
+        ),
+    )
+
+
+def test_missing_column_in_ratings(ml1m: Path) -> None:
+    p = ml1m / "ratings.dat"
+    _edit_line(p, 7, "1::2::4")
+    _raises(ml1m, re.escape(f"{p} line 7: expected 4 fields separated by '::'") + r".*found 3: '1::2::4'")
+
+
+def test_extra_column_in_ratings(ml1m: Path) -> None:
+    p = ml1m / "ratings.dat"
+    _edit_line(p, 12, "1::2::4::978300000::9")
+    _raises(ml1m, re.escape(f"{p} line 12: expected 4 fields") + r".*found 5")
+
+
+def test_non_numeric_rating(ml1m: Path) -> None:
+    p = ml1m / "ratings.dat"
+    _edit_line(p, 5, "5::6::five::978300004")
+    _raises(ml1m, re.escape(f"{p} line 5: Rating must be an integer; got 'five'"))
+
+
+def test_rating_out_of_range(ml1m: Path) -> None:
+    p = ml1m / "ratings.dat"
+    _edit_line(p, 9, "5::6::7::978300004")
+    _raises(ml1m, re.escape(f"{p} line 9: Rating must be 1..5; got 7"))
+
+
+def test_line_numbers_count_blank_lines(ml1m: Path) -> None:
+    p = ml1m / "ratings.dat"
+    lines = p.read_text().splitlines()
+    lines.insert(2, "")  # a blank line 3 is skipped, but counted
+    lines[9] = "5::6::0::978300004"  # now line 10
+    p.write_text("\n".join(lines) + "\n")
+    _raises(ml1m, re.escape(f"{p} line 10: Rating must be 1..5; got 0"))
+
+
+def test_non_numeric_user_id(ml1m: Path) -> None:
+    p = ml1m / "users.dat"
+    _edit_line(p, 2, "two::M::56::16::70072")
+    _raises(ml1m, re.escape(f"{p} line 2: UserID must be an integer; got 'two'"))
+
+
+def test_empty_file(ml1m: Path) -> None:
+    p = ml1m / "ratings.dat"
+    p.write_bytes(b"")
+    _raises(ml1m, re.escape(f"{p} is empty"))
+
+
+def test_blank_only_file(ml1m: Path) -> None:
+    p = ml1m / "movies.dat"
+    p.write_bytes(b"\n\n  \n")
+    _raises(ml1m, re.escape(f"{p} is empty"))
+
+
+def test_bad_encoding_utf16(ml1m: Path) -> None:
+    p = ml1m / "movies.dat"
+    p.write_bytes(p.read_text(encoding="latin-1").encode("utf-16"))
+    _raises(ml1m, re.escape(f"{p} line 1: contains a NUL byte; this is not a latin-1 text file (saved as UTF-16"))
+
+
+def test_binary_garbage(ml1m: Path) -> None:
+    p = ml1m / "ratings.dat"
+    p.write_bytes(b"1::1::5::978300000\n2::1::4::97\x00\x01\x02\n")
+    _raises(ml1m, re.escape(f"{p} line 2: contains a NUL byte"))
+
+
+def test_user_missing_from_users_dat(ml1m: Path) -> None:
+    p = ml1m / "ratings.dat"
+    _edit_line(p, 4, "99::2::4::978300003")
+    _raises(ml1m, re.escape(f"{p} line 4: UserID 99 does not appear in users.dat (1 rating(s) refer to unknown ids)"))
+
+
+def test_movie_missing_from_movies_dat(ml1m: Path) -> None:
+    p = ml1m / "ratings.dat"
+    _edit_line(p, 6, "1::4242::4::978300003")
+    _raises(ml1m, re.escape(f"{p} line 6: MovieID 4242 does not appear in movies.dat"))
+
+
+def test_duplicate_user(ml1m: Path) -> None:
+    p = ml1m / "users.dat"
+    _edit_line(p, 4, "2::M::45::7::02460")
+    _raises(ml1m, re.escape(f"{p} line 4: UserID 2 appears twice"))
+
+
+def test_bad_gender_and_age(ml1m: Path) -> None:
+    p = ml1m / "users.dat"
+    _edit_line(p, 2, "2::X::56::16::70072")
+    _raises(ml1m, re.escape(f"{p} line 2: Gender must be F or M; got 'X'"))
+    _edit_line(p, 2, "2::M::30::16::70072")
+    _raises(ml1m, re.escape(f"{p} line 2: Age must be one of the groups (1, 18, 25, 35, 45, 50, 56); got 30"))
+
+
+def test_missing_file_named(ml1m: Path) -> None:
+    (ml1m / "movies.dat").unlink()
+    _raises(
+        ml1m,
+        re.escape(
+            f"data folder {ml1m} has no movies.dat; MovieLens-1M expects the files ratings.dat, users.dat, movies.dat"
+        ),
+    )
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    _raises(tmp_path / "nope", re.escape(f"data folder {tmp_path / 'nope'} does not exist"))
+
+
+def test_crlf_line_endings_load(ml1m: Path) -> None:
+    for f in ("ratings.dat", "users.dat", "movies.dat"):
+        p = ml1m / f
+        p.write_bytes(p.read_bytes().replace(b"\n", b"\r\n"))
+    t = load_ml1m(ml1m)
+    assert len(t.frame) == 24 and set(t.frame["zip"]) >= {"55455-1234"}  # no stray '\r' in the last field
+
+
+def test_load_splits_surfaces_the_same_error(ml1m: Path) -> None:
+    _edit_line(ml1m / "ratings.dat", 2, "oops")
+    with pytest.raises(DataFormatError, match=r"ratings\.dat line 2: expected 4 fields"):
+        load_splits(DataOptions(source="ml-1m", data_dir=str(ml1m)))
+
+
+# ---------------------------------------------------------------------------------------------- ML-100K
+
+
+def test_100k_wrong_separator(ml100k: Path) -> None:
+    p = ml100k / "u.data"
+    p.write_text(p.read_text().replace("\t", "::"))
+    _raises(ml100k, re.escape(f"{p} line 1: expected 4 fields separated by TAB") + r".*the line uses '::'", load_ml100k)
+
+
+def test_100k_item_missing_columns(ml100k: Path) -> None:
+    p = ml100k / "u.item"
+    lines = p.read_text(encoding="latin-1").splitlines()
+    _edit_line(p, 2, lines[1].rsplit("|", 3)[0])  # three genre flags cut off
+    _raises(ml100k, re.escape(f"{p} line 2: expected 24 fields separated by '|'") + r".*found 21", load_ml100k)
+
+
+def test_100k_bad_genre_flag(ml100k: Path) -> None:
+    p = ml100k / "u.item"
+    lines = p.read_text(encoding="latin-1").splitlines()
+    _edit_line(p, 5, lines[4][:-1] + "x")
+    _raises(ml100k, re.escape(f"{p} line 5: the 19 genre columns must be 0 or 1"), load_ml100k)
+
+
+def test_100k_non_numeric_age(ml100k: Path) -> None:
+    p = ml100k / "u.user"
+    _edit_line(p, 3, "3|seventeen|M|student|E2A4H")
+    _raises(ml100k, re.escape(f"{p} line 3: age must be an integer; got 'seventeen'"), load_ml100k)
+
+
+def test_100k_unknown_item(ml100k: Path) -> None:
+    p = ml100k / "u.data"
+    _edit_line(p, 8, "1\t77\t4\t881250999")
+    _raises(ml100k, re.escape(f"{p} line 8: item id 77 does not appear in u.item"), load_ml100k)
+
+
+def test_100k_missing_file(ml100k: Path) -> None:
+    (ml100k / "u.user").unlink()
+    _raises(
+        ml100k,
+        re.escape(f"data folder {ml100k} has no u.user; MovieLens-100K expects the files u.data, u.user, u.item"),
+        load_ml100k,
+    )
