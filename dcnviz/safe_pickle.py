@@ -25,6 +25,7 @@ records and dicts as :class:`SafeDict` until the pickle is done, so BUILD cannot
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import math
 import pickle
@@ -210,6 +211,11 @@ class RestrictedUnpickler(pickle.Unpickler):
             return getattr(self, allowed)
         if allowed is not None:
             return allowed
+        # protocol-2 pickles use Python 2 names (__builtin__.exec, commands.Popen): say the Python 3 ones
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        else:
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         qual = f"{module}.{name}"
         if qual not in self.refused:
             self.refused.append(qual)
@@ -229,6 +235,11 @@ class RestrictedUnpickler(pickle.Unpickler):
                 raise CheckpointError(f"storage {key!r} is referenced with two different types or sizes")
             return cached
         expected = numel * storage_type.itemsize
+        if expected > self._archive.budget:
+            raise CheckpointError(
+                f"storage {key!r} claims {numel} elements ({expected} bytes), over the "
+                f"{self._archive.budget}-byte read budget left"
+            )
         data = self._archive.read(f"data/{key}", limit=expected)
         if len(data) != expected:
             raise CheckpointError(
@@ -314,14 +325,18 @@ class _Archive:
         self.budget = max_bytes  # bytes still allowed to be read (storages and data.pkl together)
 
     def read(self, name: str, *, limit: int) -> bytes:
+        """Read record ``<root>/<name>``: at most ``limit + 1`` bytes, and never past the read budget."""
         full = self.root + name
         if full not in self.names:
             raise CheckpointError(f"the archive has no record {full!r}")
-        if limit > self.budget:
-            raise CheckpointError(f"record {full!r} would exceed the {self.budget}-byte read budget")
+        size = self.zf.getinfo(full).file_size
+        if min(size, limit) > self.budget:
+            raise CheckpointError(
+                f"record {full!r} ({size} bytes) is over the remaining {self.budget}-byte read budget"
+            )
         try:
             with self.zf.open(full) as f:
-                out = f.read(limit + 1)
+                out = f.read(min(limit, self.budget) + 1)
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as e:
             raise CheckpointError(f"cannot read {full!r} from the archive: {e}") from None
         self.budget -= len(out)

@@ -1,0 +1,275 @@
+"""No code execution on load (issue 7): pickled payloads in torch files never run.
+
+Each payload file is first shown to be *live* — an unrestricted ``torch.load(weights_only=False)`` in
+a child process does create the marker file — so that a passing test here means dcnviz's loader
+stopped it, not that the payload was broken. Then dcnviz loads the same bytes, the marker must not
+exist, and the tensors of the state dict still come out (or the file is refused cleanly).
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dcnviz import safe_pickle
+from dcnviz.errors import CheckpointError
+from dcnviz.importers import load_cross_weights
+from dcnviz.importers.containers import read_tensor_file
+
+PEERS = Path(__file__).parent / "fixtures" / "peers"
+MAX = 1 << 26
+
+
+class SystemPayload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, (f"touch {self.marker}",))
+
+
+class ExecPayload(SystemPayload):
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (builtins.exec, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+class PopenPayload(SystemPayload):
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (subprocess.Popen, (["touch", str(self.marker)],))
+
+
+class BuildPayload(SystemPayload):
+    """REDUCE to an allowed-looking container, then BUILD with a state whose creation runs a command."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (dict, (), {"x": SystemPayload(self.marker)})
+
+
+PAYLOADS = {"os.system": SystemPayload, "builtins.exec": ExecPayload, "subprocess.Popen": PopenPayload}
+
+
+def deepctr_state() -> dict:
+    return torch.load(PEERS / "deepctr_dcn_matrix.pt", weights_only=True)
+
+
+def torch_bytes(obj: object, protocol: int = 2) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf, pickle_protocol=protocol)
+    return buf.getvalue()
+
+
+def payload_runs_unrestricted(data: bytes, marker: Path, tmp_path: Path) -> bool:
+    """Load with plain torch.load(weights_only=False) in a child process; did the payload fire?"""
+    f = tmp_path / "live.pt"
+    f.write_bytes(data)
+    code = f"import time, torch\ntorch.load({str(f)!r}, weights_only=False)\ntime.sleep(0.5)\n"
+    subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, check=False)
+    fired = marker.exists()
+    if fired:
+        marker.unlink()
+    return fired
+
+
+def layouts(payload: object) -> dict[str, object]:
+    sd = deepctr_state()
+    return {
+        "top-level": {**sd, "evil": payload},
+        "nested": {"state_dict": sd, "meta": {"notes": [1, {"deep": payload}]}},
+        "recbole-shaped": {
+            "config": payload,
+            "epoch": 3,
+            "cur_step": 0,
+            "best_valid_score": 0.5,
+            "state_dict": sd,
+            "other_parameter": {"p": payload},
+            "optimizer": {"state": {}, "param_groups": [{"lr": 0.001, "hook": payload}]},
+        },
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(PAYLOADS))
+@pytest.mark.parametrize("where", ["top-level", "nested", "recbole-shaped"])
+def test_payload_never_runs_and_tensors_come_out(tmp_path, kind, where):
+    marker = tmp_path / "pwned"
+    data = torch_bytes(layouts(PAYLOADS[kind](marker))[where], protocol=4 if where == "recbole-shaped" else 2)
+    if where == "top-level":  # prove once per payload kind that it is live (spawning a process is slow)
+        assert payload_runs_unrestricted(data, marker, tmp_path), "the test payload itself is broken"
+    cw = load_cross_weights(data)
+    assert not marker.exists()
+    ref = load_cross_weights(PEERS / "deepctr_dcn_matrix.pt")
+    assert cw.format == "deepctr" and [b.name for b in cw.blocks] == ["user", "movie", "dense"]
+    for a, b in zip(cw.layers, ref.layers, strict=True):
+        np.testing.assert_array_equal(a.W, b.W)
+    assert "restricted unpickler" in cw.detected
+    refused = " ".join(cw.warnings)
+    assert {"os.system": "posix.system", "builtins.exec": "builtins.exec", "subprocess.Popen": "subprocess.Popen"}[
+        kind
+    ] in refused
+    assert not marker.exists()
+
+
+def test_build_state_payload_is_inert(tmp_path):
+    marker = tmp_path / "pwned"
+    data = torch_bytes({**deepctr_state(), "b": BuildPayload(marker)})
+    assert load_cross_weights(data).format == "deepctr"
+    assert not marker.exists()
+
+
+def test_posix_system_via_handwritten_reduce(tmp_path):
+    """A pickle written by hand (GLOBAL 'posix system' + REDUCE) inside a real torch archive."""
+    marker = tmp_path / "pwned"
+    base = torch_bytes(deepctr_state())
+    zin = zipfile.ZipFile(io.BytesIO(base))
+    pkl_name = next(n for n in zin.namelist() if n.endswith("data.pkl"))
+    pkl = zin.read(pkl_name)
+    evil = b"cposix\nsystem\n(X" + len(f"touch {marker}").to_bytes(4, "little") + f"touch {marker}".encode() + b"tR"
+    # splice the payload in as the value of an extra key: '}' dict ... we wrap: (payload, original_root) tuple
+    assert pkl.startswith(b"\x80\x02") and pkl.endswith(b".")
+    wrapped = b"\x80\x02" + evil + b"0" + pkl[2:]  # run payload (REDUCE), POP it, then the original pickle
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info, wrapped if info.filename == pkl_name else zin.read(info))
+    data = out.getvalue()
+    assert payload_runs_unrestricted(data, marker, tmp_path)
+    cw = load_cross_weights(data)
+    assert cw.format == "deepctr" and not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_recbole_checkpoint_fixture_reads_tensor_only():
+    data = (PEERS / "recbole_dcnv2_checkpoint.pth").read_bytes()
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(io.BytesIO(data), weights_only=True)  # why the restricted reader exists
+    result = safe_pickle.load_torch_zip(data, max_bytes=MAX)
+    assert "recbole.config.configurator.Config" in result.refused_globals
+    assert isinstance(result.root["config"], safe_pickle.Inert)
+    tf = read_tensor_file(data, max_bytes=MAX)
+    assert "cross_layer_w.0" in tf.tensors and "'config' (a pickled recbole.config.configurator.Config" in tf.notes[1]
+
+
+def test_never_imports_refused_modules():
+    """Refused globals are not even imported: a module that does not exist gives a placeholder, no error."""
+    body = b"\x80\x02}X\x01\x00\x00\x00acno_such_module_xyz\nEvil\n)Rs."
+    archive = _archive(body, {})
+    result = safe_pickle.load_torch_zip(archive, max_bytes=MAX)
+    assert result.refused_globals == ["no_such_module_xyz.Evil"]
+    assert "no_such_module_xyz" not in sys.modules
+
+
+# --- hand-made archives: bounds ----------------------------------------------------------------
+def _archive(pkl: bytes, records: dict[str, bytes], byteorder: bytes = b"little", compress: int = 0) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compress) as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/byteorder", byteorder)
+        z.writestr("archive/version", b"3\n")
+        for k, v in records.items():
+            z.writestr(f"archive/data/{k}", v)
+    return out.getvalue()
+
+
+def _raw_tensor_pickle(numel: int, size: tuple[int, ...], stride: tuple[int, ...], offset: int = 0) -> bytes:
+    """Hand-assembled protocol-2 pickle of {'w': tensor} exactly as torch.save writes one."""
+
+    def tup(items: list[bytes]) -> bytes:
+        return b"(" + b"".join(items) + b"t"
+
+    def i(n: int) -> bytes:
+        if -(1 << 31) <= n < 1 << 31:
+            return b"J" + n.to_bytes(4, "little", signed=True)
+        raw = pickle.encode_long(n)  # type: ignore[attr-defined]
+        return b"\x8a" + bytes([len(raw)]) + raw  # LONG1
+
+    def s(text: str) -> bytes:
+        return b"X" + len(text).to_bytes(4, "little") + text.encode()
+
+    pid = tup([s("storage"), b"ctorch\nFloatStorage\n", s("0"), s("cpu"), i(numel)]) + b"Q"
+    args = tup([pid, i(offset), tup([i(n) for n in size]), tup([i(n) for n in stride]), b"\x89", b"}"])
+    return b"\x80\x02}" + s("w") + b"ctorch._utils\n_rebuild_tensor_v2\n" + args + b"Rs."
+
+
+def test_handmade_archive_reads():
+    data = _archive(_raw_tensor_pickle(6, (2, 3), (3, 1)), {"0": np.arange(6, dtype="<f4").tobytes()})
+    result = safe_pickle.load_torch_zip(data, max_bytes=MAX)
+    np.testing.assert_array_equal(result.root["w"].tensor.numpy(), np.arange(6).reshape(2, 3))
+    # a transposed view (stride (1, 2)) comes out as the view, not the raw storage
+    data = _archive(_raw_tensor_pickle(6, (3, 2), (1, 3)), {"0": np.arange(6, dtype="<f4").tobytes()})
+    t = safe_pickle.load_torch_zip(data, max_bytes=MAX).root["w"].tensor
+    np.testing.assert_array_equal(t.numpy(), np.arange(6).reshape(2, 3).T)
+
+
+@pytest.mark.parametrize(
+    ("pkl", "records", "message"),
+    [
+        (_raw_tensor_pickle(1 << 40, (4,), (1,)), {"0": b"\0" * 16}, "over the"),  # storage claims 4 TiB
+        (_raw_tensor_pickle(4, (4,), (1,)), {"0": b"\0" * 8}, "should hold 4 FloatStorage elements"),
+        (_raw_tensor_pickle(4, (3, 3), (3, 1)), {"0": b"\0" * 16}, "past the end of its 4-element storage"),
+        (_raw_tensor_pickle(4, (1 << 20, 1 << 20), (0, 0)), {"0": b"\0" * 16}, "over what is left of the load budget"),
+        (_raw_tensor_pickle(4, (2,), (1,), offset=-1), {"0": b"\0" * 16}, "offset must be an int >= 0"),
+        (_raw_tensor_pickle(4, (2,), (1,)), {}, "has no record 'archive/data/0'"),
+    ],
+)
+def test_storage_bounds(pkl, records, message):
+    with pytest.raises(CheckpointError, match=message):
+        safe_pickle.load_torch_zip(_archive(pkl, records), max_bytes=MAX)
+
+
+def test_big_endian_archives_are_refused():
+    data = _archive(_raw_tensor_pickle(1, (1,), (1,)), {"0": b"\0" * 4}, byteorder=b"big")
+    with pytest.raises(CheckpointError, match="byte order is 'big'"):
+        safe_pickle.load_torch_zip(data, max_bytes=MAX)
+
+
+def test_decompression_bomb_is_refused_before_inflating():
+    bomb = _archive(b"\x80\x02}.", {"0": b"\0" * (64 << 20)}, compress=zipfile.ZIP_DEFLATED)
+    assert len(bomb) < 1 << 20
+    with pytest.raises(CheckpointError, match="decompression bomb"):
+        safe_pickle.load_torch_zip(bomb, max_bytes=1 << 30)
+    with pytest.raises(CheckpointError, match="decompression bomb"):
+        load_cross_weights(bomb)
+    with pytest.raises(CheckpointError, match="unpacks to .* over the 1000-byte limit"):
+        safe_pickle.load_torch_zip(_archive(b"\x80\x02}.", {"0": b"\1" * 2000}), max_bytes=1000)
+
+
+def test_deep_nesting_is_bounded():
+    n = 200_000
+    deep = b"\x80\x02" + b"]" * n + b"a" * (n - 1) + b"."  # 200k nested lists, built without recursion
+    with pytest.raises(CheckpointError, match="not a state dict"):
+        load_cross_weights(_archive(deep, {}))
+
+
+def test_malformed_pickles_give_checkpoint_errors():
+    for pkl in (b"\x80\x02}X\x01\x00\x00\x00a", b"garbage", b"\x80\x02(]\x86."):
+        data = _archive(pkl, {})
+        with pytest.raises(CheckpointError):
+            safe_pickle.load_torch_zip(data, max_bytes=MAX)
+    with pytest.raises(CheckpointError, match="unsupported persistent id"):
+        safe_pickle.load_torch_zip(_archive(b"\x80\x02X\x03\x00\x00\x00abcQ.", {}), max_bytes=MAX)
+
+
+def test_legacy_and_bare_pickles_are_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    legacy = io.BytesIO()
+    torch.save(deepctr_state(), legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match=r"legacy \(non-zip\) torch file.*torch.save\(model.state_dict\(\)"):
+        load_cross_weights(legacy.getvalue())
+    bare = pickle.dumps({"w": SystemPayload(marker)})
+    with pytest.raises(CheckpointError, match="bare pickle"):
+        load_cross_weights(bare)
+    assert not marker.exists()
+
+
+def test_single_tensor_file_is_refused():
+    with pytest.raises(CheckpointError, match="a single tensor, not a state dict"):
+        load_cross_weights(torch_bytes(torch.zeros(3)))
