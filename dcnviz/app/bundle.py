@@ -1,0 +1,295 @@
+"""Any model file → one :class:`ModelBundle`: its cross weights in common form plus what the file says.
+
+Plain Python (no Streamlit), shared by the app's pages, its HTML report and notebook users. A dcnviz
+model file (safetensors with ``format=dcnviz`` metadata) is read by :func:`dcnviz.checkpoint.load_model`
+so that its FeatureSpec, model config, training recipe, metrics and history reach the model card;
+every other file goes through :func:`dcnviz.importers.load_cross_weights` (format detected from the
+keys, or forced). Nothing is unpickled or executed: both readers guarantee it. Every failure a file can
+cause is a :class:`~dcnviz.errors.DcnvizError` with a message naming what is wrong.
+
+The card tables (:func:`architecture_table`, :func:`feature_table`, :func:`layer_table`,
+:func:`recipe_table`, :func:`metrics_table`) hold only strings in their ``value`` columns, so any
+table viewer (Streamlit's Arrow-based one included) shows them as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from dcnviz.checkpoint import DEFAULT_MAX_FILE_BYTES, is_dcnviz_file, load_model, parse_safetensors_header
+from dcnviz.errors import CheckpointError
+from dcnviz.importers import LIBRARY_NAMES, load_cross_weights
+from dcnviz.importers.names import apply_names
+from dcnviz.model import ModelConfig
+from dcnviz.spec import FeatureSpec
+from dcnviz.weights import CrossModelWeights, from_model
+
+KIND_NAMES = {
+    "full": "full rank (Eq. 1)",
+    "lowrank": "low rank (Eq. 2)",
+    "mixture": "mixture of low-rank experts (Eq. 3/4)",
+    "vector": "DCN-V1 vector (W = 1 wᵀ)",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class ModelBundle:
+    """A loaded model file: cross weights in common form and everything the file said about the model.
+
+    Shared between sessions by the app's cache: treat it as read-only.
+    """
+
+    weights: CrossModelWeights  # cross layers in paper orientation, with feature blocks
+    format: str  # dcnviz | torchrec | deepctr | fuxictr | recbole | tfrs
+    detected: str  # what was found, e.g. "DeepCTR-Torch DCNMix: 2 layers, K=4 experts, r=8, d=40"
+    sha256: str  # of the file's bytes
+    size: int  # file size in bytes
+    filename: str = ""  # the file's name (display only)
+    spec: FeatureSpec | None = None  # dcnviz files: the FeatureSpec
+    config: ModelConfig | None = None  # dcnviz files: the architecture
+    meta: Mapping[str, Any] = field(default_factory=dict)  # dcnviz files: train config, metrics, history, data info
+    dense_params: int | None = None  # dcnviz files: parameters excluding embedding tables (Table 6's count)
+    warnings: tuple[str, ...] = ()  # e.g. NaN weights, unsure feature order
+
+    @property
+    def library(self) -> str:
+        return LIBRARY_NAMES.get(self.format, self.format)
+
+    @property
+    def names(self) -> list[str]:
+        """Feature (block) names in x0 order."""
+        return [b.name for b in self.weights.blocks]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.weights.layers)
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        h = self.meta.get("history") if self.meta else None
+        return [r for r in h if isinstance(r, dict)] if isinstance(h, list) else []
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _dcnviz_metadata(data: bytes) -> bool:
+    """True when ``data`` is safetensors whose metadata says ``format=dcnviz`` (header checks only)."""
+    try:
+        _, metadata = parse_safetensors_header(data)
+    except CheckpointError:
+        return False
+    return is_dcnviz_file(metadata)
+
+
+def load_bundle(
+    data: bytes,
+    *,
+    format: str = "auto",
+    names: Sequence[Any] | None = None,
+    filename: str = "",
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+) -> ModelBundle:
+    """Read a model file's bytes: a dcnviz file, or a peer library's state dict (see module docstring).
+
+    Args:
+        data: the file's bytes.
+        format: ``auto`` or one of :data:`dcnviz.importers.FORMATS` to force a layout.
+        names: feature names (``["a", ...]``) or ``[{"name", "width"}, ...]`` for the x0 blocks, e.g.
+            from :func:`dcnviz.importers.read_names_file`.
+        filename: used in messages and on the card only.
+        max_bytes: larger files are refused.
+
+    Raises:
+        DcnvizError: the file is unreadable, hostile, of another format than forced, or ``names`` do
+        not fit x0 (the message says which).
+    """
+    if len(data) > max_bytes:
+        raise CheckpointError(f"{filename or 'the file'} is {len(data):,} bytes, over the {max_bytes:,}-byte limit")
+    sha = sha256_of(data)
+    names_list = list(names) if names else None
+    if format in ("auto", "dcnviz") and _dcnviz_metadata(data):
+        loaded = load_model(data, max_bytes=max_bytes)
+        cw = from_model(loaded.model)
+        if names_list:
+            cw.blocks = apply_names(cw.blocks, cw.d, names_list)
+        return ModelBundle(
+            weights=cw,
+            format="dcnviz",
+            detected=cw.detected,
+            sha256=sha,
+            size=len(data),
+            filename=filename,
+            spec=loaded.spec,
+            config=loaded.config,
+            meta=dict(loaded.meta),
+            dense_params=loaded.model.dense_param_count(),
+            warnings=tuple(loaded.warnings) + tuple(cw.warnings),
+        )
+    cw = load_cross_weights(data, format=format, names=names_list, filename=filename or None, max_bytes=max_bytes)
+    return ModelBundle(
+        weights=cw,
+        format=cw.format,
+        detected=cw.detected,
+        sha256=sha,
+        size=len(data),
+        filename=filename,
+        warnings=tuple(cw.warnings),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The model card
+
+
+def _text(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.6g}" if math.isfinite(v) else str(v)
+    if isinstance(v, list | tuple):
+        return ", ".join(_text(x) for x in v) if v else "—"
+    if isinstance(v, dict):
+        return json.dumps(v, sort_keys=True, default=str)
+    return str(v)
+
+
+def _table(rows: Sequence[tuple[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame({"property": [r[0] for r in rows], "value": [_text(r[1]) for r in rows]})
+
+
+def _flatten(obj: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.extend(_flatten(v, key + "."))
+        else:
+            out.append((key, v))
+    return out
+
+
+def architecture_table(b: ModelBundle) -> pd.DataFrame:
+    """Architecture as (property, value) rows: kind, structure, layers, rank, experts, widths, sizes."""
+    cw = b.weights
+    rows: list[tuple[str, Any]] = [("file format", f"{b.library} ({b.format})"), ("detected", b.detected)]
+    if b.config is not None:
+        c = b.config
+        kind = c.cross_kind
+        rows += [
+            ("model", c.model),
+            ("structure", c.structure if c.model not in ("dnn", "crossnet") else "— (no deep/cross pair)"),
+            ("cross layers", c.cross_layers if kind else 0),
+            ("cross layer kind", KIND_NAMES.get(kind or "", "none (DNN)")),
+        ]
+        if kind in ("lowrank", "mixture"):
+            rows.append(("rank r" + (" per expert" if kind == "mixture" else ""), c.rank))
+        if kind == "mixture":
+            rows += [("experts K", c.experts), ("gate", c.gate), ("expert activation g", c.expert_activation)]
+        rows += [
+            ("deep tower", list(c.hidden) if c.has_deep else "none"),
+            ("dropout", c.dropout),
+            ("kernel init", c.init),
+        ]
+    else:
+        kinds = sorted({layer.kind for layer in cw.layers})
+        rows += [
+            ("cross layers", len(cw.layers)),
+            ("cross layer kind", ", ".join(KIND_NAMES.get(k, k) for k in kinds) or "none"),
+        ]
+        ranks = sorted({layer.rank_bound for layer in cw.layers if layer.kind in ("lowrank", "mixture")})
+        if ranks:
+            rows.append(("rank bound per layer", ranks))
+        experts = sorted({len(layer.experts) for layer in cw.layers if layer.kind == "mixture"})
+        if experts:
+            acts = sorted({layer.activation for layer in cw.layers if layer.kind == "mixture"})
+            rows += [("experts K", experts), ("expert activation g", acts)]
+    rows += [("width of x0 (d)", cw.d), ("features (blocks of x0)", len(cw.blocks))]
+    if b.dense_params is not None:
+        rows.append(("parameters without embedding tables", f"{b.dense_params:,}"))
+    rows.append(("initial matrices (spectrum baseline)", cw.init_label or "not in the file"))
+    rows.append(("file size", f"{b.size:,} bytes"))
+    rows.append(("sha256", b.sha256[:16] + "…"))
+    return _table(rows)
+
+
+def feature_table(b: ModelBundle) -> pd.DataFrame:
+    """One row per feature in x0 order: name, kind, vocabulary and embedding sizes, x0 slice."""
+    if b.spec is not None:
+        blocks = b.weights.blocks
+        return pd.DataFrame(
+            {
+                "feature": [blk.name for blk in blocks],
+                "kind": [f.kind for f in b.spec.fields],
+                "vocabulary (incl. OOV)": [str(f.vocab_size) if f.kind != "dense" else "—" for f in b.spec.fields],
+                "embedding size": [f.embedding_dim for f in b.spec.fields],
+                "x0 slice": [f"[{blk.start}:{blk.stop})" for blk in blocks],
+            }
+        )
+    return pd.DataFrame(
+        {
+            "feature": [blk.name for blk in b.weights.blocks],
+            "kind": [str(blk.kind) for blk in b.weights.blocks],
+            "vocabulary (incl. OOV)": ["—"] * len(b.weights.blocks),
+            "embedding size": [blk.stop - blk.start for blk in b.weights.blocks],
+            "x0 slice": [f"[{blk.start}:{blk.stop})" for blk in b.weights.blocks],
+        }
+    )
+
+
+def layer_table(b: ModelBundle) -> pd.DataFrame:
+    """One row per cross layer: kind, rank bound, experts, activation, bias, notes."""
+    rows = []
+    for i, layer in enumerate(b.weights.layers):
+        rows.append(
+            {
+                "layer": i,
+                "kind": KIND_NAMES.get(layer.kind, layer.kind),
+                "rank bound": layer.rank_bound,
+                "experts": len(layer.experts) if layer.kind == "mixture" else "—",
+                "activation g": layer.activation if layer.kind == "mixture" else "—",
+                "gate": layer.gate_kind or "—",
+                "bias": "yes" if layer.b is not None else "no",
+                "notes": "; ".join(layer.notes) or "—",
+            }
+        )
+    df = pd.DataFrame(rows)
+    for col in ("experts",):
+        if col in df:
+            df[col] = df[col].astype(str)
+    return df
+
+
+def recipe_table(b: ModelBundle) -> pd.DataFrame:
+    """Training recipe and data of a dcnviz file (empty for peer files, which do not record them)."""
+    rows: list[tuple[str, Any]] = []
+    tc = b.meta.get("train_config") if b.meta else None
+    if isinstance(tc, Mapping):
+        rows += [(f"train.{k}", v) for k, v in _flatten(tc)]
+    di = b.meta.get("data_info") if b.meta else None
+    if isinstance(di, Mapping):
+        keep = ("source", "seed", "examples", "rows", "positive_rate", "protocol")
+        rows += [(f"data.{k}", v) for k, v in _flatten({k: di[k] for k in keep if k in di})]
+    versions = b.meta.get("versions") if b.meta else None
+    if isinstance(versions, Mapping):
+        rows += [(f"made with {k}", v) for k, v in versions.items()]
+    if b.meta and b.meta.get("created"):
+        rows.append(("created", b.meta["created"]))
+    return _table(rows)
+
+
+def metrics_table(b: ModelBundle) -> pd.DataFrame:
+    """Recorded metrics of a dcnviz file, flattened (``test.auc``, ``val.logloss``, …)."""
+    m = b.meta.get("metrics") if b.meta else None
+    if not isinstance(m, Mapping):
+        return _table([])
+    rows = [(k, v) for k, v in _flatten(m) if not k.startswith("runs")]
+    return _table(rows)

@@ -1,0 +1,102 @@
+"""Feature crosses: block-norm heatmap of a cross layer's W (paper §7.6, Eq. 7, Fig. 6b), top crosses, |W|."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dcnviz.analysis import MODE_EXPLANATIONS, MODES, MatrixAnalysis
+from dcnviz.app import state, ui
+from dcnviz.figures import fig_block_norms, fig_weight_matrix
+
+MODE_LABELS = {"raw": "raw ‖W_ij‖ (paper)", "normalized": "normalised by block size", "symmetric": "symmetric pair"}
+
+HOW_TO_READ = """
+**How to read block (i, j).** A cross layer computes x₀ ⊙ (W x + b): the slot of feature *i* in the
+output is x₀'s feature *i* multiplied, element by element, by Σⱼ W_ij x_j. So block (i, j) — the rows of
+feature *i* and the columns of feature *j* of W — says **how strongly input feature j feeds the product with
+feature i**. A bright cell (i, j) means the model learned the cross "feature i × feature j"; a dark
+row or column means a feature takes little part in crosses. W need not be symmetric, so (i, j) and
+(j, i) can differ; the *symmetric pair* view adds both directions. The diagonal (i, i) is a feature
+crossed with itself (e.g. x₁² in the paper's f₁).
+"""
+
+
+def choose_matrix(la: MatrixAnalysis, key: str) -> MatrixAnalysis:
+    """For a mixture layer, let the user pick the effective W or one expert (per expert, as the issue asks)."""
+    experts = getattr(la, "experts", ())
+    if not experts:
+        return la
+    options = list(range(-1, len(experts)))
+    pick = st.selectbox(
+        "Expert",
+        options,
+        key=key,
+        format_func=lambda k: "all experts: mean of U_k C_k V_kᵀ (uniform gates)" if k < 0 else f"expert {k}",
+        help="A mixture layer (Eq. 3) has K low-rank experts; the effective W under uniform gates is their mean.",
+    )
+    return la if pick < 0 else experts[int(pick)]
+
+
+def render() -> None:
+    st.title("Feature crosses")
+    entry, bundle = ui.require_model()
+    ui.require_cross_layers(bundle)
+    st.caption(f"Model: **{entry.label}** · {bundle.detected}")
+
+    cols = st.columns([1, 1, 1])
+    with cols[0]:
+        layer = ui.layer_picker(bundle, key="cx_layer")
+    with ui.guard():
+        la = state.layer_analysis(entry, layer)
+    with cols[1]:
+        m = choose_matrix(la, key="cx_expert")
+    with cols[2]:
+        mode = st.radio(
+            "View",
+            list(MODES),
+            key="cx_mode",
+            format_func=lambda x: MODE_LABELS[x],
+            horizontal=False,
+        )
+    st.caption(MODE_EXPLANATIONS[mode])
+    log_color = st.toggle(
+        "Log colour scale",
+        key="cx_log",
+        help="Colours on a log10 scale, for norms that span several decades (hover shows the value).",
+    )
+
+    names = [b.name for b in bundle.weights.blocks]
+    title = f"{m.matrix.label}: block norms ({MODE_LABELS[mode]})"
+    if m.matrix.linear_part_only:
+        st.info("This mixture's experts are nonlinear (Eq. 4): U C Vᵀ is only each expert's linear part.")
+    with ui.guard():
+        fig = fig_block_norms(m.norms(mode), names, mode=mode, title=title, log_color=log_color)
+    ui.show_figure(fig, key="cx_heat", filename=f"{entry.label}-{m.matrix.label}-{mode}-block-norms")
+    st.markdown(HOW_TO_READ)
+
+    st.subheader("Strongest crosses")
+    c1, c2 = st.columns(2)
+    with c1:
+        n = st.slider("How many", 3, 50, 10, key="cx_topn")
+    with c2:
+        include_self = st.checkbox("Include self-crosses (i, i)", key="cx_self")
+    top = m.top_crosses(mode, include_self=include_self, n=n)
+    st.caption(
+        "`feature_i` is the output feature (row of W), `feature_j` the input feature (column); `share` is "
+        "value² over the sum of all cells' value² (in the raw and symmetric views, the share of ‖W‖_F²)."
+    )
+    ui.show_table(top, key="cx_top", filename=f"{entry.label}-{m.matrix.label}-{mode}-top-crosses")
+
+    st.subheader("The whole matrix |W|")
+    st.caption(
+        "Every entry of W with the feature blocks outlined (white lines), as in the paper's Fig. 6a. Rows are "
+        "output slots, columns input slots; wide matrices are max-pooled so strong entries stay visible."
+    )
+    if st.toggle("Show |W|", key="cx_showW", value=bundle.weights.d <= 512):
+        with ui.guard():
+            figW = fig_weight_matrix(m.matrix.weight, bundle.weights.blocks, title=f"{m.matrix.label}: |W|")
+        ui.show_figure(figW, key="cx_W", filename=f"{entry.label}-{m.matrix.label}-abs-W")
+
+
+if __name__ == "__main__":
+    render()

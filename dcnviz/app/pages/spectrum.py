@@ -1,0 +1,112 @@
+"""Spectrum: singular-value decay of each cross layer's W against its initial matrix (paper §3.5, Fig. 3a)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dcnviz.analysis import DEFAULT_TOLERANCES, Spectrum, rank_table
+from dcnviz.app import state, ui
+from dcnviz.app.bundle import ModelBundle
+from dcnviz.figures import fig_rank_vs_tolerance, fig_spectrum
+
+TOLERANCE_CHOICES: tuple[float, ...] = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.001, 1e-4)
+
+LESSON = """
+**The low-rank lesson (§3.5, Fig. 3a).** The paper found that the learned W of a cross layer has rapidly
+decaying singular values — far faster than the random matrix it started from — so most of its "mass" lives in a
+few directions and W ≈ U Vᵀ with a small rank r loses little. That is why DCN-V2 offers the low-rank layer of
+Eq. (2) and the mixture of low-rank experts of Eq. (3), and why r ≈ d/4 kept full-rank accuracy on their data
+(§7.5). The **numerical rank** R_T counts the singular values with σ_k ≥ T·σ₁.
+"""
+
+
+def bound_sentence(bundle: ModelBundle, layer: int) -> str:
+    """What limits the rank of W for this layer's kind (low rank, mixture, DCN-V1, full)."""
+    lw = bundle.weights.layers[layer]
+    d = bundle.weights.d
+    if lw.kind == "lowrank":
+        return f"layer {layer} is low rank (Eq. 2): W = U Vᵀ with r = {lw.rank_bound}, so R_T ≤ {lw.rank_bound}."
+    if lw.kind == "mixture":
+        rs = [int(e.U.shape[1]) for e in lw.experts]
+        return (
+            f"layer {layer} mixes K = {len(rs)} experts of rank {', '.join(map(str, sorted(set(rs))))} (Eq. 3): "
+            f"each expert has rank ≤ its r, and their mean has rank ≤ min(d, Σ r_k) = {lw.rank_bound}."
+        )
+    if lw.kind == "vector":
+        return f"layer {layer} is DCN-V1's W = 1 wᵀ: rank 1 by construction."
+    return f"layer {layer} is full rank (Eq. 1): R_T can reach d = {d}."
+
+
+def render() -> None:
+    st.title("Spectrum")
+    entry, bundle = ui.require_model()
+    ui.require_cross_layers(bundle)
+    st.caption(f"Model: **{entry.label}** · {bundle.detected}")
+    st.markdown(LESSON)
+
+    n = bundle.n_layers
+    c1, c2 = st.columns(2)
+    with c1:
+        layers = st.multiselect(
+            "Layers",
+            list(range(n)),
+            default=list(range(min(n, 4))),
+            key="sp_layers",
+            format_func=lambda i: f"layer {i}",
+        )
+    with c2:
+        chosen = st.multiselect(
+            "Tolerances T (several at once)",
+            list(TOLERANCE_CHOICES),
+            default=list(DEFAULT_TOLERANCES),
+            key="sp_tols",
+            format_func=lambda t: f"{t:g}",
+            help="R_T = #{k : σ_k ≥ T·σ₁}, the number of singular values kept at tolerance T.",
+        )
+    c3, c4, c5 = st.columns(3)
+    with c3:
+        normalized = st.toggle("σ_k / σ₁ (normalised)", value=True, key="sp_norm")
+    with c4:
+        show_initial = st.toggle("Show the initial matrix", value=True, key="sp_init")
+    has_experts = any(layer.kind == "mixture" for layer in bundle.weights.layers)
+    with c5:
+        experts = st.toggle("Each expert too", value=False, key="sp_experts", disabled=not has_experts)
+    if not layers:
+        st.info("Pick at least one layer.")
+        return
+    tols = tuple(sorted(chosen, reverse=True)) or DEFAULT_TOLERANCES
+    if not chosen:
+        st.caption(f"No tolerance chosen: using the defaults {', '.join(f'{t:g}' for t in DEFAULT_TOLERANCES)}.")
+
+    with ui.guard():
+        analysis = state.model_analysis(entry, tols)
+    spectra: list[Spectrum] = []
+    for i in layers:
+        la = analysis.layers[i]
+        spectra.append(la.spectrum)
+        if experts:
+            spectra.extend(e.spectrum for e in la.experts)
+
+    if analysis.init_label:
+        st.caption(f"Baseline (dotted): the initial matrix — {analysis.init_label}.")
+    else:
+        st.caption("This file holds no initial matrix, so only the learned spectrum is drawn.")
+    fig = fig_spectrum(spectra, normalized=normalized, tolerances=list(tols), show_initial=show_initial)
+    ui.show_figure(fig, key="sp_decay", filename=f"{entry.label}-spectrum")
+
+    st.subheader("Numerical rank per layer")
+    table = rank_table(analysis, experts=experts)
+    ui.show_table(table, key="sp_ranks", filename=f"{entry.label}-numerical-ranks")
+
+    st.subheader("Suggested ranks and rank bounds")
+    for i in layers:
+        sp = analysis.layers[i].spectrum
+        st.markdown(f"- **layer {i}:** {sp.suggested.text}. *Bound:* {bound_sentence(bundle, i)}")
+
+    with st.expander("Numerical rank as the tolerance varies"):
+        figr = fig_rank_vs_tolerance(spectra, show_initial=show_initial)
+        ui.show_figure(figr, key="sp_rank_T", filename=f"{entry.label}-rank-vs-tolerance")
+
+
+if __name__ == "__main__":
+    render()

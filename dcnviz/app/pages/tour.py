@@ -1,0 +1,103 @@
+"""Tour (landing page): a notebook-style walk through one model in the order of the paper's story."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dcnviz.analysis import DEFAULT_SUGGEST_TOLERANCE
+from dcnviz.app import state, ui
+from dcnviz.figures import fig_block_norms, fig_spectrum
+from dcnviz.layers import LATEX
+
+PAGES = "dcnviz/app/pages"
+
+
+def render() -> None:
+    st.title("dcnviz: what did the cross network learn?")
+    st.markdown(
+        "DCN-V2 (Wang et al., 2021) models feature interactions with **cross layers**. dcnviz opens a trained "
+        "model and shows which feature crosses its layers learned and how low-rank those layers are. This page "
+        "walks through one model in the order of the paper's story; every figure is live."
+    )
+    entry = state.current_entry()
+    if entry is None:
+        st.info(
+            "There is no model to walk through yet (the `models/` folder is empty). Upload a model on the "
+            "**Model** page or train one on **Train**; it then appears in the sidebar."
+        )
+        st.page_link(f"{PAGES}/train.py", label="Train a model", icon=":material/model_training:")
+        return
+    entry, bundle = ui.require_model()
+    st.caption(f"Walking through **{entry.label}** ({bundle.detected}). Pick another model in the sidebar.")
+    if bundle.n_layers == 0:
+        st.info("This model is a plain DNN without cross layers; pick a DCN model in the sidebar for the tour.")
+        return
+    names = bundle.names
+    d = bundle.weights.d
+    kind = bundle.weights.layers[0].kind
+
+    st.header("1 · What a cross layer is")
+    st.markdown(
+        f"The embedding layer turns every feature into a block of one long vector x₀ (here **{len(names)} "
+        f"features**, d = **{d}**: {', '.join(f'`{n}`' for n in names[:12])}{' …' if len(names) > 12 else ''}). "
+        "A cross layer (paper Eq. 1) multiplies x₀, element by element, with a learned linear map of the "
+        "previous layer's output:"
+    )
+    st.latex(LATEX["full"])
+    st.markdown(
+        "Because of the product x₀ ⊙ (W x), the entry W_ab decides how much input slot b is multiplied with slot "
+        "a — a **feature cross**. Stacking L layers gives crosses up to order L + 1."
+    )
+    if kind != "full":
+        st.markdown(f"This model's layers are of another kind ({kind}); their update rule is:")
+        st.latex(LATEX[kind])
+
+    st.header("2 · The heatmap: which crosses were learned")
+    with ui.guard():
+        la = state.layer_analysis(entry, 0)
+    fig = fig_block_norms(la.norms("raw"), names, mode="raw", title="Layer 0: block norms ‖W_ij‖_F (Fig. 6b)")
+    ui.show_figure(fig, key="tour_heat", filename=f"{entry.label}-layer0-block-norms")
+    top = la.top_crosses("symmetric", n=3)
+    lines = [f"**{r.feature_i} × {r.feature_j}** ({r.share:.0%} of ‖W‖²)" for r in top.itertuples()]
+    st.markdown(
+        "Split W into blocks by feature: block (i, j) holds the rows of feature *i* and the columns of feature "
+        "*j*, and its Frobenius norm (paper Eq. 7) says how strongly input feature *j* feeds the product with "
+        "feature *i*. Bright cells are learned crosses. "
+        + (f"In this model the strongest pairs are {', '.join(lines)}." if lines else "")
+    )
+    st.page_link(f"{PAGES}/crosses.py", label="More views on Feature crosses", icon=":material/grid_on:")
+
+    st.header("3 · The spectrum: the low-rank lesson")
+    sp = la.spectrum
+    fig2 = fig_spectrum(sp, normalized=True, title="Layer 0: singular values σ_k / σ₁ (Fig. 3a)")
+    ui.show_figure(fig2, key="tour_spec", filename=f"{entry.label}-layer0-spectrum")
+    t = DEFAULT_SUGGEST_TOLERANCE
+    r = sp.numerical_rank.get(t, sp.suggested.rank)
+    msg = f"At tolerance T = {t:g}, **{r} of {sp.rank_bound}** possible singular values of layer 0 are kept (R_T)"
+    if sp.initial_numerical_rank is not None and t in sp.initial_numerical_rank:
+        msg += f"; the initial matrix kept {sp.initial_numerical_rank[t]} ({sp.initial_label})"
+    st.markdown(
+        msg + ". The paper saw learned W's spectra decay far faster than their random start, so a low-rank "
+        "W ≈ U Vᵀ (Eq. 2) with r ≈ d/4 keeps the accuracy at a fraction of the cost."
+    )
+    st.page_link(f"{PAGES}/spectrum.py", label="Tolerances and rank tables on Spectrum", icon=":material/show_chart:")
+
+    st.header("4 · What to try next")
+    st.markdown(
+        "- Look at the model card: features, recipe, metrics.\n"
+        "- Compare two models (e.g. full rank against a mixture of experts) side by side.\n"
+        "- Train your own on the bundled sample or MovieLens and watch the crosses appear.\n"
+        "- Reproduce the paper's synthetic studies in the Paper lab.\n"
+        "- Export everything as one offline HTML report."
+    )
+    c = st.columns(3)
+    c[0].page_link(f"{PAGES}/model.py", label="Model card / upload", icon=":material/description:")
+    c[1].page_link(f"{PAGES}/compare.py", label="Compare", icon=":material/compare:")
+    c[2].page_link(f"{PAGES}/train.py", label="Train", icon=":material/model_training:")
+    c = st.columns(3)
+    c[0].page_link(f"{PAGES}/paperlab.py", label="Paper lab", icon=":material/science:")
+    c[1].page_link(f"{PAGES}/report.py", label="Report", icon=":material/summarize:")
+
+
+if __name__ == "__main__":
+    render()

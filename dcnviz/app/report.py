@@ -1,0 +1,172 @@
+"""One standalone HTML report of a model: card, block-norm heatmaps, top crosses, spectra, rank tables.
+
+Plain Python (no Streamlit). plotly.js is inlined once in the page head and every figure is drawn by
+an inline script, so the file opens offline and loads nothing over the network. Every text that came
+from the file (feature names, labels) is HTML-escaped.
+
+>>> import numpy as np
+>>> from dcnviz.analysis import analyze
+>>> from dcnviz.app.bundle import ModelBundle
+>>> from dcnviz.spec import Block
+>>> from dcnviz.weights import CrossLayerWeights, CrossModelWeights
+>>> cw = CrossModelWeights(format="deepctr", d=2, blocks=[Block("a", 0, 1, "x"), Block("b", 1, 2, "x")],
+...                        layers=[CrossLayerWeights(kind="full", d=2, W=np.eye(2))])
+>>> b = ModelBundle(weights=cw, format="deepctr", detected="test", sha256="0" * 64, size=1)
+>>> html = build_report_html(b, analyze(cw), title="<demo>")
+>>> html.startswith("<!DOCTYPE html>"), "&lt;demo&gt;" in html, "<script src=" in html
+(True, True, False)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import html
+from collections.abc import Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from dcnviz import __version__
+from dcnviz.analysis import MODE_EXPLANATIONS, ModelAnalysis, rank_table
+from dcnviz.app.bundle import (
+    ModelBundle,
+    architecture_table,
+    feature_table,
+    layer_table,
+    metrics_table,
+    recipe_table,
+)
+from dcnviz.errors import DcnvizError
+from dcnviz.figures import fig_block_norms, fig_spectrum, fig_training_curves
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto; max-width: 1100px;
+       padding: 1rem; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.3rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+h3 { font-size: 1.1rem; }
+table.tbl { border-collapse: collapse; font-size: .85rem; margin: .5rem 0 1rem; display: block; overflow-x: auto; }
+table.tbl th, table.tbl td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: left; }
+table.tbl th { background: #f4f4f4; }
+.note { color: #555; font-size: .9rem; }
+.warn { background: #fff4e5; border-left: 4px solid #f0a020; padding: .4rem .8rem; }
+.fig { width: 100%; }
+"""
+
+HOW_TO_READ = (
+    "Block (i, j) of W holds the rows of feature i and the columns of feature j. A cross layer computes "
+    "x0 ⊙ (W x + b), so block (i, j) measures how strongly input feature j feeds the product with x0's "
+    "feature i (paper §7.6, Eq. 7). W need not be symmetric. Numerical rank R_T = #{k : σ_k ≥ T·σ_1} (§3.5)."
+)
+
+
+def _table_html(df: pd.DataFrame, *, index: bool = False) -> str:
+    if df.empty:
+        return '<p class="note">(nothing recorded)</p>'
+    return str(df.to_html(index=index, escape=True, classes="tbl", border=0, float_format=lambda x: f"{x:.4g}"))
+
+
+class _Figures:
+    """Numbers the figure divs so every id in the page is unique."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, fig: go.Figure) -> str:
+        self.n += 1
+        return str(
+            fig.to_html(
+                full_html=False,
+                include_plotlyjs=False,
+                include_mathjax=False,
+                div_id=f"fig{self.n}",
+                config={"responsive": True, "displaylogo": False},
+            )
+        )
+
+
+def build_report_html(
+    bundle: ModelBundle,
+    analysis: ModelAnalysis,
+    *,
+    title: str,
+    top_n: int = 10,
+    experts: bool = True,
+    modes: Sequence[str] = ("raw", "symmetric"),
+) -> str:
+    """The whole report as one HTML string (a few MB: plotly.js is inlined).
+
+    Args:
+        bundle: the loaded model (card).
+        analysis: its analysis, e.g. ``dcnviz.analysis.analyze(bundle.weights)`` (tolerances and spectra).
+        title: page title (escaped).
+        top_n: rows of each top-crosses table.
+        experts: also draw each expert of a mixture layer.
+        modes: block-norm views drawn per layer (``raw`` is the paper's Fig. 6b).
+    """
+    fig = _Figures()
+    e = html.escape
+    names = [b.name for b in bundle.weights.blocks]
+    created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{e(title)}</title>",
+        f"<style>{_CSS}</style>",
+        f'<script type="text/javascript">{get_plotlyjs()}</script>',
+        "</head><body>",
+        f"<h1>{e(title)}</h1>",
+        f'<p class="note">Made by dcnviz {e(__version__)} on {created}. Self-contained: opens offline. '
+        f"Model file sha256 {e(bundle.sha256[:16])}…, {bundle.size:,} bytes. {e(bundle.detected)}</p>",
+    ]
+    for w in bundle.warnings:
+        parts.append(f'<p class="warn">⚠ {e(w)}</p>')
+    parts += [
+        "<h2>Model card</h2>",
+        "<h3>Architecture</h3>",
+        _table_html(architecture_table(bundle)),
+        "<h3>Features (blocks of x0, in order)</h3>",
+        _table_html(feature_table(bundle)),
+    ]
+    if bundle.n_layers:
+        parts += ["<h3>Cross layers</h3>", _table_html(layer_table(bundle))]
+    recipe, metrics = recipe_table(bundle), metrics_table(bundle)
+    if not recipe.empty:
+        parts += ["<h3>Training recipe</h3>", _table_html(recipe)]
+    if not metrics.empty:
+        parts += ["<h3>Metrics</h3>", _table_html(metrics)]
+    if bundle.history:
+        with contextlib.suppress(DcnvizError):  # a history without loss/AUC columns: no curves
+            parts.append(fig(fig_training_curves(bundle.history)))
+    if not analysis.layers:
+        parts.append("<p>This model has no cross network (a plain DNN): nothing else to show.</p>")
+    else:
+        parts += [f'<p class="note">{e(HOW_TO_READ)}</p>']
+        if analysis.init_label:
+            parts.append(f'<p class="note">Spectrum baseline: the initial matrix ({e(analysis.init_label)}).</p>')
+    for i, la in enumerate(analysis.layers):
+        parts.append(f"<h2>Layer {i}: {e(la.matrix.label)}</h2>")
+        if la.matrix.linear_part_only:
+            parts.append('<p class="note">Nonlinear experts (Eq. 4): U C Vᵀ is only their linear part.</p>')
+        for mode in modes:
+            parts.append(f'<p class="note">{e(MODE_EXPLANATIONS[mode])}</p>')
+            parts.append(fig(fig_block_norms(la.norms(mode), names, mode=mode, title=f"Layer {i}: {mode} block norms")))
+        parts += [
+            f"<h3>Top {top_n} crosses (symmetric pairs)</h3>",
+            _table_html(la.top_crosses("symmetric", n=top_n)),
+            fig(fig_spectrum(la.spectrum, normalized=True, title=f"Layer {i}: singular values σ_k / σ₁")),
+            f'<p class="note">Suggested rank: {e(la.spectrum.suggested.text)}.</p>',
+        ]
+        if experts:
+            for ex in la.experts:
+                parts.append(f"<h3>{e(ex.matrix.label)}</h3>")
+                parts.append(fig(fig_block_norms(ex.norms("raw"), names, title=f"{ex.matrix.label}: block norms")))
+    if analysis.layers:
+        parts += [
+            "<h2>Numerical ranks</h2>",
+            _table_html(rank_table(analysis, experts=experts)),
+        ]
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,230 @@
+"""Per-session model registry and content-keyed caches of the app.
+
+* **Shipped models** are the ``*.safetensors`` files in ``models/`` (or ``$DCNVIZ_MODELS_DIR``); every
+  session sees them, read-only.
+* **Session models** (uploaded or trained in this browser session) live in ``st.session_state`` only,
+  as their bytes: two people using the app never see each other's. Nothing is written to disk.
+* **Caches** are keyed by the file's SHA-256 (plus format, names and layer), never by a model object:
+  :func:`bundle_of` (the loaded file) and :func:`layer_analysis` (block norms and spectrum of one
+  layer) use ``st.cache_resource``, shared between sessions because equal bytes give equal results;
+  callers must treat what they return as read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from dcnviz.analysis import DEFAULT_TOLERANCES, LayerAnalysis, ModelAnalysis, analyze_layer, check_tolerances
+from dcnviz.app.bundle import ModelBundle, load_bundle, sha256_of
+from dcnviz.app.jobs import TrainingJob
+
+MODELS_ENV = "DCNVIZ_MODELS_DIR"  # overrides the folder of shipped models (tests use it)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REGISTRY = "dcnviz_models"  # session_state: {key: ModelEntry} of uploaded and trained models
+CURRENT = "model_key"  # session_state / sidebar selectbox: the key of the model the pages show
+PENDING = "dcnviz_select_next"  # session_state: a key to select on the next run (set before the widget exists)
+TRAIN_JOB = "train_job"  # session_state: this session's TrainingJob (see dcnviz.app.jobs)
+COLLECTED = "dcnviz_collected_jobs"  # session_state: ids of finished jobs whose model is registered
+
+
+def models_dir() -> Path:
+    """Folder of the shipped demo models: ``$DCNVIZ_MODELS_DIR`` or ``<repo>/models``."""
+    env = os.environ.get(MODELS_ENV)
+    return Path(env) if env else REPO_ROOT / "models"
+
+
+def upload_limit_mb() -> int:
+    """Streamlit's ``server.maxUploadSize`` (MB), set in ``.streamlit/config.toml``."""
+    return int(st.get_option("server.maxUploadSize"))
+
+
+def upload_limit_bytes() -> int:
+    return upload_limit_mb() * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model the session can show: a shipped file, an upload, or a model trained in this session."""
+
+    key: str  # unique in the session, e.g. "shipped:dcnv2_ml100k.safetensors", "upload:3f2a…"
+    label: str  # shown in pickers
+    origin: str  # shipped | uploaded | trained
+    sha256: str  # of the bytes
+    size: int  # bytes
+    filename: str  # for messages and downloads
+    format: str = "auto"  # importer format (auto-detected unless the user forced one)
+    names_json: str = ""  # JSON of user-given feature names ("" for none)
+    path: str | None = None  # shipped: the file; its bytes are read (and cached) on demand
+    data: bytes | None = None  # uploaded / trained: the bytes, kept in this session only
+
+    @property
+    def names(self) -> list[Any] | None:
+        return json.loads(self.names_json) if self.names_json else None
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _file_bytes(path: str, mtime_ns: int, size: int) -> tuple[bytes, str]:
+    """(bytes, sha256) of a shipped file, keyed by path, mtime and size."""
+    data = Path(path).read_bytes()
+    return data, sha256_of(data)
+
+
+def shipped_entries() -> list[ModelEntry]:
+    """The ``*.safetensors`` files of :func:`models_dir`, sorted by name."""
+    folder = models_dir()
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in sorted(folder.glob("*.safetensors")):
+        st_ = p.stat()
+        _, sha = _file_bytes(str(p), st_.st_mtime_ns, st_.st_size)
+        out.append(
+            ModelEntry(
+                key=f"shipped:{p.name}",
+                label=p.stem,
+                origin="shipped",
+                sha256=sha,
+                size=st_.st_size,
+                filename=p.name,
+                path=str(p),
+            )
+        )
+    return out
+
+
+def session_entries() -> list[ModelEntry]:
+    reg: dict[str, ModelEntry] = st.session_state.setdefault(REGISTRY, {})
+    return list(reg.values())
+
+
+def all_entries() -> list[ModelEntry]:
+    """Shipped models first, then this session's uploads and trained models (newest last)."""
+    return shipped_entries() + session_entries()
+
+
+def entry_by_key(key: str | None) -> ModelEntry | None:
+    for e in all_entries():
+        if e.key == key:
+            return e
+    return None
+
+
+def add_session_model(entry: ModelEntry, *, select: bool = True) -> None:
+    """Register an upload or trained model in this session; optionally show it on the next run."""
+    reg: dict[str, ModelEntry] = st.session_state.setdefault(REGISTRY, {})
+    reg[entry.key] = entry
+    if select:
+        st.session_state[PENDING] = entry.key
+
+
+def apply_pending_selection() -> None:
+    """Call before the sidebar picker exists: select a model registered during the previous run."""
+    key = st.session_state.pop(PENDING, None)
+    if key is not None:
+        st.session_state[CURRENT] = key
+
+
+def collect_finished_training() -> None:
+    """Register the model of this session's finished training run (once) and select it.
+
+    Called on every run before the sidebar picker, so a run that ends while the user is on another
+    page shows up at the next interaction.
+    """
+    job: TrainingJob | None = st.session_state.get(TRAIN_JOB)
+    if job is None:
+        return
+    snap = job.snapshot()
+    if not snap.finished or snap.model_bytes is None:
+        return
+    done: set[str] = st.session_state.setdefault(COLLECTED, set())
+    if job.id in done:
+        return
+    done.add(job.id)
+    data = snap.model_bytes
+    sha = sha256_of(data)
+    add_session_model(
+        ModelEntry(
+            key=f"trained:{job.id[:12]}",
+            label=job.request.label,
+            origin="trained",
+            sha256=sha,
+            size=len(data),
+            filename=f"{job.request.label}.safetensors",
+            data=data,
+        )
+    )
+
+
+def entry_bytes(entry: ModelEntry) -> bytes:
+    if entry.data is not None:
+        return entry.data
+    if entry.path is None:
+        raise ValueError(f"model entry {entry.key!r} has neither bytes nor a path")
+    p = Path(entry.path)
+    s = p.stat()
+    return _file_bytes(str(p), s.st_mtime_ns, s.st_size)[0]
+
+
+@st.cache_resource(max_entries=16, show_spinner="Reading the model file…")
+def _bundle(sha: str, fmt: str, names_json: str, _data: bytes, _filename: str, _max_bytes: int) -> ModelBundle:
+    names = json.loads(names_json) if names_json else None
+    return load_bundle(_data, format=fmt, names=names, filename=_filename, max_bytes=_max_bytes)
+
+
+def bundle_of(entry: ModelEntry) -> ModelBundle:
+    """The loaded model (cached by content hash, format and names). Raises DcnvizError for a bad file."""
+    limit = max(upload_limit_bytes(), entry.size)  # shipped files are trusted to be read whole
+    return _bundle(entry.sha256, entry.format, entry.names_json, entry_bytes(entry), entry.filename, limit)
+
+
+def load_upload(data: bytes, *, filename: str, format: str, names: list[Any] | None) -> ModelBundle:
+    """Load an upload through the same cache (so the pages reuse the result). Raises DcnvizError."""
+    names_json = json.dumps(names) if names else ""
+    return _bundle(sha256_of(data), format, names_json, data, filename, upload_limit_bytes())
+
+
+@st.cache_resource(max_entries=256, show_spinner="Computing block norms and singular values…")
+def _layer_analysis(
+    sha: str, fmt: str, names_json: str, index: int, tolerances: tuple[float, ...], _bundle: ModelBundle
+) -> LayerAnalysis:
+    return analyze_layer(_bundle.weights, index, tolerances=tolerances)
+
+
+def layer_analysis(entry: ModelEntry, index: int, tolerances: tuple[float, ...] = DEFAULT_TOLERANCES) -> LayerAnalysis:
+    """Block norms and spectrum of one cross layer (and its experts), cached per content and tolerances."""
+    tols = check_tolerances(tolerances)
+    return _layer_analysis(entry.sha256, entry.format, entry.names_json, index, tols, bundle_of(entry))
+
+
+def model_analysis(entry: ModelEntry, tolerances: tuple[float, ...] = DEFAULT_TOLERANCES) -> ModelAnalysis:
+    """Every layer's analysis (each cached on its own), assembled as :class:`ModelAnalysis`."""
+    b = bundle_of(entry)
+    tols = check_tolerances(tolerances)
+    layers = tuple(layer_analysis(entry, i, tols) for i in range(b.n_layers))
+    cw = b.weights
+    return ModelAnalysis(
+        format=cw.format,
+        detected=cw.detected,
+        d=cw.d,
+        blocks=tuple(cw.blocks),
+        layers=layers,
+        tolerances=tols,
+        energy=layers[0].spectrum.energy if layers else 0.9,
+        init_label=cw.init_label if cw.initial_layers is not None else "",
+        warnings=tuple(cw.warnings),
+    )
+
+
+def current_entry() -> ModelEntry | None:
+    """The model chosen in the sidebar (the first shipped model by default), or None when there is none."""
+    entries = all_entries()
+    if not entries:
+        return None
+    chosen = entry_by_key(st.session_state.get(CURRENT))
+    return chosen or entries[0]

@@ -1,0 +1,449 @@
+"""AppTest (headless) tests of every page of the Streamlit app, on tiny demo models written per test module.
+
+The shipped-model folder is pointed at a temporary folder (``DCNVIZ_MODELS_DIR``) holding two small
+models: a full-rank DCN-V2 whose first layer has a planted (gender, movie_id) cross, and a DCN-Mix.
+Training runs on a tiny generated sample in the ML-1M format (``dcnviz.data.SAMPLE_DIR`` patched).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import pickle
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_app_support import (
+    APP,
+    NAMES,
+    PAGES,
+    PLANTED,
+    ROOT,
+    no_deprecations,
+    planted_full_model,
+    write_demo_models,
+)
+
+import dcnviz.data
+from dcnviz.analysis import block_norms
+from dcnviz.app.pages.report import REPORT
+from dcnviz.checkpoint import load_model, model_to_bytes, save_model
+from dcnviz.sample import SampleConfig, make_sample, write_sample
+from dcnviz.weights import from_model
+
+PEERS = ROOT / "tests" / "fixtures" / "peers"
+ALL_PAGES = ("tour", "model", "crosses", "spectrum", "compare", "report", "train", "paperlab")
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("models")
+    write_demo_models(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("sample")
+    write_sample(make_sample(SampleConfig(n_users=150, n_movies=60, n_ratings=3000, min_ratings=20)), d)
+    return d
+
+
+@pytest.fixture
+def env(demo_dir: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DCNVIZ_MODELS_DIR", str(demo_dir))
+    monkeypatch.setattr(dcnviz.data, "SAMPLE_DIR", sample_dir)
+    return demo_dir
+
+
+def start() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    ok(at)
+    return at
+
+
+def ok(at: AppTest) -> None:
+    """No exception and no st.error on the page."""
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def goto(at: AppTest, page: str) -> AppTest:
+    return at.switch_page(f"{PAGES}/{page}.py").run()
+
+
+def arr(v: object) -> np.ndarray:
+    """A Plotly JSON array: a nested list, or a typed array {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        shape = v.get("shape")
+        if isinstance(shape, str):
+            shape = [int(x) for x in shape.split(",")]
+        return a.reshape(shape) if shape else a
+    return np.array(v, dtype=float)
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+# --------------------------------------------------------------------------------------------------
+# Every page
+
+
+def test_every_page_loads_without_errors_or_deprecation_warnings(env: Path) -> None:
+    with no_deprecations():
+        at = start()
+        assert at.title[0].value.startswith("dcnviz")  # the Tour is the landing page
+        assert at.get("plotly_chart"), "the tour shows live figures"
+        for page in ALL_PAGES:
+            goto(at, page)
+            ok(at)
+            assert at.title, page
+
+
+def test_tour_walks_through_the_first_shipped_model(env: Path) -> None:
+    at = start()
+    headers = [h.value for h in at.header]
+    assert [h.split(" · ")[0] for h in headers] == ["1", "2", "3", "4"]
+    assert at.latex, "Eq. (1) is shown with st.latex"
+    heat = charts(at)[0]
+    assert heat["data"][0]["x"] == NAMES
+    text = " ".join(m.value for m in at.markdown)
+    strongest = re.search(r"strongest pairs are \*\*(\w+) × (\w+)\*\*", text)
+    assert strongest and set(strongest.groups()) == set(PLANTED)  # the planted pair is named first
+
+
+def test_empty_models_folder_gives_hints_not_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DCNVIZ_MODELS_DIR", str(tmp_path))
+    at = start()
+    assert any("no model" in i.value.lower() for i in at.info)
+    for page in ("crosses", "spectrum", "model", "compare", "report"):
+        goto(at, page)
+        ok(at)
+        assert at.info, page
+
+
+# --------------------------------------------------------------------------------------------------
+# Feature crosses
+
+
+def test_crosses_heatmap_has_feature_names_and_planted_cross_on_top(env: Path) -> None:
+    at = goto(start(), "crosses")
+    ok(at)
+    heat = charts(at)[0]
+    assert heat["data"][0]["x"] == NAMES and heat["data"][0]["y"] == NAMES
+    expected = block_norms(from_model(planted_full_model()).layers[0].W, planted_full_model().spec.blocks())
+    np.testing.assert_allclose(arr(heat["data"][0]["z"]), expected, rtol=1e-5)
+    top = at.dataframe[0].value
+    assert (top.feature_i[0], top.feature_j[0]) == PLANTED
+    assert "How to read block (i, j)" in " ".join(m.value for m in at.markdown)
+    assert len(charts(at)) == 2, "block norms and the full |W| view"
+    assert {b.key for b in at.download_button} >= {"cx_heat_html", "cx_top_csv", "cx_W_html"}
+
+
+def test_crosses_switch_layer_mode_log_and_experts(env: Path) -> None:
+    at = goto(start(), "crosses")
+    at.selectbox(key="cx_layer").set_value(1).run()
+    ok(at)
+    assert "layer 1" in charts(at)[0]["layout"]["title"]["text"]
+    for mode in ("normalized", "symmetric", "raw"):
+        at.radio(key="cx_mode").set_value(mode).run()
+        ok(at)
+        assert at.caption[1].value.split()[0] in {"Frobenius", "‖W_ij‖_F", "√(‖W_ij‖²"}
+    at.toggle(key="cx_log").set_value(True).run()
+    ok(at)
+    assert "(log)" in charts(at)[0]["data"][0]["colorbar"]["title"]["text"]
+    at.slider(key="cx_topn").set_value(3).run()
+    assert len(at.dataframe[0].value) == 3
+    # the mixture model: an expert picker appears, and each expert has its own heatmap
+    at.sidebar.selectbox(key="model_key").set_value("shipped:b_dcnmix.safetensors").run()
+    ok(at)
+    at.selectbox(key="cx_expert").set_value(1).run()
+    ok(at)
+    assert "expert 1" in charts(at)[0]["layout"]["title"]["text"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Spectrum
+
+
+def test_spectrum_several_tolerances_rank_table_and_baseline(env: Path) -> None:
+    at = goto(start(), "spectrum")
+    ok(at)
+    at.multiselect(key="sp_tols").set_value([0.5, 0.01, 0.001]).run()
+    ok(at)
+    table = at.dataframe[0].value
+    assert {"R_0.5", "R_0.01", "R_0.001", "initial R_0.5"} <= set(table.columns)
+    assert list(table.layer) == [0, 1]
+    assert (table.rank_bound == 16).all()  # d = 4 + 4 + 2 + 3 + 3
+    assert any("saved initial weights" in c.value for c in at.caption), "the baseline's origin is labelled"
+    fig = charts(at)[0]
+    names = [t["name"] for t in fig["data"]]
+    assert any("initial" in n for n in names) and any("learned" in n for n in names)
+    assert "full rank (Eq. 1)" in " ".join(m.value for m in at.markdown)
+    # the mixture: its rank bound and the per-expert spectra
+    at.sidebar.selectbox(key="model_key").set_value("shipped:b_dcnmix.safetensors").run()
+    at.toggle(key="sp_experts").set_value(True).run()
+    ok(at)
+    table = at.dataframe[0].value
+    assert len(table) == 2 + 2 * 2  # 2 layers + 2 experts each
+    assert (table[table.expert == ""].rank_bound == 6).all()  # min(d, Σ r_k) = 2·3
+    assert "Σ r_k" in " ".join(m.value for m in at.markdown)
+
+
+# --------------------------------------------------------------------------------------------------
+# Model card and uploads
+
+
+def test_model_card_of_a_shipped_model(env: Path) -> None:
+    at = goto(start(), "model")
+    ok(at)
+    frames = [d.value for d in at.dataframe]
+    arch = next(f for f in frames if "property" in f and "model" in set(f.property))
+    assert dict(zip(arch.property, arch.value, strict=True))["model"] == "dcnv2"
+    feats = next(f for f in frames if "feature" in f)
+    assert list(feats.feature) == NAMES and list(feats["embedding size"]) == [4, 4, 2, 3, 3]
+    metrics = next(f for f in frames if "property" in f and "test.auc" in set(f.property))
+    assert dict(zip(metrics.property, metrics.value, strict=True))["test.auc"] == "0.75"
+    assert any("200 MB" in m.value for m in at.markdown), "the upload limit is stated"
+
+
+def upload(at: AppTest, name: str, data: bytes, *, fmt: str | None = None, names: bytes | None = None) -> AppTest:
+    at = goto(at, "model")
+    if fmt is not None:
+        at.selectbox(key="up_format").set_value(fmt)
+    if names is not None:
+        at.file_uploader(key="up_names").upload("NAMES.json", names, "application/json")
+    at.file_uploader(key="up_file").upload(name, data)
+    return at.run()
+
+
+def test_upload_dcnviz_file_is_selected_and_shown(env: Path) -> None:
+    model = planted_full_model(seed=5)
+    at = upload(start(), "mine.safetensors", model_to_bytes(model))
+    ok(at)
+    key = at.sidebar.selectbox(key="model_key").value
+    assert key.startswith("upload:")
+    goto(at, "crosses")
+    ok(at)
+    assert "mine.safetensors" in at.caption[0].value
+    assert os.listdir(env) == sorted(os.listdir(env)) and len(os.listdir(env)) == 2, "nothing written to models/"
+
+
+def test_upload_peer_state_dict_detected_with_names_file(env: Path) -> None:
+    data = (PEERS / "deepctr_dcn_matrix.pt").read_bytes()
+    at = upload(start(), "deepctr.pt", data)
+    ok(at)
+    frames = [d.value for d in at.dataframe]
+    arch = next(f for f in frames if "property" in f and "file format" in set(f.property))
+    assert "DeepCTR-Torch" in dict(zip(arch.property, arch.value, strict=True))["file format"]
+    feats = next(f for f in frames if "feature" in f)
+    n = len(feats)
+    # the same file with a names file renames its blocks
+    names = [f"feat{i}" for i in range(n)]
+    at = upload(at, "deepctr.pt", data, names=json.dumps(names).encode())
+    ok(at)
+    feats = next(d.value for d in at.dataframe if "feature" in d.value)
+    assert list(feats.feature) == names
+    goto(at, "crosses")
+    ok(at)
+    assert charts(at)[0]["data"][0]["x"] == names
+
+
+def test_forced_wrong_format_is_a_clear_error(env: Path) -> None:
+    data = (PEERS / "deepctr_dcn_matrix.pt").read_bytes()
+    at = upload(start(), "deepctr.pt", data, fmt="recbole")
+    assert not at.exception
+    assert at.error and "RecBole" in at.error[0].value
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("kind", ["random", "truncated", "pickle_torch", "pickle_plain"])
+def test_bad_upload_shows_error_and_app_keeps_working(env: Path, tmp_path: Path, kind: str) -> None:
+    marker = tmp_path / "pwned"
+    if kind == "random":
+        data = np.random.default_rng(0).bytes(5000)
+    elif kind == "truncated":
+        data = model_to_bytes(planted_full_model())[:3000]
+    elif kind == "pickle_torch":
+        buf = io.BytesIO()
+        torch.save({"crossnet.kernels": torch.zeros(2, 4, 4), "evil": _Payload(marker)}, buf)
+        data = buf.getvalue()
+    else:
+        data = pickle.dumps({"evil": _Payload(marker)}, protocol=2)
+    at = upload(start(), f"bad-{kind}.pt", data)
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.error, "a clear message"
+    assert "Could not read" in at.error[0].value and "Traceback" not in at.error[0].value
+    assert not marker.exists(), "the pickle payload must never run"
+    assert at.sidebar.selectbox(key="model_key").value.startswith("shipped:"), "the bad file was not registered"
+    goto(at, "crosses")
+    ok(at)
+    assert charts(at)[0]["data"][0]["x"] == NAMES
+
+
+def test_nan_weights_are_shown_as_a_warning(env: Path) -> None:
+    model = planted_full_model()
+    with torch.no_grad():
+        model.cross.layers[1].linear.weight[0, 0] = float("nan")  # type: ignore[union-attr,index]
+    at = upload(start(), "nan.safetensors", model_to_bytes(model))
+    ok(at)
+    assert any("NaN" in w.value for w in at.warning)
+
+
+def test_two_sessions_do_not_see_each_others_uploads(env: Path) -> None:
+    a, b = start(), start()
+    a = upload(a, "private.safetensors", model_to_bytes(planted_full_model(seed=9)))
+    ok(a)
+    a_keys = a.sidebar.selectbox(key="model_key").options
+    b.run()
+    b_keys = b.sidebar.selectbox(key="model_key").options
+    assert any("private" in k for k in a_keys)
+    assert not any("private" in k for k in b_keys)
+
+
+# --------------------------------------------------------------------------------------------------
+# Compare and Report
+
+
+def test_compare_shows_both_models_and_their_difference(env: Path, tmp_path: Path) -> None:
+    at = goto(start(), "compare")
+    ok(at)
+    figs = charts(at)
+    assert len(figs) == 4  # A, B, B − A, spectra
+    diff = next(d.value for d in at.dataframe if d.value.index.name == "output feature i")
+    za, zb = (arr(f["data"][0]["customdata"]) for f in figs[:2])
+    np.testing.assert_allclose(diff.to_numpy(), zb - za, rtol=1e-6, atol=1e-9)
+    at.radio(key="cmp_mode").set_value("symmetric").run()
+    ok(at)
+    # a peer model with other blocks: the heatmaps show, the difference explains why it cannot be taken
+    at = upload(at, "deepctr.pt", (PEERS / "deepctr_dcn_matrix.pt").read_bytes())
+    goto(at, "compare")
+    at.selectbox(key="cmp_b").set_value(at.sidebar.selectbox(key="model_key").value).run()
+    ok(at)
+    assert any("different feature blocks" in i.value for i in at.info)
+
+
+def test_report_is_one_offline_html_file(env: Path) -> None:
+    at = goto(start(), "report")
+    ok(at)
+    at.button(key="rep_build").click().run()
+    ok(at)
+    key, _, data = at.session_state[REPORT]
+    page = data.decode("utf-8")
+    assert key.startswith("shipped:")
+    assert at.download_button(key="rep_download")
+    # loads no script (or anything else) over the network: every <script> is inline
+    tags = re.findall(r"<script\b[^>]*>", page, flags=re.I)
+    assert tags and all("src=" not in t.lower() for t in tags)
+    assert not re.search(r"<(link|img|iframe)\b[^>]*(href|src)\s*=\s*[\"']?(https?:)?//", page, flags=re.I)
+    assert "Plotly.newPlot" in page and len(page) > 1_000_000  # plotly.js inlined
+    for name in NAMES:
+        assert name in page
+    assert "Numerical ranks" in page and "Model card" in page
+
+
+# --------------------------------------------------------------------------------------------------
+# Train
+
+
+def wait_for(at: AppTest, done, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        at.run()
+        if done():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for the training run")
+
+
+def test_one_epoch_training_on_the_sample_opens_in_every_page(env: Path) -> None:
+    at = goto(start(), "train")
+    ok(at)
+    assert any("CPU" in m.value or "GPU" in m.value for m in at.markdown), "the device is stated"
+    at.number_input(key="tr_epochs").set_value(1)
+    at.number_input(key="tr_emb").set_value(4)
+    at.text_input(key="tr_hidden").set_value("16")
+    at.run()
+    at.button(key="tr_start").click().run()
+    ok(at)
+    job = at.session_state["train_job"]
+    wait_for(at, lambda: job.snapshot().finished)
+    at.run()
+    ok(at)
+    snap = job.snapshot()
+    assert snap.status == "done", snap.error
+    assert snap.history and snap.history[0]["epoch"] == 1 and snap.ticks
+    assert at.success and "Test AUC" in at.success[0].value
+    assert at.download_button(key="tr_download")
+    key = at.sidebar.selectbox(key="model_key").value
+    assert key.startswith("trained:"), "the trained model is selected at once"
+    loaded = load_model(snap.model_bytes)
+    assert loaded.meta["metrics"]["epochs"] == 1 and loaded.spec.names == list(dcnviz.data.MOVIELENS_FEATURES)
+    for page in ("crosses", "spectrum", "model"):
+        goto(at, page)
+        ok(at)
+    assert any("trained here" in c.value for c in at.caption)
+
+
+def test_stop_button_keeps_the_best_model_so_far(env: Path) -> None:
+    at = goto(start(), "train")
+    at.number_input(key="tr_epochs").set_value(100)
+    at.number_input(key="tr_emb").set_value(4)
+    at.text_input(key="tr_hidden").set_value("16")
+    at.selectbox(key="tr_batch").set_value(128)
+    at.run()
+    at.button(key="tr_start").click().run()
+    job = at.session_state["train_job"]
+    wait_for(at, lambda: bool(job.snapshot().history))  # at least one epoch validated
+    assert not job.snapshot().finished
+    at.button(key="tr_stop").click().run()
+    wait_for(at, lambda: job.snapshot().finished)
+    ok(at)
+    snap = job.snapshot()
+    assert snap.status == "stopped", snap.message
+    assert snap.result is not None and snap.result["stopped"] == "should_stop" and snap.result["best_epoch"] >= 1
+    assert load_model(snap.model_bytes).meta["metrics"]["best_epoch"] == snap.result["best_epoch"]
+    assert at.sidebar.selectbox(key="model_key").value.startswith("trained:")
+
+
+def test_shipped_models_folder_if_present() -> None:
+    """The real models/ folder (when the demo models are there) loads on every analysis page."""
+    real = ROOT / "models"
+    files = sorted(real.glob("*.safetensors"))
+    if not files:
+        pytest.skip("models/ holds no demo models yet")
+    os.environ.pop("DCNVIZ_MODELS_DIR", None)
+    at = start()
+    for f in files:
+        at.sidebar.selectbox(key="model_key").set_value(f"shipped:{f.name}").run()
+        for page in ("crosses", "spectrum", "model"):
+            goto(at, page)
+            ok(at)
+
+
+def test_save_model_helper_round_trip(tmp_path: Path) -> None:
+    # guards the fixture itself: the planted model survives a save/load and keeps its planted block
+    p = save_model(tmp_path / "m.safetensors", planted_full_model())
+    W = from_model(load_model(p).model).layers[0].W
+    assert W is not None and float(np.abs(W).max()) == pytest.approx(3.0)

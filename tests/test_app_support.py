@@ -1,0 +1,108 @@
+"""Shared helpers for the app tests: tiny demo models with a planted cross, an AppTest factory.
+
+(A module of helpers; it holds one sanity test so pytest collects it harmlessly.)
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from dcnviz.checkpoint import save_model
+from dcnviz.model import DCNModel, ModelConfig
+from dcnviz.spec import FeatureSpec, Field
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+PAGES = "dcnviz/app/pages"
+NAMES = ["user_id", "movie_id", "gender", "age", "occupation"]
+PLANTED = ("gender", "movie_id")  # the cross the tiny full-rank model has planted in layer 0
+
+
+def tiny_spec() -> FeatureSpec:
+    def cat(name: str, n: int, dim: int) -> Field:
+        return Field(name=name, kind="categorical", embedding_dim=dim, vocab=tuple(str(i) for i in range(n)))
+
+    return FeatureSpec(
+        (cat("user_id", 20, 4), cat("movie_id", 30, 4), cat("gender", 2, 2), cat("age", 7, 3), cat("occupation", 21, 3))
+    )
+
+
+def planted_full_model(seed: int = 0) -> DCNModel:
+    """A 2-layer full-rank DCN-V2 whose first layer has a dominant (gender, movie_id) block."""
+    torch.manual_seed(seed)
+    model = DCNModel(tiny_spec(), ModelConfig(model="dcnv2", cross_layers=2, hidden=(8,)))
+    blocks = {b.name: b for b in model.spec.blocks()}
+    g, m = blocks["gender"], blocks["movie_id"]
+    with torch.no_grad():
+        W = model.cross.layers[0].linear.weight  # type: ignore[union-attr,index]
+        W.mul_(0.05)
+        W[g.start : g.stop, m.start : m.stop] = 3.0
+    return model
+
+
+def mixture_model(seed: int = 1) -> DCNModel:
+    torch.manual_seed(seed)
+    return DCNModel(tiny_spec(), ModelConfig(model="dcn-mix", cross_layers=2, rank=3, experts=2, hidden=(8,)))
+
+
+def write_demo_models(folder: Path) -> list[Path]:
+    """Two small shipped-style models: a full-rank DCN-V2 with a planted cross and a DCN-Mix."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        save_model(
+            folder / "a_dcnv2_planted.safetensors",
+            planted_full_model(),
+            metrics={"test": {"auc": 0.75, "logloss": 0.5}},
+            train_config={"lr": 0.001, "epochs": 1},
+            history=[{"epoch": 1, "train_logloss": 0.6, "val": {"auc": 0.7, "logloss": 0.55}}],
+        ),
+        save_model(folder / "b_dcnmix.safetensors", mixture_model()),
+    ]
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def no_deprecations() -> Iterator[list[str]]:
+    """Fail on Streamlit deprecation messages (logged by ``streamlit.deprecation_util``) and on
+    Deprecation/Future warnings raised while the block runs."""
+    handler = _Collect()
+    logger = logging.getLogger("streamlit.deprecation_util")
+    logger.addHandler(handler)
+    found: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield found
+        found += [
+            f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})"
+            for w in caught
+            if issubclass(w.category, DeprecationWarning | FutureWarning | PendingDeprecationWarning)
+        ]
+        found += handler.messages
+    finally:
+        logger.removeHandler(handler)
+    if found:
+        raise AssertionError("deprecation warnings:\n" + "\n".join(found))
+
+
+def test_planted_model_has_the_planted_block_on_top() -> None:
+    from dcnviz.analysis import analyze
+    from dcnviz.weights import from_model
+
+    a = analyze(from_model(planted_full_model()))
+    top = a.layers[0].top_crosses("raw", n=1)
+    assert (top.feature_i[0], top.feature_j[0]) == PLANTED
