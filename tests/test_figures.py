@@ -174,3 +174,20 @@ def test_table_csv_round_trips():
     t = A.top_crosses(N.to_numpy(), NAMES, n=2)
     back2 = pd.read_csv(io.BytesIO(F.table_csv(t)))
     assert list(back2.columns) == list(t.columns) and len(back2) == 2
+
+
+def test_training_curves_read_the_trainers_history_shape():
+    # dcnviz.train.fit's history: one dict per epoch, validation metrics nested under "val"
+    hist = [
+        {"epoch": 1, "train_logloss": 0.52, "val": {"logloss": 0.48, "auc": 0.80}, "epoch_s": 1.2,
+         "examples_per_s": 33000.0, "lr": 1e-3, "partial": False},
+        {"epoch": 2, "train_logloss": 0.45, "val": {"logloss": 0.46, "auc": 0.82}, "epoch_s": 1.1,
+         "examples_per_s": 36000.0, "lr": 1e-3, "partial": False},
+        {"epoch": 3, "train_logloss": None, "val": None, "epoch_s": 0.2, "examples_per_s": None,
+         "lr": 1e-3, "partial": True, "fault": "non-finite loss"},
+    ]  # fmt: skip
+    fig = F.fig_training_curves(hist)
+    by_name = {t.name: t for t in fig.data}
+    assert set(by_name) == {"train_logloss", "val_logloss", "val_auc"}
+    assert list(by_name["val_auc"].y[:2]) == [0.80, 0.82]
+    assert by_name["val_auc"].xaxis == "x2"  # AUC in the right-hand panel
