@@ -30,6 +30,7 @@ import io
 import math
 import pickle
 import zipfile
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,19 @@ from dcnviz.errors import CheckpointError
 MAX_MEMBERS = 100_000  # zip entries beyond this are refused
 MAX_PICKLE_BYTES = 64 * 1024 * 1024  # data.pkl (structure only; tensor data lives in storages)
 MAX_RATIO = 50  # total uncompressed / compressed size beyond this is treated as a decompression bomb
+
+# What zipfile raises on broken, encrypted or unsupported archives (zlib.error for corrupt deflate data).
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    ValueError,
+    OSError,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    KeyError,
+    zlib.error,
+)
 
 # Legacy torch files begin with a protocol-2 pickle of this magic number (torch/serialization.py).
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
@@ -314,7 +328,7 @@ class _Archive:
         try:
             self.zf = zipfile.ZipFile(io.BytesIO(data))
             infos = self.zf.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as e:
+        except ZIP_ERRORS as e:
             raise CheckpointError(f"not a readable zip archive: {e}") from None
         check_zip_members(infos, compressed_size=len(data), max_bytes=max_bytes)
         pkls = [i.filename for i in infos if i.filename.endswith("data.pkl") and i.filename.count("/") == 1]
@@ -337,7 +351,7 @@ class _Archive:
         try:
             with self.zf.open(full) as f:
                 out = f.read(min(limit, self.budget) + 1)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as e:
+        except ZIP_ERRORS as e:
             raise CheckpointError(f"cannot read {full!r} from the archive: {e}") from None
         self.budget -= len(out)
         return out

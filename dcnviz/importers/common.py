@@ -132,6 +132,8 @@ def generator() -> torch.Generator:
 
 def xavier_normal(shape_: tuple[int, ...], gen: torch.Generator) -> np.ndarray:
     """``torch.nn.init.xavier_normal_`` on a tensor of exactly this shape (fans depend on it)."""
+    if len(shape_) < 2:
+        raise ImportFormatError(f"xavier_normal_ needs a matrix; got shape {list(shape_)}")
     t = torch.empty(shape_)
     torch.nn.init.xavier_normal_(t, generator=gen)
     return t.double().numpy()

@@ -23,6 +23,7 @@ import math
 import pickle
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +79,7 @@ def _read_zip(data: bytes, *, max_bytes: int) -> TensorFile:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as e:
+    except safe_pickle.ZIP_ERRORS as e:
         raise CheckpointError(f"not a readable zip archive: {e}") from None
     safe_pickle.check_zip_members(infos, compressed_size=len(data), max_bytes=max_bytes)
     names = [i.filename for i in infos]
@@ -108,7 +109,10 @@ def _read_torch(data: bytes, *, max_bytes: int) -> TensorFile:
         return out
     except DcnvizError:
         raise
-    except (
+    except (  # torch's own parse errors (its weights-only unpickler validates with assert)
+        AssertionError,
+        NotImplementedError,
+        zlib.error,
         RuntimeError,
         EOFError,
         ValueError,
@@ -208,7 +212,7 @@ def _read_npz(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> TensorFile:
                 raw = f.read(nbytes)
         except CheckpointError:
             raise
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, TypeError, KeyError) as e:
+        except (*safe_pickle.ZIP_ERRORS, SyntaxError, TypeError) as e:
             raise CheckpointError(f"npz member {info.filename!r} is not a valid .npy array: {e}") from None
         arr = np.frombuffer(raw, dtype=dtype)
         arr = arr.reshape(shp, order="F" if fortran else "C")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+import numpy as np
+
 from dcnviz.errors import ImportFormatError
 from dcnviz.importers.common import (
     MAX_EXPERTS,
@@ -99,8 +101,6 @@ def build_layers(t: Mapping[str, Array], p: str) -> list[CrossLayerWeights]:
     U, V, C, b = to_np(U_all), to_np(V_all), to_np(C_all), to_np(bias)
     gates = None
     if gate_keys:
-        import numpy as np
-
         gates = np.concatenate([vec(t[k], k, d)[None, :] for k in gate_keys], axis=0)  # (K, d)
     return [
         CrossLayerWeights(
@@ -161,9 +161,8 @@ def _blocks(tensors: Mapping[str, Array], root: str, d: int, warnings: list[str]
 def load(tensors: Mapping[str, Array], root: str) -> Imported:
     p = f"{root}crossnet."
     variant, L, d, K, r = _validate(tensors, p)
-    template = {
-        k: tensors[k] for k in (f"{p}kernels", f"{p}bias", f"{p}U_list", f"{p}V_list", f"{p}C_list") if k in tensors
-    }
+    used = ("kernels", "bias") if variant != "mix" else ("U_list", "V_list", "C_list", "bias")
+    template = {f"{p}{k}": tensors[f"{p}{k}"] for k in used if f"{p}{k}" in tensors}
     check_elements(template)
     layers = build_layers(tensors, p)
     if variant == "matrix":
@@ -176,8 +175,6 @@ def load(tensors: Mapping[str, Array], root: str) -> Imported:
     blocks = _blocks(tensors, root, d, warnings)
 
     def draw(key: str, s: tuple[int, ...], gen):  # type: ignore[no-untyped-def]
-        import numpy as np
-
         if key.endswith("bias"):
             return None
         return np.stack([xavier_normal(s[1:], gen) for _ in range(s[0])])  # per-layer slice, as DeepCTR

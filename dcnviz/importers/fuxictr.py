@@ -57,6 +57,9 @@ EXPECTED = (
     "'crossnet.bias.<l>', or 'crossnet.cross_net.<l>.weight.weight' (1, N)"
 )
 INIT_LABEL = "drawn from xavier_normal_ as FuxiCTR initialises (seed 0) — not this model's real initial weights"
+CROSS_KEY = (
+    r"cross_layers\.\d+\.(?:weight|bias)|cross_net\.\d+\.(?:weight\.weight|bias)|(?:U_list|V_list|C_list|bias)\.\d+"
+)
 EMBEDDING = "embedding_layer.embedding_layer.embedding_layers."
 
 
@@ -213,7 +216,7 @@ def _parse_json(text: str) -> Any:
 
 def _blocks(t: Mapping[str, Array], root: str, d: int, feature_map: Any, warnings: list[str]) -> list[Block] | None:
     emb = re.compile(re.escape(root + EMBEDDING) + r"(?P<name>[^.]+)\.weight$")
-    tables = {m.group("name"): shape(v) for k, v in t.items() if (m := emb.match(k))}
+    tables = {m.group("name"): shape(v) for k, v in t.items() if (m := emb.match(k)) and len(shape(v)) == 2}
     if not tables:
         return None
     if feature_map is not None:
@@ -245,11 +248,7 @@ def _blocks(t: Mapping[str, Array], root: str, d: int, feature_map: Any, warning
 def load(tensors: Mapping[str, Array], root: str, *, feature_map: Any = None) -> Imported:
     p = root
     variant, L, d, K, r = _validate(tensors, p)
-    template = {
-        k: v
-        for k, v in tensors.items()
-        if k.startswith(p) and re.match(r"(cross_layers|cross_net|U_list|V_list|C_list|bias)\.", k[len(p) :])
-    }
+    template = {k: v for k, v in tensors.items() if k.startswith(p) and re.fullmatch(CROSS_KEY, k[len(p) :])}
     check_elements(template)
     layers = build_layers(tensors, p)
     detected = {
@@ -262,11 +261,8 @@ def load(tensors: Mapping[str, Array], root: str, *, feature_map: Any = None) ->
     blocks = _blocks(tensors, model_root, d, feature_map, warnings)
 
     def draw(key: str, s: tuple[int, ...], gen):  # type: ignore[no-untyped-def]
-        return (
-            None
-            if key.endswith("bias") or ".bias." in key or key[len(p) :].startswith("bias.")
-            else xavier_normal(s, gen)
-        )
+        rest = key[len(p) :]
+        return None if rest.endswith("bias") or rest.startswith("bias.") or len(s) < 2 else xavier_normal(s, gen)
 
     initial = draw_baseline(lambda t: build_layers(t, p), template, draw)
     return Imported(

@@ -54,7 +54,6 @@ EXPECTED = (
     "'kernels.<l>' (N, N) or (N, 1), or 'W_kernels.<l>' (N, r) + 'V_kernels.<l>' (r, N), or "
     "'U_kernels.<l>'/'V_kernels.<l>'/'C_kernels.<l>', each with 'bias.<l>'"
 )
-CROSS_NAMES = ("kernels", "W_kernels", "V_kernels", "U_kernels", "C_kernels", "bias")
 INIT_LABEL = "drawn from xavier_normal_ as torchrec initialises (seed 0) — not this model's real initial weights"
 
 
@@ -200,7 +199,8 @@ def load(tensors: Mapping[str, Array], root: str) -> Imported:
     template = {
         k: v
         for k, v in tensors.items()
-        if k.startswith(p) and k[len(p) :].split(".")[0] in CROSS_NAMES and k[len(p) :].count(".") == 1
+        if k.startswith(p)
+        and re.fullmatch(r"(?:kernels|W_kernels|V_kernels|U_kernels|C_kernels|bias)\.\d+", k[len(p) :])
     }
     check_elements(template)
     layers = build_layers(tensors, p)
