@@ -50,16 +50,23 @@ def _layout(fig: go.Figure, title: str, **kw: Any) -> go.Figure:
 
 
 def _log_colour(values: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    """log10 of the values (non-positive ones floored at the smallest positive / 10) and colour-bar ticks."""
+    """log10 of the values (non-positive ones floored at the smallest positive / 10) and colour-bar ticks.
+
+    Ticks sit at 1, 2 and 5 × 10^k inside the range, labelled with the values themselves.
+    """
     v = np.asarray(values, dtype=np.float64)
     pos = v[np.isfinite(v) & (v > 0)]
     if pos.size == 0:
         return np.zeros_like(v), {}
     floor = float(pos.min()) / 10.0
     z = np.log10(np.where(np.isfinite(v), np.maximum(v, floor), np.nan))
-    lo, hi = math.floor(float(np.nanmin(z))), math.ceil(float(np.nanmax(z)))
-    ticks = list(range(lo, hi + 1))
-    return z, {"tickvals": ticks, "ticktext": [f"1e{t}" if t not in (0, 1) else str(10**t) for t in ticks]}
+    lo, hi = float(np.nanmin(z)), float(np.nanmax(z))
+    decades = range(math.floor(lo), math.ceil(hi) + 1)
+    steps = (1.0,) if hi - lo > 3 else (1.0, 2.0, 5.0)
+    ticks = [math.log10(m) + k for k in decades for m in steps if lo - 1e-9 <= math.log10(m) + k <= hi + 1e-9]
+    if not ticks:
+        ticks = [lo, hi]
+    return z, {"tickvals": ticks, "ticktext": [f"{10**t:.3g}" for t in ticks]}
 
 
 def _names(norms: np.ndarray | pd.DataFrame, names: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
@@ -272,11 +279,16 @@ def fig_spectrum(
     for t in tols:
         level = t if normalized else t * s1
         if level > 0:
-            fig.add_hline(
-                y=level,
-                line={"dash": "dash", "width": 1, "color": "grey"},
-                annotation_text=f"T = {t:g}",
-                annotation_position="top right",
+            fig.add_hline(y=level, line={"dash": "dash", "width": 1, "color": "grey"})
+            fig.add_annotation(  # on a log axis an annotation's y is log10 of the value (shapes take the value)
+                x=1.0,
+                xref="paper",
+                xanchor="right",
+                y=math.log10(level),
+                yanchor="bottom",
+                text=f"T = {t:g}",
+                showarrow=False,
+                font={"size": 10, "color": "grey"},
             )
     fig.update_xaxes(title_text="k (singular values, largest first)", automargin=True)
     fig.update_yaxes(type="log", title_text=ylab, automargin=True, exponentformat="power")

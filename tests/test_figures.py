@@ -54,7 +54,10 @@ def test_block_norm_heatmap_log_colour_keeps_values_in_hover():
     np.testing.assert_allclose(z[1, 0], 1.0)
     np.testing.assert_allclose(z[0, 2], -4.0)  # zero floored at (smallest positive) / 10
     np.testing.assert_array_equal(np.asarray(h.customdata), N)
-    assert list(h.colorbar.tickvals) == [-4, -3, -2, -1, 0, 1, 2]
+    assert list(h.colorbar.tickvals) == [-4, -3, -2, -1, 0, 1, 2]  # > 3 decades: powers of ten only
+    assert list(h.colorbar.ticktext) == ["0.0001", "0.001", "0.01", "0.1", "1", "10", "100"]
+    narrow = heat(F.fig_block_norms(np.array([[1.0, 3.0, 9.0]] * 3), NAMES, log_color=True))
+    assert list(narrow.colorbar.ticktext) == ["1", "2", "5"]  # within a decade: 1-2-5 ticks
 
 
 def test_block_norm_heatmap_rejects_mismatched_names():
@@ -115,6 +118,8 @@ def test_spectrum_figure_draws_learned_initial_and_tolerances_on_a_log_axis():
     assert "saved initial weights" in initial.name
     lines = [s for s in fig.layout.shapes if s.type == "line"]
     assert sorted(s.y0 for s in lines) == [0.1, 0.5]
+    labels = {a.text: a.y for a in fig.layout.annotations}
+    assert labels == pytest.approx({"T = 0.5": np.log10(0.5), "T = 0.1": -1.0})  # log axis: annotations take log10
     raw = F.fig_spectrum(sp, normalized=False, show_initial=False)
     assert len(raw.data) == 1
     assert sorted(s.y0 for s in raw.layout.shapes) == pytest.approx([0.8, 4.0])
