@@ -419,6 +419,7 @@ def test_stop_button_keeps_the_best_model_so_far(env: Path) -> None:
     assert not job.snapshot().finished
     at.button(key="tr_stop").click().run()
     wait_for(at, lambda: job.snapshot().finished)
+    at.run()  # the run that sees the finished job (the fragment asks the browser for it)
     ok(at)
     snap = job.snapshot()
     assert snap.status == "stopped", snap.message

@@ -18,6 +18,7 @@ When the run ends, the model file's bytes (:func:`dcnviz.checkpoint.model_to_byt
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import traceback
@@ -25,6 +26,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 from dcnviz.checkpoint import model_to_bytes
 from dcnviz.data import DataOptions, load_splits
@@ -230,3 +233,143 @@ def wait(job: TrainingJob, timeout: float, poll: Callable[[], None] | None = Non
             poll()
         time.sleep(0.05)
     return job.snapshot()
+
+
+# --------------------------------------------------------------------------------------------------
+# The Paper lab: the paper's synthetic studies (§6) in a background thread
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticRequest:
+    """One Paper lab run: a task, the models and depths of its table, and the learned-W fit."""
+
+    task: str  # f1 | f2 | f3 | order3 | order4 | combined
+    models: tuple[str, ...]  # regression models (dcnviz.paperlab.models.REGRESSION_MODELS)
+    layers: tuple[int, ...]  # depths
+    runs: int = 1  # runs per cell (the paper: 5)
+    config: Any = None  # dcnviz.paperlab.synthetic.SyntheticConfig (None: its defaults)
+    learned_w: bool = True  # also fit one 1-layer DCN-V2 and read its cross coefficients
+
+
+@dataclass(frozen=True)
+class SyntheticSnapshot:
+    status: str  # queued | fitting W | running table | done | stopped | failed
+    message: str
+    fraction: float  # in [0, 1]
+    rows: list[Any]  # dcnviz.paperlab.synthetic.SyntheticRow, finished cells
+    true_c: Any  # (d, d) ground-truth order-2 coefficients (numpy), or None before it is known
+    learned_c: Any  # (d, d) learned coefficients of the 1-layer DCN-V2, or None
+    learned_rmse: float | None  # test RMSE of that 1-layer DCN-V2
+    error: str | None
+    elapsed_s: float
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "stopped", "failed")
+
+
+class SyntheticJob:
+    """Runs :func:`dcnviz.paperlab.synthetic.run_synthetic` (and one learned-W fit) in a daemon thread."""
+
+    def __init__(self, request: SyntheticRequest) -> None:
+        self.request = request
+        self.id = uuid.uuid4().hex
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._t0 = time.perf_counter()
+        self._status, self._message, self._fraction = "queued", "waiting to start", 0.0
+        self._rows: list[Any] = []
+        self._true_c: Any = None
+        self._learned_c: Any = None
+        self._learned_rmse: float | None = None
+        self._error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="dcnviz-paperlab", daemon=True)
+
+    def start(self) -> SyntheticJob:
+        self._t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def snapshot(self) -> SyntheticSnapshot:
+        with self._lock:
+            return SyntheticSnapshot(
+                status=self._status,
+                message=self._message,
+                fraction=self._fraction,
+                rows=list(self._rows),
+                true_c=self._true_c,
+                learned_c=self._learned_c,
+                learned_rmse=self._learned_rmse,
+                error=self._error,
+                elapsed_s=time.perf_counter() - self._t0,
+            )
+
+    def _set(self, **kw: Any) -> None:
+        with self._lock:
+            for k, v in kw.items():
+                setattr(self, f"_{k}", v)
+
+    def _run(self) -> None:
+        from dcnviz.paperlab.crosses import learned_cross_matrix, true_cross_matrix
+        from dcnviz.paperlab.fit import fit_regression, rmse
+        from dcnviz.paperlab.models import build_regressor
+        from dcnviz.paperlab.synthetic import SyntheticConfig, SyntheticProgress, run_synthetic
+        from dcnviz.paperlab.tasks import build_task
+
+        r = self.request
+        cfg = r.config or SyntheticConfig()
+        try:
+            task = build_task(r.task, seed=cfg.task_seed, d=cfg.d if r.task not in ("f1", "f2") else None)
+            self._set(true_c=true_cross_matrix(task))
+            if r.learned_w:
+                self._set(status="fitting W", message="fitting a 1-layer DCN-V2 to read its cross coefficients…")
+                x, y = task.sample(cfg.samples, cfg.seed, split="train")
+                xt, yt = task.sample(cfg.test_samples, cfg.seed, split="test")
+                dt = cfg.torch_dtype
+                net = build_regressor("dcnv2", task.d, 1, seed=cfg.seed, dtype=dt)
+                X, Y, XT, YT = (torch.as_tensor(a, dtype=dt) for a in (x, y, xt, yt))
+
+                def on_fit(step: int, train: float) -> None:
+                    self._set(message=f"1-layer DCN-V2 for W: step {step}, train RMSE {train:.3g}")
+
+                res = fit_regression(net, X, Y, cfg.fit, seed=cfg.seed, callback=on_fit, should_stop=self._stop.is_set)
+                if res.stopped:
+                    self._set(status="stopped", message="stopped")
+                    return
+                self._set(learned_c=learned_cross_matrix(net), learned_rmse=rmse(net, XT, YT))
+            self._set(status="running table", message="training the table's models…")
+
+            def on_progress(p: SyntheticProgress) -> None:
+                frac = (p.fits_done + min(1.0, p.step / max(1, p.steps))) / max(1, p.fits_total)
+                rm = f"{p.train_rmse:.3g}" if math.isfinite(p.train_rmse) else "—"
+                self._set(
+                    fraction=min(1.0, frac),
+                    message=f"{p.model}, {p.layers} layer(s), run {p.run + 1}/{p.runs}: step {p.step}, "
+                    f"train RMSE {rm} · fit {p.fits_done + 1} of {p.fits_total}",
+                )
+
+            rows = run_synthetic(
+                task, r.models, r.layers, r.runs, config=cfg, callback=on_progress, should_stop=self._stop.is_set
+            )
+            stopped = self._stop.is_set()
+            self._set(
+                rows=rows,
+                status="stopped" if stopped else "done",
+                message=f"stopped: {len(rows)} finished row(s) kept" if stopped else f"done: {len(rows)} row(s)",
+                fraction=1.0,
+            )
+        except DcnvizError as e:
+            self._set(status="failed", message="failed", error=str(e))
+        except Exception as e:  # a bug: keep the app alive, say what happened, log the traceback
+            _LOG.error("paper lab job crashed:\n%s", traceback.format_exc())
+            self._set(status="failed", message="failed", error=f"unexpected error ({type(e).__name__}): {e}")

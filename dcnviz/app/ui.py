@@ -18,7 +18,7 @@ from dcnviz.app.bundle import ModelBundle
 from dcnviz.errors import DcnvizError
 from dcnviz.figures import figure_html, table_csv
 
-ORIGIN_ICONS = {"shipped": "📦", "uploaded": "⬆️", "trained": "🏋️"}
+ORIGIN_SUFFIX = {"shipped": "", "uploaded": " · uploaded", "trained": " · trained here"}  # plain text: any font
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 
@@ -82,12 +82,12 @@ def model_picker() -> None:
         if job is not None:
             snap = job.snapshot()
             if not snap.finished:
-                st.caption(f"🏋️ Training: {snap.message}")
+                st.caption(f"Training: {snap.message}")
         if not entries:
             st.info("No model yet: upload one on **Model** or train one on **Train**.")
             return
         keys = [e.key for e in entries]
-        labels = {e.key: f"{ORIGIN_ICONS.get(e.origin, '')} {e.label}" for e in entries}
+        labels = {e.key: f"{e.label}{ORIGIN_SUFFIX.get(e.origin, '')}" for e in entries}
         if st.session_state.get(state.CURRENT) not in keys:
             st.session_state[state.CURRENT] = keys[0]
         st.selectbox(
@@ -95,8 +95,8 @@ def model_picker() -> None:
             keys,
             key=state.CURRENT,
             format_func=lambda k: labels.get(k, k),
-            help="📦 shipped demo model · ⬆️ uploaded in this session · 🏋️ trained in this session. "
-            "Uploads and trained models are visible to you only.",
+            help="Shipped demo models, then the models you uploaded or trained in this session. "
+            "Uploads and trained models are visible to you only and are never saved on the server.",
         )
 
 

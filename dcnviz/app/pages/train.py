@@ -7,6 +7,7 @@ weights) is registered in this session, selected in the sidebar, and offered as 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,7 @@ from dcnviz.figures import fig_training_curves
 from dcnviz.model import ModelConfig
 from dcnviz.train import TrainConfig
 
+SAMPLE_ENV = "DCNVIZ_SAMPLE_DIR"  # overrides the bundled sample folder (the browser test trains on a tiny one)
 JOB = state.TRAIN_JOB  # session_state: the session's TrainingJob (at most one at a time)
 SOURCES = {
     "sample": "Bundled synthetic sample (ML-1M format, planted crosses)",
@@ -53,15 +55,17 @@ def data_section() -> DataOptions | None:
     source = st.radio("Dataset", list(SOURCES), key="tr_source", format_func=lambda s: SOURCES[s], horizontal=True)
     emb = int(st.number_input("Embedding size per feature", 1, 128, 16, key="tr_emb"))
     if source == "sample":
-        folder = Path(data_mod.SAMPLE_DIR)
+        override = os.environ.get(SAMPLE_ENV)
+        folder = Path(override) if override else Path(data_mod.SAMPLE_DIR)
         if not (folder / "ratings.dat").is_file():
-            st.error(f"The bundled sample is missing from {folder}; regenerate it with scripts/make_sample_data.py.")
+            st.error(f"The sample data is missing from {folder}; regenerate it with scripts/make_sample_data.py.")
             return None
         st.caption(
             "A synthetic MovieLens-like dataset with known planted crosses (gender × movie, age × movie; "
             "occupation × movie is a control with none). See sample_data/README.md."
+            + (f" Read from {folder} (${SAMPLE_ENV})." if override else "")
         )
-        return DataOptions(source="sample", embedding_dim=emb)
+        return DataOptions(source="sample", data_dir=override or None, embedding_dim=emb)
     root = Path(
         st.text_input(
             f"Folder with {SOURCES[source]} (the files, or a folder holding {source}/)",

@@ -1,0 +1,197 @@
+"""End to end in a real headless browser: `streamlit run app.py`, upload a model, see the heatmap, train.
+
+Starts the app on a free port (headless, no usage stats), drives Debian's Chromium with Playwright,
+uploads a model file on the Model page, checks the Feature crosses heatmap carries the file's feature
+names, runs a one-epoch training on a tiny sample, and saves screenshots under ``tests/artifacts/``
+(``crosses.png`` is the README's screenshot: ``cp tests/artifacts/crosses.png docs/screenshot-crosses.png``).
+
+Chromium: ``/usr/bin/chromium`` (or ``$DCNVIZ_CHROMIUM``). Under ``CI=true`` a missing browser or
+Playwright is a failure; elsewhere the test skips with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_app_support import NAMES, ROOT, write_demo_models
+
+from dcnviz.data import MOVIELENS_FEATURES
+from dcnviz.sample import SampleConfig, make_sample, write_sample
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = os.environ.get("DCNVIZ_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHIPPED_SAMPLE_MODEL = ROOT / "models"  # a demo model trained on the sample, if the folder has one
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and the browser test cannot run: {reason}")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The app served by `streamlit run` on a free port, with tiny demo models and a tiny sample."""
+    models = tmp_path / "models"
+    write_demo_models(models)
+    sample = tmp_path / "sample"
+    write_sample(make_sample(SampleConfig(n_users=150, n_movies=60, n_ratings=3000, min_ratings=20)), sample)
+    port = _free_port()
+    env = dict(os.environ, DCNVIZ_MODELS_DIR=str(models), DCNVIZ_SAMPLE_DIR=str(sample), PYTHONUNBUFFERED="1")
+    log = (tmp_path / "server.log").open("w")
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless=true",
+        f"--server.port={port}",
+        "--server.address=127.0.0.1",
+        "--browser.gatherUsageStats=false",
+        "--server.fileWatcherType=none",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                raise AssertionError(f"streamlit did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url, tmp_path / "server.log"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        server_log = (tmp_path / "server.log").read_text()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "server.log").write_text(server_log)
+
+
+def _nav(page, title: str) -> None:  # type: ignore[no-untyped-def]
+    """Client-side navigation through the sidebar (keeps the session, unlike loading a URL)."""
+    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    page.get_by_role("heading", level=1).first.wait_for()
+
+
+def _idle(page, timeout: float = 60_000) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the script run has finished (no running-status widget)."""
+    page.wait_for_timeout(300)
+    page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=timeout)
+
+
+def _heatmap_labels(page) -> list[str]:  # type: ignore[no-untyped-def]
+    chart = page.locator(".js-plotly-plot").first
+    chart.wait_for(timeout=60_000)
+    return [t.strip() for t in chart.locator("g.xtick text").all_text_contents()]
+
+
+def test_upload_heatmap_and_training_in_a_real_browser(server: tuple[str, Path], tmp_path: Path) -> None:
+    url, log = server
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("Python playwright is not installed (pip install -r requirements-dev.txt)")
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        _missing(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set DCNVIZ_CHROMIUM)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    # The file to upload: a demo model trained on the sample when models/ ships one, else the planted model.
+    shipped = sorted(p for p in SHIPPED_SAMPLE_MODEL.glob("*sample*.safetensors"))
+    if shipped:
+        upload, expected = shipped[0], list(MOVIELENS_FEATURES)
+    else:
+        upload = tmp_path / "planted_dcnv2.safetensors"
+        write_demo_models(tmp_path / "up")
+        (tmp_path / "up" / "a_dcnv2_planted.safetensors").rename(upload)
+        expected = NAMES
+
+    with sync_playwright() as p:
+        try:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        except Exception as e:  # the binary exists but cannot start
+            _missing(f"Chromium at {CHROMIUM} does not start: {e}")
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000}, device_scale_factor=1)
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_role("heading", name="dcnviz: what did the cross network learn?").wait_for(timeout=60_000)
+            _idle(page)
+
+            # Upload on the Model page; the card shows the file's detected format.
+            _nav(page, "Model")
+            page.locator("input[type=file]").first.set_input_files(str(upload))
+            page.get_by_text(f"Model card: {upload.name}", exact=False).first.wait_for(timeout=60_000)
+            _idle(page)
+            page.screenshot(path=str(ARTIFACTS / "model.png"))
+
+            # The heatmap of the uploaded model, with its feature names on the axis.
+            _nav(page, "Feature crosses")
+            _idle(page)
+            assert _heatmap_labels(page) == expected
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / "crosses.png"))
+
+            # A short training run on the (tiny) sample; the trained model opens in the other pages.
+            _nav(page, "Train")
+            _idle(page)
+            for label, value in (("Epochs (most)", "1"), ("Embedding size per feature", "4")):
+                box = page.get_by_label(label)
+                box.fill(value)
+                box.press("Enter")
+                _idle(page)
+            hidden = page.get_by_label("Deep tower sizes")
+            hidden.fill("16")
+            hidden.press("Enter")
+            _idle(page)
+            page.get_by_role("button", name="Start training").click()
+            page.get_by_text("Test AUC", exact=False).wait_for(timeout=180_000)
+            _idle(page)
+            page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
+            _nav(page, "Feature crosses")
+            _idle(page)
+            page.get_by_text("on sample #1", exact=False).first.wait_for()  # the trained model is the one shown
+            assert _heatmap_labels(page) == list(MOVIELENS_FEATURES)
+        finally:
+            browser.close()
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    assert "deprecat" not in text.lower(), text[-3000:]  # Streamlit logs its deprecation warnings
