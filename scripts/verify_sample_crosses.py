@@ -54,7 +54,12 @@ def evaluate(model: DCNModel, splits, planted: list, control: tuple) -> dict:  #
         "test_auc": round(auc(splits.test.y.numpy(), p), 4),
         "planted_ranks": planted_ranks,
         "control_rank": rank[frozenset(control)],
-        "margin": round(min(value[frozenset(q)] for q in planted) - pairs[m][0], 3),
+        # weakest planted pair minus the strongest non-planted pair (> 0 iff the planted pairs are the top m)
+        "margin": round(
+            min(value[frozenset(q)] for q in planted)
+            - max(v for v, a, b in pairs if frozenset((a, b)) not in {frozenset(q) for q in planted}),
+            3,
+        ),
         "top": [f"{a}×{b}={v:.2f}" for v, a, b in pairs[:5]],
         "ok_flag": ok,
     }

@@ -311,3 +311,10 @@ def test_real_ml100k_protocol() -> None:
     total_pos = sum(float(x.y.sum()) for x in (s.train, s.val, s.test))
     assert total_pos == 55_375  # ratings 4 and 5 in u.data
     assert s.spec.field("user_id").vocab_size <= 944 and len(s.spec.field("age").vocab) == 7
+
+
+@pytest.mark.skipif(not (REAL_100K / "u.data").is_file(), reason="real MovieLens-100K not present")
+def test_real_ml100k_matches_the_download_row_counts() -> None:
+    from dcnviz.download import DATASETS, check_folder
+
+    assert check_folder(REAL_100K, DATASETS["ml-100k"]) == {"u.data": 100_000, "u.user": 943, "u.item": 1_682}
