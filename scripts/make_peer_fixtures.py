@@ -5,7 +5,7 @@ Real files come from the peer libraries themselves, installed in throwaway envir
     /work/benchvenv/bin/python scripts/make_peer_fixtures.py deepctr     # deepctr-torch 0.3.0, torch 2.13.0
     /work/peervenv/bin/python  scripts/make_peer_fixtures.py fuxictr     # fuxictr (see README for version)
     /work/peervenv/bin/python  scripts/make_peer_fixtures.py recbole     # recbole (see README for version)
-    .venv/bin/python           scripts/make_peer_fixtures.py handmade    # torchrec, TFRS: exact key layouts
+    .venv/bin/python           scripts/make_peer_fixtures.py handmade keras_h5  # torchrec, TFRS: exact key layouts
 
 For every model the script stores its state dict (``<name>.pt``) and, beside it, ``<name>.expected.npz``
 holding a batch ``x0`` (B, N) and the library's own cross-network output ``out`` (B, N) on it, computed by
@@ -284,6 +284,21 @@ def handmade() -> None:
     prov_path.write_text(json.dumps(prov, indent=2, sort_keys=True) + "\n")
 
 
+def keras_h5() -> None:
+    """The TFRS layers of tfrs_cross.npz in Keras 3's ``.weights.h5`` layout (``layers/<cross>/<attr>/vars/<i>``)."""
+    import h5py
+
+    src = np.load(OUT / "tfrs_cross.npz")
+    with h5py.File(OUT / "tfrs_cross.weights.h5", "w") as f:
+        f["layers/cross/_dense/vars/0"] = src["cross/dense/kernel:0"]
+        f["layers/cross/_dense/vars/1"] = src["cross/dense/bias:0"]
+        f["layers/cross_1/_dense_u/vars/0"] = src["cross_1/dense_1/kernel:0"]
+        f["layers/cross_1/_dense_v/vars/0"] = src["cross_1/dense_2/kernel:0"]
+        f["layers/cross_1/_dense_v/vars/1"] = src["cross_1/dense_2/bias:0"]
+    expected = np.load(OUT / "tfrs_cross.expected.npz")
+    np.savez(OUT / "tfrs_cross.weights.expected.npz", x0=expected["x0"], out=expected["out"])
+
+
 def zip_members(path: Path) -> list[str]:
     with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as z:
         return z.namelist()
@@ -292,4 +307,4 @@ def zip_members(path: Path) -> list[str]:
 if __name__ == "__main__":
     which = sys.argv[1:] or ["handmade"]
     for w in which:
-        {"deepctr": deepctr, "fuxictr": fuxictr, "recbole": recbole, "handmade": handmade}[w]()
+        {"deepctr": deepctr, "fuxictr": fuxictr, "recbole": recbole, "handmade": handmade, "keras_h5": keras_h5}[w]()

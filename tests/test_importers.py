@@ -81,6 +81,7 @@ FIXTURES = [
     ("torchrec_dlrm_dcn.pt", "torchrec", "lowrank"),
     ("torchrec_mixture.pt", "torchrec", "mixture"),
     ("tfrs_cross.npz", "tfrs", None),
+    ("tfrs_cross.weights.h5", "tfrs", None),
     ("recbole_dcnv2.pt", "recbole", "full"),
     ("recbole_dcnv2_mixed.pt", "recbole", "mixture"),
     ("recbole_dcn.pt", "recbole", "vector"),
@@ -463,3 +464,44 @@ def test_init_baselines_follow_each_library():
     mix = load_cross_weights(PEERS / "torchrec_mixture.pt")
     assert [layer.kind for layer in mix.initial_layers] == ["mixture", "mixture"]
     assert mix.initial_layers[0].experts[0].V.shape == mix.layers[0].experts[0].V.shape
+
+
+# --- Keras .weights.h5 ----------------------------------------------------------------------------
+def _h5(build) -> bytes:  # type: ignore[no-untyped-def]
+    h5py = pytest.importorskip("h5py")
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        build(f)
+    return buf.getvalue()
+
+
+def test_h5_external_storage_is_refused(tmp_path):
+    """HDF5 can point a dataset at any local file; reading it would leak that file into the heatmap."""
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(16, dtype="<f4").tobytes())
+
+    def build(f):  # type: ignore[no-untyped-def]
+        f.create_dataset("layers/cross/_dense/vars/0", shape=(4, 4), dtype="<f4", external=[(str(secret), 0, 64)])
+
+    with pytest.raises(CheckpointError, match="external file"):
+        load_cross_weights(_h5(build))
+
+
+def test_h5_links_are_not_followed(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as g:
+        g["layers/cross/_dense/vars/0"] = np.ones((3, 3))
+
+    def build(f):  # type: ignore[no-untyped-def]
+        f["layers/cross/_dense/vars/0"] = np.eye(2)
+        f["layers/cross_1"] = h5py.ExternalLink(str(other), "/layers/cross")
+
+    cw = load_cross_weights(_h5(build))
+    assert cw.d == 2 and len(cw.layers) == 1  # the external layer was not read
+
+
+def test_h5_garbage_is_a_checkpoint_error():
+    data = (PEERS / "tfrs_cross.weights.h5").read_bytes()
+    with pytest.raises(CheckpointError):
+        load_cross_weights(data[:600])

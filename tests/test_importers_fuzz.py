@@ -23,7 +23,7 @@ from dcnviz.errors import DcnvizError
 from dcnviz.importers import FORMATS, load_cross_weights, read_tensor_file
 
 PEERS = Path(__file__).parent / "fixtures" / "peers"
-FILES = sorted(p for p in PEERS.iterdir() if p.suffix in (".pt", ".pth") or p.name == "tfrs_cross.npz")
+FILES = sorted(p for p in PEERS.iterdir() if p.suffix in (".pt", ".pth", ".h5") or p.name == "tfrs_cross.npz")
 EXAMPLES = int(os.environ.get("DCNVIZ_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 KEYS = [

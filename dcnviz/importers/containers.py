@@ -39,6 +39,7 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")
 MAX_TENSORS = 100_000
 MAX_H5_OBJECTS = 100_000
+H5_BUILTIN_FILTERS = {1, 2, 3, 4, 5, 6}  # deflate, shuffle, fletcher32, szip, nbit, scaleoffset
 
 
 @dataclass
@@ -221,8 +222,15 @@ def _read_npz(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> TensorFile:
 
 
 def _read_h5(data: bytes) -> TensorFile:
+    """Numeric datasets of an HDF5 file, refusing anything that would read outside the file or run a plugin.
+
+    Only hard-linked datasets are visited (soft and external links are not followed); datasets whose
+    raw data lives in external files (``H5Pset_external``, e.g. pointing at a local file), virtual
+    datasets (mapped from other files) and datasets with non-built-in filters (which HDF5 would load
+    as plugins) are refused; a dataset's size is checked before it is read (decompression bombs).
+    """
     try:
-        import h5py  # type: ignore[import-not-found, unused-ignore]
+        import h5py  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         raise CheckpointError(
             "this is an HDF5 file (Keras .weights.h5); reading it needs the h5py package "
@@ -243,10 +251,21 @@ def _read_h5(data: bytes) -> TensorFile:
             for name, ds in items:
                 if ds.dtype.kind not in "fiub":
                     continue
+                if ds.is_virtual:
+                    raise CheckpointError(
+                        f"HDF5 dataset {name!r} is a virtual dataset mapped from other files; refused"
+                    )
+                dcpl = ds.id.get_create_plist()
+                if dcpl.get_external_count() > 0:
+                    raise CheckpointError(f"HDF5 dataset {name!r} keeps its data in an external file; refused")
+                filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
+                if any(code not in H5_BUILTIN_FILTERS for code in filters):
+                    raise CheckpointError(f"HDF5 dataset {name!r} needs filter plugin(s) {filters}; refused")
                 nbytes = math.prod(ds.shape or ()) * ds.dtype.itemsize
                 if nbytes > 8 * len(data) + (1 << 20):
                     raise CheckpointError(f"HDF5 dataset {name!r} claims {nbytes} bytes, far more than the file holds")
-                tensors[name] = np.asarray(ds[()])
+                key = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+                tensors[key] = np.asarray(ds[()])
     except DcnvizError:
         raise
     except Exception as e:  # h5py raises OSError, KeyError, ValueError, RuntimeError... for broken files
