@@ -206,11 +206,13 @@ def fig_weight_matrix(
         colorbar={"title": {"text": what + (" (log)" if log_color else "")}, **ticks},
     )
     fig = go.Figure(heat)
+    line = {"color": "rgba(255,255,255,0.9)", "width": 1}
+    shapes = []  # set in one go: add_shape re-validates every earlier shape (quadratic: seconds for 40 blocks)
     for s in starts[1:]:
         pos = s / f - 0.5
-        line = {"color": "rgba(255,255,255,0.9)", "width": 1}
-        fig.add_shape(type="line", x0=pos, x1=pos, y0=-0.5, y1=len(labels) - 0.5, line=line)
-        fig.add_shape(type="line", y0=pos, y1=pos, x0=-0.5, x1=len(labels) - 0.5, line=line)
+        shapes.append({"type": "line", "x0": pos, "x1": pos, "y0": -0.5, "y1": len(labels) - 0.5, "line": line})
+        shapes.append({"type": "line", "y0": pos, "y1": pos, "x0": -0.5, "x1": len(labels) - 0.5, "line": line})
+    fig.update_layout(shapes=shapes)
     centres = [labels[min(len(labels) - 1, int((int(b.start) + int(b.stop) - 1) / 2) // f)] for b in blocks]
     names = unique_labels([b.name for b in blocks])
     axis = {"tickmode": "array", "tickvals": centres, "ticktext": names, "automargin": True, "constrain": "domain"}
