@@ -1,0 +1,131 @@
+"""`python -m dcnviz train` / `evaluate` end to end on the bundled synthetic sample (issue 2's CLI contract)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dcnviz.checkpoint import load_model
+from dcnviz.cli import main
+from dcnviz.commands import train as train_cmd
+from dcnviz.data import SAMPLE_DIR, SOURCES
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--hidden", "16", "--embedding-dim", "4", "--batch-size", "1024", "--lr", "0.01", "--device", "cpu", "--quiet"]
+CONTRACT = {"test", "val", "epochs", "best_epoch", "wall_s", "device", "examples_per_s"}
+
+needs_sample = pytest.mark.skipif(not (SAMPLE_DIR / "ratings.dat").is_file(), reason="sample_data/ not generated")
+
+
+def last_json(text: str) -> dict:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return json.loads(lines[-1])
+
+
+def test_cli_sources_match_the_data_module():
+    assert train_cmd.SOURCES == SOURCES
+
+
+@needs_sample
+def test_train_prints_the_contract_json_saves_and_evaluate_reproduces(tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--data", "sample", "--epochs", "1", *TINY, "--out", str(out)]) == 0
+    res = last_json(capsys.readouterr().out)
+    assert set(res) >= CONTRACT
+    assert res["device"] == "cpu" and res["epochs"] == 1 and res["best_epoch"] == 1
+    assert set(res["test"]) == {"auc", "logloss"} and 0.5 < res["test"]["auc"] <= 1.0
+    assert res["examples_per_s"] > 0 and res["wall_s"] > 0
+    loaded = load_model(out)
+    assert loaded.meta["train_config"]["epochs"] == 1
+    assert loaded.meta["data_info"]["options"]["source"] == "sample"
+    assert loaded.meta["metrics"]["test"] == res["test"] and len(loaded.meta["history"]) == 1
+    assert loaded.spec.d == 6 * 4
+
+    assert main(["evaluate", str(out), "--data", "sample"]) == 0
+    ev = last_json(capsys.readouterr().out)
+    for split in ("test", "val"):
+        assert ev[split]["auc"] == pytest.approx(res[split]["auc"], abs=1e-9)
+        assert ev[split]["logloss"] == pytest.approx(res[split]["logloss"], abs=1e-6)
+
+
+@needs_sample
+def test_several_seeds_give_mean_std_and_runs(capsys):
+    assert main(["train", "--data", "sample", "--epochs", "1", "--seed", "3", "4", *TINY]) == 0
+    res = last_json(capsys.readouterr().out)
+    assert set(res) >= CONTRACT
+    assert set(res["test"]["auc"]) == {"mean", "std"} and set(res["val"]["logloss"]) == {"mean", "std"}
+    assert [r["seed"] for r in res["runs"]] == [3, 4]
+    aucs = [r["test"]["auc"] for r in res["runs"]]
+    assert res["test"]["auc"]["mean"] == pytest.approx(sum(aucs) / 2)
+    assert all(set(r) >= CONTRACT for r in res["runs"])
+
+
+@needs_sample
+def test_model_options_reach_the_model(tmp_path, capsys):
+    out = tmp_path / "mix.safetensors"
+    args = ["--model", "dcn-mix", "--rank", "3", "--experts", "2", "--gate", "sigmoid", "--cross-layers", "1"]
+    assert main(["train", "--data", "sample", "--epochs", "1", *args, *TINY, "--out", str(out)]) == 0
+    capsys.readouterr()
+    config = load_model(out).config
+    got = (config.model, config.rank, config.experts, config.gate, config.cross_layers)
+    assert got == ("dcn-mix", 3, 2, "sigmoid", 1)
+    assert config.hidden == (16,)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--data", "ml-100k"], "data_dir"),
+        (["--data", "sample", "--out", "model.pt"], "safetensors"),
+        (["--data", "sample", "--lr", "-1"], "lr"),
+        (["--data", "sample", "--rank", "0"], "rank"),
+    ],
+)
+def test_bad_options_give_a_clean_error(argv, message, capsys):
+    assert main(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is missing")
+def test_cuda_without_a_gpu_is_a_clean_error(capsys):
+    assert main(["train", "--data", "sample", "--device", "cuda"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_evaluate_a_missing_file_is_a_clean_error(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nope.safetensors"), "--data", "sample"]) == 2
+    assert "no model file" in capsys.readouterr().err
+
+
+@needs_sample
+@pytest.mark.slow
+def test_ctrl_c_stops_keeps_the_best_model_and_saves_it(tmp_path):
+    """SIGINT acts like the app's stop button: the JSON is printed and a complete model file is saved."""
+    out = tmp_path / "stopped.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "dcnviz", "train", "--data", "sample", "--epochs", "200", "--patience", "200"]
+    cmd += ["--hidden", "16", "--embedding-dim", "4", "--batch-size", "2048", "--device", "cpu", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 240
+    for line in proc.stderr:  # wait for the first finished epoch
+        if line.startswith("epoch 1/"):
+            break
+        assert time.monotonic() < deadline
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr
+    res = last_json(stdout)
+    assert res["stopped"] == "should_stop" and res["best_epoch"] >= 1 and res["epochs"] >= 1
+    loaded = load_model(out)  # complete and valid
+    assert loaded.meta["metrics"]["stopped"] == "should_stop"
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
