@@ -258,9 +258,12 @@ def _split_lines(
 
 def _int_field(path: Path, no: int, column: str, value: str) -> int:
     try:
-        return int(value.strip())
+        v = int(value.strip())
     except ValueError:
         raise DataFormatError(f"{path} line {no}: {column} must be an integer; got {value!r}") from None
+    if not -(2**63) <= v < 2**63:
+        raise DataFormatError(f"{path} line {no}: {column} {value.strip()} is out of the 64-bit integer range")
+    return v
 
 
 def _nonblank_line_numbers(text: str) -> np.ndarray:
@@ -949,8 +952,11 @@ def load_splits(options: DataOptions, *, spec: FeatureSpec | None = None) -> Dat
     t0 = time.perf_counter()
     table = load_table(options)
     n = len(table.frame)
-    if n == 0:
-        raise DataFormatError(f"{table.files[0]}: no labelled rows left after the protocol's filtering")
+    if n < MIN_EXAMPLES:
+        dropped = f" ({table.rows_dropped} rating-3 rows dropped)" if table.rows_dropped else ""
+        raise DataFormatError(
+            f"{table.files[0]}: {n} labelled rows{dropped}; need at least {MIN_EXAMPLES} for a 80/10/10 split"
+        )
     train, val, test = split_indices(n, options.seed)
     if spec is None:
         spec = build_spec(table, train, options)

@@ -224,3 +224,18 @@ def test_100k_missing_file(ml100k: Path) -> None:
         re.escape(f"data folder {ml100k} has no u.user; MovieLens-100K expects the files u.data, u.user, u.item"),
         load_ml100k,
     )
+
+
+def test_id_out_of_int64_range(ml1m: Path) -> None:
+    p = ml1m / "ratings.dat"
+    _edit_line(p, 3, "99999999999999999999999::2::4::978300003")
+    _raises(ml1m, re.escape(f"{p} line 3: UserID 99999999999999999999999 is out of the 64-bit integer range"))
+
+
+def test_too_few_labelled_rows(ml1m: Path) -> None:
+    p = ml1m / "ratings.dat"
+    p.write_text("".join(f"1::{m}::{r}::97830000{m}\n" for m, r in ((1, 5), (2, 3), (3, 1), (4, 3))))
+    with pytest.raises(
+        DataFormatError, match=re.escape(f"{p}: 2 labelled rows (2 rating-3 rows dropped); need at least 10")
+    ):
+        load_splits(DataOptions(source="ml-1m", data_dir=str(ml1m)))
