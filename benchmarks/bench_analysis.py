@@ -12,6 +12,7 @@ computed in the same run:
    for each ``models/*.safetensors`` (the shipped models) or, when there are none yet, a
    MovieLens-sized stand-in; and a 2-layer model of width 1024 (one layer, as a page shows it, and
    all layers).
+4. Building (and serialising to JSON) the figures of one 1024-wide layer.
 
 Run: ``.venv/bin/python benchmarks/bench_analysis.py [--repeat 5]``. Timings on a shared machine are
 noisy: the load average is printed with the results.
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dcnviz import analysis as A  # noqa: E402
+from dcnviz import figures as F  # noqa: E402
 from dcnviz.checkpoint import save_model  # noqa: E402
 from dcnviz.importers import load_cross_weights  # noqa: E402
 from dcnviz.model import DCNModel, ModelConfig  # noqa: E402
@@ -156,6 +158,23 @@ def main() -> None:
     print(f"    wide1024 ({size:.0f} MiB, d=1024, 41 blocks, 2 full layers): load {t_load:.4f}")
     print(f"      + one layer (learned and initial SVD, block norms)  {t_load + t_one:.4f}")
     print(f"      + all layers                                        {t_load + t_all:.4f}")
+
+    # 4. figures of the 1024-wide layer: build + serialise to JSON (what Streamlit sends to the browser)
+    la = A.analyze_layer(cw, 0)
+    names = [b.name for b in cw.blocks]
+    figs = {
+        "fig_block_norms (41×41)": lambda: F.fig_block_norms(la.block_norms, names).to_json(),
+        "fig_weight_matrix (pooled to 342×342)": lambda: F.fig_weight_matrix(la.matrix.weight, cw.blocks).to_json(),
+        "fig_spectrum (learned + initial)": lambda: F.fig_spectrum(la.spectrum).to_json(),
+        "fig_rank_vs_tolerance": lambda: F.fig_rank_vs_tolerance(la.spectrum).to_json(),
+    }
+    print("\n[4] figures of one 1024-wide layer, build + to_json")
+    total = 0.0
+    for name, fn in figs.items():
+        t = timed(fn, r)
+        total += t
+        print(f"    {name:<40} {t:.4f}  ({len(fn()) / 1e3:.0f} kB JSON)")
+    print(f"    all four                                 {total:.4f}")
     tmp.cleanup()
 
 

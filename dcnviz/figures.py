@@ -110,16 +110,16 @@ def fig_block_norms(
     z, ticks = _log_colour(N) if log_color else (N, {})
     what = _MODE_TITLES[mode]
     if mode == "symmetric":
-        hover = "features %{y} × %{x}<br>" + what + " = %{customdata:.4g}<extra></extra>"
+        hover = "features %{y} × %{x}<br>" + what + " = VALUE<extra></extra>"
     else:
-        hover = "output feature i: %{y}<br>input feature j: %{x}<br>" + what + " = %{customdata:.4g}<extra></extra>"
+        hover = "output feature i: %{y}<br>input feature j: %{x}<br>" + what + " = VALUE<extra></extra>"
     show = k <= 12 if show_values is None else show_values
     heat = go.Heatmap(
         z=z,
         x=labels,
         y=labels,
-        customdata=N,
-        hovertemplate=hover,
+        customdata=N,  # the values themselves (z is their log10 on a log colour axis); k × k, so cheap
+        hovertemplate=hover.replace("VALUE", "%{customdata:.4g}"),
         colorscale=MAGNITUDE_SCALE,
         colorbar={"title": {"text": what + (" (log)" if log_color else ""), "side": "right"}, **ticks},
         text=_cell_text(N) if show else None,
@@ -200,8 +200,11 @@ def fig_weight_matrix(
         z=z.astype(np.float32),
         x=labels,
         y=labels,
-        customdata=P.astype(np.float32),
-        hovertemplate="row (output) %{y}<br>column (input) %{x}<br>" + what + " = %{customdata:.4g}<extra></extra>",
+        customdata=P.astype(np.float32) if log_color else None,  # only a log colour axis needs the raw values
+        hovertemplate="row (output) %{y}<br>column (input) %{x}<br>"
+        + what
+        + (" = %{customdata:.4g}" if log_color else " = %{z:.4g}")
+        + "<extra></extra>",
         colorscale=MAGNITUDE_SCALE,
         colorbar={"title": {"text": what + (" (log)" if log_color else "")}, **ticks},
     )

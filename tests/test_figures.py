@@ -53,7 +53,8 @@ def test_block_norm_heatmap_log_colour_keeps_values_in_hover():
     np.testing.assert_allclose(z[0, 0], 0.0)
     np.testing.assert_allclose(z[1, 0], 1.0)
     np.testing.assert_allclose(z[0, 2], -4.0)  # zero floored at (smallest positive) / 10
-    np.testing.assert_array_equal(np.asarray(h.customdata), N)
+    np.testing.assert_array_equal(np.asarray(h.customdata), N)  # hover shows the value, not its log
+    assert "%{customdata:.4g}" in h.hovertemplate
     assert list(h.colorbar.tickvals) == [-4, -3, -2, -1, 0, 1, 2]  # > 3 decades: powers of ten only
     assert list(h.colorbar.ticktext) == ["0.0001", "0.001", "0.01", "0.1", "1", "10", "100"]
     narrow = heat(F.fig_block_norms(np.array([[1.0, 3.0, 9.0]] * 3), NAMES, log_color=True))
@@ -73,6 +74,7 @@ def test_weight_matrix_small_is_abs_w_with_block_boundaries():
     h = heat(fig)
     np.testing.assert_allclose(np.asarray(h.z, dtype=float), np.abs(W), rtol=1e-6)
     assert list(h.x) == ["user[0]", "user[1]", "user[2]", "item[0]", "item[1]", "year[0]"]
+    assert h.customdata is None and "%{z:.4g}" in h.hovertemplate  # no second d × d array in the page
     positions = sorted({s.x0 for s in fig.layout.shapes if s.x0 == s.x1})
     assert positions == [2.5, 4.5]  # before item and before year
     assert list(fig.layout.xaxis.ticktext) == NAMES
