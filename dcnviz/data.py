@@ -226,7 +226,9 @@ def _read_text(path: Path, encoding: str = "latin-1") -> str:
             f"{path} line {line}: bytes {raw[e.start : e.start + 4]!r} are not valid {encoding}; "
             "set the schema's 'encoding' to the file's real encoding"
         ) from None
-    return text[1:] if text.startswith("\ufeff") else text
+    text = text[1:] if text.startswith("\ufeff") else text
+    # One line terminator everywhere, so line numbers agree between pandas and the line-by-line paths.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _split_lines(
@@ -235,7 +237,7 @@ def _split_lines(
     """(line number, fields) of every non-blank line; each must have len(columns) fields (or more if at_least)."""
     out = []
     shown = "TAB" if sep == "\t" else repr(sep)
-    for no, line in enumerate(text.splitlines(), start=1):
+    for no, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         parts = line.split(sep)
@@ -256,11 +258,13 @@ def _split_lines(
     return out
 
 
+_INT = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
 def _int_field(path: Path, no: int, column: str, value: str) -> int:
-    try:
-        v = int(value.strip())
-    except ValueError:
-        raise DataFormatError(f"{path} line {no}: {column} must be an integer; got {value!r}") from None
+    if not _INT.fullmatch(value):  # plain ASCII digits only (int() would also take "1_000" or other scripts' digits)
+        raise DataFormatError(f"{path} line {no}: {column} must be an integer; got {value!r}")
+    v = int(value)
     if not -(2**63) <= v < 2**63:
         raise DataFormatError(f"{path} line {no}: {column} {value.strip()} is out of the 64-bit integer range")
     return v
@@ -268,14 +272,15 @@ def _int_field(path: Path, no: int, column: str, value: str) -> int:
 
 def _nonblank_line_numbers(text: str) -> np.ndarray:
     """Line numbers (1-based) of the non-blank lines, i.e. of the rows pandas parsed."""
-    return np.array([i for i, line in enumerate(text.splitlines(), start=1) if line.strip()], dtype=np.int64)
+    return np.array([i for i, line in enumerate(text.split("\n"), start=1) if line.strip()], dtype=np.int64)
 
 
 def _parse_ratings(path: Path, text: str, sep: str) -> pd.DataFrame:
     """UserID, MovieID, Rating, Timestamp (all integers), vectorised; errors name the line.
 
-    The fast path is pandas' C parser; any failure there re-reads the file line by line to report
-    the first bad line precisely.
+    The fast path is pandas' C parser; any failure there re-reads the file line by line, which
+    reports the first bad line precisely (or, for oddities the C parser refuses but that are valid,
+    such as whitespace-only lines or spaces around numbers, returns the slow parse).
     """
     columns = ["UserID", "MovieID", "Rating", "Timestamp"]
     one = sep
@@ -301,10 +306,11 @@ def _parse_ratings(path: Path, text: str, sep: str) -> pd.DataFrame:
     except (ValueError, pd.errors.ParserError, OverflowError):
         df = None
     if df is None:
-        for no, parts in _split_lines(path, text, sep, columns):
-            for c, v in zip(columns, parts, strict=True):
-                _int_field(path, no, c, v)
-        raise DataFormatError(f"{path}: could not be parsed as {sep.join(columns)} lines")  # pragma: no cover
+        rows = [
+            [_int_field(path, no, c, v) for c, v in zip(columns, parts, strict=True)]
+            for no, parts in _split_lines(path, text, sep, columns)
+        ]
+        df = pd.DataFrame(rows, columns=columns, dtype=np.int64)
     if len(df) == 0:
         raise DataFormatError(f"{path} is empty")
     bad = ~df["Rating"].between(1, 5).to_numpy()
@@ -682,8 +688,11 @@ def _table_files(data: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return [data]
 
 
-def _read_csv(path: Path, schema: TableSchema | None) -> pd.DataFrame:
-    """Every column as text (ids stay exact: "007" is not 7); empty cells are NaN."""
+def _read_csv(path: Path, schema: TableSchema | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every column as text (ids stay exact: "007" is not 7; empty cells are NaN), and each row's line number.
+
+    Blank lines are skipped but counted; a quoted cell spanning several lines shifts later line numbers.
+    """
     encoding = schema.encoding if schema is not None else "utf-8"
     delimiter = schema.delimiter if schema is not None else ","
     try:
@@ -691,7 +700,7 @@ def _read_csv(path: Path, schema: TableSchema | None) -> pd.DataFrame:
     except LookupError:
         raise ConfigError(f"schema 'encoding' {encoding!r} is not a known text encoding") from None
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, engine="c")
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, engine="c", skip_blank_lines=False)
     except pd.errors.ParserError as e:
         msg = str(e)
         m = re.search(r"line (\d+)", msg)
@@ -707,7 +716,11 @@ def _read_csv(path: Path, schema: TableSchema | None) -> pd.DataFrame:
                 f"{path} line 1: found one column {header[:60]!r}; the header uses {hint!r}, "
                 f"but the delimiter is {delimiter!r} (set the schema's 'delimiter')"
             )
-    return frame
+    lines = np.arange(2, len(frame) + 2)  # the header is line 1
+    keep = frame.notna().any(axis=1).to_numpy()
+    if not keep.all():
+        frame, lines = frame[keep].reset_index(drop=True), lines[keep]
+    return frame, lines
 
 
 def _all_ints(s: pd.Series) -> bool:
@@ -725,18 +738,18 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataFormatError(f"{path}: not a readable Parquet file ({e})") from None
 
 
-def _line(kind: str, k: int) -> str:
-    """Human position of data row k (0-based): CSV line (header is line 1) or Parquet row."""
-    return f"line {k + 2}" if kind == "csv" else f"row {k + 1}"
+def _line(lines: np.ndarray | None, k: int) -> str:
+    """Human position of data row k (0-based): its CSV line, or the Parquet row (from 1)."""
+    return f"line {int(lines[k])}" if lines is not None else f"row {k + 1}"
 
 
-def _label_column(values: pd.Series, schema: TableSchema, where: str, kind: str) -> np.ndarray:
+def _label_column(values: pd.Series, schema: TableSchema, where: str, lines: np.ndarray | None) -> np.ndarray:
     num = pd.to_numeric(values, errors="coerce")
     bad = num.isna().to_numpy()
     if bad.any():
         k = int(np.argmax(bad))
         raise DataFormatError(
-            f"{where} {_line(kind, k)}: label {schema.label!r} must be a number; got {values.iloc[k]!r}"
+            f"{where} {_line(lines, k)}: label {schema.label!r} must be a number; got {_show(values.iloc[k])}"
         )
     y = num.to_numpy(dtype=np.float64)
     if schema.label_threshold is not None:
@@ -745,10 +758,27 @@ def _label_column(values: pd.Series, schema: TableSchema, where: str, kind: str)
     if not ok.all():
         k = int(np.argmax(~ok))
         raise DataFormatError(
-            f"{where} {_line(kind, k)}: label {schema.label!r} must be 0 or 1; got {values.iloc[k]!r} "
+            f"{where} {_line(lines, k)}: label {schema.label!r} must be 0 or 1; got {_show(values.iloc[k])} "
             "(set the schema's 'label_threshold' to binarise other values)"
         )
     return y.astype(np.int8)
+
+
+def _show(v: Any) -> str:
+    """A cell value for an error message: strings quoted, NumPy scalars as plain numbers."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _as_text(v: pd.Series) -> pd.Series:
+    """Values as stripped strings, missing values kept missing (vectorised)."""
+    return v.where(v.isna(), v.astype(str).str.strip())
+
+
+def _numeric_input(v: pd.Series) -> pd.Series:
+    """A column ready for ``pd.to_numeric``: numbers as they are, text stripped."""
+    return v if pd.api.types.is_numeric_dtype(v) else _as_text(v)
 
 
 def _token_string(v: Any, sep: str) -> str:
@@ -772,7 +802,11 @@ def load_own_table(data: str | Path, schema: TableSchema | str | None, *, fmt: s
     files = _table_files(path, (".csv", ".tsv", ".txt") if fmt == "csv" else (".parquet", ".pq"))
     frames = []
     for f in files:
-        df = _read_csv(f, sch) if fmt == "csv" else _read_parquet(f)
+        lines: np.ndarray | None = None
+        if fmt == "csv":
+            df, lines = _read_csv(f, sch)
+        else:
+            df = _read_parquet(f)
         if len(df) == 0:
             raise DataFormatError(f"{f} has a header but no data rows")
         s = sch if sch is not None else infer_schema(df, str(f))
@@ -782,22 +816,24 @@ def load_own_table(data: str | Path, schema: TableSchema | str | None, *, fmt: s
                 f"{f}: missing column(s) {missing} named in the schema; the file's columns are "
                 f"{[str(c) for c in df.columns][:30]}"
             )
-        cols: dict[str, Any] = {LABEL: _label_column(df[s.label], s, str(f), fmt)}
+        cols: dict[str, Any] = {LABEL: _label_column(_numeric_input(df[s.label]), s, str(f), lines)}
         for c in s.categorical:  # text ids; an empty cell stays missing and encodes as 0 (out of vocabulary)
-            v = df[c]
-            cols[c] = v.map(lambda x: None if x is None or (isinstance(x, float) and math.isnan(x)) else str(x).strip())
+            cols[c] = _as_text(df[c])
         for c in s.multivalent:
             cols[c] = df[c].map(lambda v, sep=s.multivalent_separator: _token_string(v, sep))
         for c in s.dense:
-            num = pd.to_numeric(df[c], errors="coerce")
-            bad = (num.isna() & df[c].notna() & (df[c].astype(str).str.strip() != "")).to_numpy()
+            raw = _numeric_input(df[c])
+            num = pd.to_numeric(raw, errors="coerce")
+            bad = (num.isna() & raw.notna() & (raw.astype(str) != "")).to_numpy()
             if bad.any():
                 k = int(np.argmax(bad))
-                raise DataFormatError(f"{f} {_line(fmt, k)}: dense column {c!r} must be numeric; got {df[c].iloc[k]!r}")
+                raise DataFormatError(
+                    f"{f} {_line(lines, k)}: dense column {c!r} must be numeric; got {_show(df[c].iloc[k])}"
+                )
             vals = num.to_numpy(dtype=np.float64)
             if np.isinf(vals).any():
                 k = int(np.argmax(np.isinf(vals)))
-                raise DataFormatError(f"{f} {_line(fmt, k)}: dense column {c!r} is infinite")
+                raise DataFormatError(f"{f} {_line(lines, k)}: dense column {c!r} is infinite")
             cols[c] = vals
         frames.append((s, pd.DataFrame(cols)))
     s0 = frames[0][0]

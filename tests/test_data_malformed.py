@@ -239,3 +239,18 @@ def test_too_few_labelled_rows(ml1m: Path) -> None:
         DataFormatError, match=re.escape(f"{p}: 2 labelled rows (2 rating-3 rows dropped); need at least 10")
     ):
         load_splits(DataOptions(source="ml-1m", data_dir=str(ml1m)))
+
+
+def test_whitespace_lines_and_padded_numbers_still_load(ml1m: Path) -> None:
+    p = ml1m / "ratings.dat"
+    lines = p.read_text().splitlines()
+    lines.insert(4, "   ")  # whitespace-only line: the C parser refuses it, the line-by-line path skips it
+    lines[0] = " " + lines[0].replace("::", " :: ", 1)
+    p.write_text("\n".join(lines) + "\n")
+    assert len(load_ml1m(ml1m).frame) == 24
+
+
+def test_integer_fields_take_ascii_digits_only(ml1m: Path) -> None:
+    p = ml1m / "ratings.dat"
+    _edit_line(p, 2, "1_0::1::4::978300001")
+    _raises(ml1m, re.escape(f"{p} line 2: UserID must be an integer; got '1_0'"))

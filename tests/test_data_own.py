@@ -210,3 +210,28 @@ def test_bad_schemas(schema: str, match: str) -> None:
 def test_schema_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=re.escape(f"schema file {tmp_path / 's.json'} not found")):
         read_schema(str(tmp_path / "s.json"))
+
+
+def test_csv_line_numbers_count_blank_lines(tmp_path: Path) -> None:
+    p = _write(tmp_path, "a,x,y\n1,2.0,0\n\n\n2,3.0,1\n3,abc,1\n")
+    _raises(p, re.escape(f"{p} line 6: dense column 'x' must be numeric; got 'abc'"))
+
+
+def test_csv_infinite_dense(tmp_path: Path) -> None:
+    p = _write(tmp_path, "a,x,y\n1,2.0,0\n2,inf,1\n")
+    _raises(p, re.escape(f"{p} line 3: dense column 'x' is infinite"))
+
+
+def test_csv_padded_numbers_and_blank_lines_load(tmp_path: Path) -> None:
+    p = _write(tmp_path, "a,x,y\n1, 2.5 , 1\n\n2,,0\n")
+    t = load_own_table(p, S, fmt="csv")
+    assert list(t.frame["label"]) == [1, 0] and t.frame["x"].iloc[0] == 2.5 and np.isnan(t.frame["x"].iloc[1])
+
+
+def test_parquet_row_numbers_in_errors(tmp_path: Path) -> None:
+    pd.DataFrame({"a": ["p", "q", "r"], "x": [1.0, 2.0, 3.0], "y": [0, 1, 2]}).to_parquet(tmp_path / "t.parquet")
+    _raises(
+        tmp_path / "t.parquet",
+        re.escape(f"{tmp_path / 't.parquet'} row 3: label 'y' must be 0 or 1; got 2"),
+        fmt="parquet",
+    )
