@@ -293,6 +293,8 @@ def test_forced_format_mismatch_names_expected_keys():
         load_cross_weights(data, format="deepctr")
     with pytest.raises(ImportFormatError, match="not a dcnviz model file"):
         load_cross_weights(data, format="dcnviz")
+    with pytest.raises(ImportFormatError, match="not TensorFlow Recommenders Cross weights"):
+        load_cross_weights(data, format="tfrs")
     with pytest.raises(ConfigError, match="format must be one of"):
         load_cross_weights(data, format="keras")
 

@@ -28,7 +28,7 @@ from dcnviz.checkpoint import DEFAULT_MAX_FILE_BYTES, is_dcnviz_file, load_model
 from dcnviz.errors import CheckpointError, ConfigError, ImportFormatError
 from dcnviz.importers import deepctr, fuxictr, recbole, tfrs, torchrec
 from dcnviz.importers.common import Imported, numel
-from dcnviz.importers.containers import TensorFile, read_tensor_file
+from dcnviz.importers.containers import read_tensor_file
 from dcnviz.importers.names import apply_names, read_names_file
 from dcnviz.spec import Block
 from dcnviz.weights import CrossModelWeights, from_model
@@ -127,6 +127,11 @@ def _expected(fmt: str) -> str:
 def _import_peer(fmt: str, tensors: Mapping[str, Any], feature_map: Any) -> Imported:
     stripped, _ = strip_wrappers(tensors)
     if fmt == "tfrs":
+        if not tfrs.looks_like(tensors):
+            raise ImportFormatError(
+                f"not TensorFlow Recommenders Cross weights: expected {tfrs.EXPECTED}; "
+                f"the file's first keys are {list(tensors)[:8]}"
+            )
         return tfrs.load(tensors)
     mod = _MODULES[fmt]
     roots = mod.roots(tensors) or mod.roots(stripped)
@@ -194,7 +199,9 @@ def load_cross_weights(
     if tf.container == "safetensors" and is_dcnviz_file(tf.metadata):
         if format not in ("auto", "dcnviz"):
             raise ImportFormatError(f"{label} is a dcnviz model file (metadata format=dcnviz), not {format}")
-        cw = from_model(load_model(data, max_bytes=max_bytes).model)
+        loaded = load_model(data, max_bytes=max_bytes)
+        cw = from_model(loaded.model)
+        cw.warnings = [*loaded.warnings, *cw.warnings]  # e.g. NaN/Inf weights, as for peer files
         if names:
             cw.blocks = apply_names(cw.blocks, cw.d, names)
         return cw
@@ -248,7 +255,3 @@ def _finite(layer: Any) -> bool:
     for e in layer.experts:
         arrays += [e.U, e.V, e.C]
     return all(a is None or bool(np.isfinite(a).all()) for a in arrays)
-
-
-def tensors_of(tf: TensorFile) -> dict[str, Any]:
-    return tf.tensors

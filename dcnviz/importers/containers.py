@@ -21,6 +21,8 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import struct
+import tokenize
 import warnings
 import zipfile
 import zlib
@@ -123,6 +125,7 @@ def _read_torch(data: bytes, *, max_bytes: int) -> TensorFile:
         AttributeError,
         OSError,
         OverflowError,
+        struct.error,  # a short read inside torch's weights-only unpickler
         MemoryError,
         RecursionError,
         zipfile.BadZipFile,
@@ -213,7 +216,12 @@ def _read_npz(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> TensorFile:
                 raw = f.read(nbytes)
         except CheckpointError:
             raise
-        except (*safe_pickle.ZIP_ERRORS, SyntaxError, TypeError) as e:
+        except (
+            *safe_pickle.ZIP_ERRORS,
+            SyntaxError,
+            TypeError,
+            tokenize.TokenError,
+        ) as e:  # numpy parses with tokenize
             raise CheckpointError(f"npz member {info.filename!r} is not a valid .npy array: {e}") from None
         arr = np.frombuffer(raw, dtype=dtype)
         arr = arr.reshape(shp, order="F" if fortran else "C")
