@@ -1,0 +1,108 @@
+"""The paper's published numbers (DCN-V2, Wang et al.), for printing beside ours.
+
+* ``PAPER_TABLE1``: Table 1 (§6), mean RMSE of 5 runs and model size, keyed by (task, model).
+* ``PAPER_TABLE2``: Table 2 (§6), combined-order polynomial, mean RMSE of 5 runs by (model, layers).
+* ``PAPER_TABLE6``: Table 6 (§7.3), MovieLens-1M column, keyed by our model name. The paper's one
+  DCN-V2 row is its best structure, parallel on MovieLens, so it sits beside ``dcnv2-parallel``; its
+  "CrossNet" row (l=4, K=4, r=258) is a mixture, so it sits beside ``crossnet-mix``.
+
+Sizes are the paper's rounded counts (``41_000`` for "41K"); see docs/paper.md for how ours compare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperRMSE:
+    rmse: float  # mean RMSE of 5 runs
+    params: int | None = None  # the paper's model size (rounded as printed)
+
+
+PAPER_TABLE1: dict[tuple[str, str], PaperRMSE] = {
+    ("f1", "dcn"): PaperRMSE(rmse=8.9e-13, params=12),
+    ("f2", "dcn"): PaperRMSE(rmse=1.0e-1, params=9),
+    ("f3", "dcn"): PaperRMSE(rmse=2.6e0, params=300),
+    ("f1", "dcnv2"): PaperRMSE(rmse=5.1e-13, params=24),
+    ("f2", "dcnv2"): PaperRMSE(rmse=4.5e-15, params=15),
+    ("f3", "dcnv2"): PaperRMSE(rmse=6.7e-7, params=10_000),
+    ("f1", "dnn"): PaperRMSE(rmse=2.7e-2, params=24),
+    ("f2", "dnn"): PaperRMSE(rmse=3.0e-2, params=15),
+    ("f3", "dnn"): PaperRMSE(rmse=2.7e-1, params=10_000),
+    ("f1", "dnn-large"): PaperRMSE(rmse=4.7e-3, params=41_000),
+    ("f2", "dnn-large"): PaperRMSE(rmse=1.4e-3, params=41_000),
+    ("f3", "dnn-large"): PaperRMSE(rmse=7.8e-2, params=758_000),
+}
+
+PAPER_TABLE2: dict[tuple[str, int], float] = {
+    ("dcnv2", 1): 1.43e-1,
+    ("dcnv2", 2): 2.89e-2,
+    ("dcnv2", 3): 9.82e-3,
+    ("dcnv2", 4): 9.87e-3,
+    ("dcnv2", 5): 9.92e-3,
+    ("dnn", 1): 1.32e-1,
+    ("dnn", 2): 1.03e-1,
+    ("dnn", 3): 1.03e-1,
+    ("dnn", 4): 1.09e-1,
+    ("dnn", 5): 1.05e-1,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperCTR:
+    """One row of Table 6's MovieLens-1M column."""
+
+    logloss: float  # mean test logloss of 5 runs
+    logloss_std: float  # its stddev
+    auc: float  # mean test AUC of 5 runs
+    auc_std: float
+    params: int  # excluding embedding tables
+    flops: int  # per example
+    setting: str  # the paper's best setting (DNN part, model part)
+
+
+PAPER_TABLE6: dict[str, PaperCTR] = {
+    "dnn": PaperCTR(
+        logloss=0.3201, logloss_std=4.1e-4, auc=0.8929, auc_std=2.3e-4, params=46_000, flops=92_000, setting="–"
+    ),
+    "dcn": PaperCTR(
+        logloss=0.3197, logloss_std=1.9e-4, auc=0.8935, auc_std=2.1e-4, params=110_000, flops=220_000, setting="l=4"
+    ),
+    "dcnv2-parallel": PaperCTR(
+        logloss=0.3170,
+        logloss_std=3.6e-4,
+        auc=0.8950,
+        auc_std=2.7e-4,
+        params=110_000,
+        flops=220_000,
+        setting="l=2 (parallel was best on MovieLens)",
+    ),
+    "dcn-mix": PaperCTR(
+        logloss=0.3160,
+        logloss_std=4.9e-4,
+        auc=0.8964,
+        auc_std=2.9e-4,
+        params=110_000,
+        flops=210_000,
+        setting="l=3, K=4, r=258",
+    ),
+    "crossnet-mix": PaperCTR(
+        logloss=0.3185,
+        logloss_std=3.0e-4,
+        auc=0.8937,
+        auc_std=2.7e-4,
+        params=65_000,
+        flops=130_000,
+        setting="l=4, K=4, r=258",
+    ),
+}
+
+
+def paper_table1_rmse(task: str, model: str) -> float | None:
+    ref = PAPER_TABLE1.get((task, model))
+    return None if ref is None else ref.rmse
+
+
+def paper_table2_rmse(model: str, layers: int) -> float | None:
+    return PAPER_TABLE2.get((model, layers))

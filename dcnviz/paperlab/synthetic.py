@@ -1,0 +1,268 @@
+"""Running the synthetic studies of §6: Table 1, Table 2 and Fig. 4, as rows of mean RMSE over runs.
+
+Protocol (the paper gives none beyond "mean RMSE of 5 runs"): the function is fixed by
+``task_seed``; run r (0-based) draws a fresh training set, a fresh test set and a fresh
+initialisation from ``seed + r``; the RMSE is measured on the test set (noise included for the
+combined task, whose floor is therefore ≈ 0.01). ``rmse_std`` is the sample standard deviation over
+runs (0 for one run).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from dcnviz.errors import ConfigError
+from dcnviz.paperlab.fit import FitConfig, fit_regression, rmse
+from dcnviz.paperlab.models import REGRESSION_MODELS, build_regressor, model_layers, paper_param_count
+from dcnviz.paperlab.reference import paper_table1_rmse, paper_table2_rmse
+from dcnviz.paperlab.tasks import DEFAULT_D, SyntheticTask, build_task
+
+EXPERIMENTS: tuple[str, ...] = ("table1", "table2", "fig4")
+
+# What each experiment runs: (task, models, layer counts).
+EXPERIMENT_PLAN: dict[str, tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...]] = {
+    "table1": tuple((t, ("dcn", "dcnv2", "dnn", "dnn-large"), (1,)) for t in ("f1", "f2", "f3")),
+    "table2": (("combined", ("dcnv2", "dnn"), (1, 2, 3, 4, 5)),),
+    "fig4": tuple(
+        (
+            t,
+            ("dcnv2", "dcnv2-no-bias", "dcnv2-no-residual", "dcnv2-no-bias-no-residual", "dcn", "dnn"),
+            (1, 2, 3, 4),
+        )
+        for t in ("order3", "order4")
+    ),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticConfig:
+    """Sizes and seeds of a synthetic study (the model sizes are the paper's, see models.py)."""
+
+    samples: int = 10_000  # training examples per run
+    test_samples: int = 5_000  # test examples per run
+    fit: FitConfig = field(default_factory=FitConfig)  # optimizer and steps (the same for every model)
+    seed: int = 0  # run r uses seed + r for its data and its initialisation
+    task_seed: int = 0  # draws the random crosses of f3, order3/4 and combined
+    d: int | None = None  # input width of f3, order3/4, combined (None: the paper's 100, 50, 50)
+    dtype: str = "float64"  # float64 | float32
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ConfigError(f"samples must be >= 1; got samples={self.samples}")
+        if self.test_samples < 1:
+            raise ConfigError(f"test_samples must be >= 1; got test_samples={self.test_samples}")
+        if self.dtype not in ("float64", "float32"):
+            raise ConfigError(f"dtype must be 'float64' or 'float32'; got dtype={self.dtype!r}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return torch.float64 if self.dtype == "float64" else torch.float32
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticRow:
+    """One row of a synthetic table: a model at a depth on a task, over all runs."""
+
+    task: str  # f1 | f2 | f3 | order3 | order4 | combined
+    model: str  # dcnv2 | dcn | dnn | dnn-large | dcnv2-no-bias | dcnv2-no-residual | dcnv2-no-bias-no-residual
+    layers: int  # cross layers, or hidden layers for DNNs
+    rmse_mean: float  # mean test RMSE over runs
+    rmse_std: float  # sample stddev over runs (0 for one run)
+    params: int  # trainable parameters, counted as the paper does (all but the output intercept)
+    paper_rmse: float | None  # the paper's number (Tables 1, 2), None where it gives none
+    rmse_runs: tuple[float, ...] = ()  # each run's test RMSE
+    train_rmse_mean: float = math.nan  # mean training RMSE
+    seconds: float = 0.0  # wall time of all runs
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "model": self.model,
+            "layers": self.layers,
+            "rmse_mean": self.rmse_mean,
+            "rmse_std": self.rmse_std,
+            "params": self.params,
+            "paper_rmse": self.paper_rmse,
+            "rmse_runs": list(self.rmse_runs),
+            "train_rmse_mean": self.train_rmse_mean,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticProgress:
+    """What a progress callback receives: where the study is and the current training RMSE."""
+
+    task: str
+    model: str
+    layers: int
+    run: int  # 0-based
+    runs: int
+    step: int  # optimizer steps so far in this run
+    steps: int  # steps planned for this run (warm-up epochs + iterations)
+    train_rmse: float  # best training RMSE so far in this run (nan before the first report)
+    fits_done: int  # finished fits in the whole study
+    fits_total: int
+
+
+def paper_rmse(task: SyntheticTask, model: str, layers: int) -> float | None:
+    """The paper's RMSE for this cell, or None (Fig. 4, other depths, or a non-paper input width)."""
+    if task.d != DEFAULT_D[task.name]:
+        return None
+    if task.name in ("f1", "f2", "f3") and layers == model_layers(model, task.d, 1):
+        return paper_table1_rmse(task.name, model)
+    if task.name == "combined":
+        return paper_table2_rmse(model, layers)
+    return None
+
+
+def _resolve_task(task: str | SyntheticTask, config: SyntheticConfig) -> SyntheticTask:
+    if isinstance(task, SyntheticTask):
+        return task
+    d = config.d if task not in ("f1", "f2") else None
+    return build_task(task, seed=config.task_seed, d=d)
+
+
+def run_synthetic(
+    task: str | SyntheticTask,
+    models: tuple[str, ...] | list[str],
+    layers: tuple[int, ...] | list[int],
+    runs: int,
+    *,
+    config: SyntheticConfig | None = None,
+    callback: Callable[[SyntheticProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    _offset: tuple[int, int] | None = None,
+) -> list[SyntheticRow]:
+    """Train each model at each depth ``runs`` times on ``task`` and return one row per (model, layers).
+
+    ``dnn-large`` has a fixed depth and is run once whatever ``layers`` holds. ``callback`` receives
+    a :class:`SyntheticProgress` during training; when ``should_stop()`` returns True the current fit
+    ends, no further run starts, and only the (model, layers) cells with at least one finished run
+    are returned (a stopped run is not counted).
+    """
+    config = config or SyntheticConfig()
+    if runs < 1:
+        raise ConfigError(f"runs must be >= 1; got runs={runs}")
+    if not models:
+        raise ConfigError("at least one model is needed")
+    for m in models:
+        if m not in REGRESSION_MODELS:
+            raise ConfigError(f"model must be one of {REGRESSION_MODELS}; got model={m!r}")
+    if not layers or any(n < 1 for n in layers):
+        raise ConfigError(f"layers must be a non-empty list of counts >= 1; got layers={list(layers)}")
+    t = _resolve_task(task, config)
+    cells = [(m, n) for m in models for n in (layers[:1] if m == "dnn-large" else layers)]
+    done0, total = _offset if _offset is not None else (0, len(cells) * runs)
+    dtype = config.torch_dtype
+    fit = config.fit
+    planned = fit.steps + (fit.warmup_epochs if fit.optimizer == "lbfgs" else 0)
+    data: dict[int, tuple[torch.Tensor, ...]] = {}
+    rows: list[SyntheticRow] = []
+    fits_done = done0
+    stop = False
+    for model, n in cells:
+        test_rmses: list[float] = []
+        train_rmses: list[float] = []
+        params = 0
+        t0 = time.perf_counter()
+        for r in range(runs):
+            if r not in data:
+                x, y = t.sample(config.samples, config.seed + r, split="train")
+                xt, yt = t.sample(config.test_samples, config.seed + r, split="test")
+                data[r] = tuple(torch.as_tensor(a, dtype=dtype) for a in (x, y, xt, yt))
+            x_t, y_t, xt_t, yt_t = data[r]
+            net = build_regressor(model, t.d, n, seed=config.seed + r, dtype=dtype)
+            params = paper_param_count(net)
+
+            def on_step(
+                step: int, train: float, _m: str = model, _n: int = n, _r: int = r, _done: int = fits_done
+            ) -> None:
+                if callback is not None:
+                    callback(
+                        SyntheticProgress(
+                            task=t.name,
+                            model=_m,
+                            layers=model_layers(_m, t.d, _n),
+                            run=_r,
+                            runs=runs,
+                            step=step,
+                            steps=planned,
+                            train_rmse=train,
+                            fits_done=_done,
+                            fits_total=total,
+                        )
+                    )
+
+            result = fit_regression(net, x_t, y_t, fit, seed=config.seed + r, callback=on_step, should_stop=should_stop)
+            if result.stopped:
+                stop = True
+                break
+            test_rmses.append(rmse(net, xt_t, yt_t))
+            train_rmses.append(result.train_rmse)
+            fits_done += 1
+        if test_rmses:
+            arr = np.asarray(test_rmses)
+            rows.append(
+                SyntheticRow(
+                    task=t.name,
+                    model=model,
+                    layers=model_layers(model, t.d, n),
+                    rmse_mean=float(arr.mean()),
+                    rmse_std=float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
+                    params=params,
+                    paper_rmse=paper_rmse(t, model, model_layers(model, t.d, n)),
+                    rmse_runs=tuple(test_rmses),
+                    train_rmse_mean=float(np.mean(train_rmses)),
+                    seconds=time.perf_counter() - t0,
+                )
+            )
+        if stop:
+            break
+    return rows
+
+
+def run_experiment(
+    name: str,
+    runs: int,
+    *,
+    config: SyntheticConfig | None = None,
+    tasks: tuple[str, ...] | None = None,
+    callback: Callable[[SyntheticProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[SyntheticRow]:
+    """All rows of ``table1`` | ``table2`` | ``fig4`` (optionally only some of its ``tasks``)."""
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"experiment must be one of {EXPERIMENTS}; got {name!r}")
+    plan = [p for p in EXPERIMENT_PLAN[name] if tasks is None or p[0] in tasks]
+    if tasks is not None:
+        known = {p[0] for p in EXPERIMENT_PLAN[name]}
+        bad = sorted(set(tasks) - known)
+        if bad:
+            raise ConfigError(f"{name} has tasks {sorted(known)}; got {bad}")
+    total = sum(runs * sum(1 if m == "dnn-large" else len(ls) for m in ms) for _, ms, ls in plan)
+    rows: list[SyntheticRow] = []
+    done = 0
+    for task, models, layers in plan:
+        if should_stop is not None and should_stop():
+            break
+        part = run_synthetic(
+            task,
+            models,
+            layers,
+            runs,
+            config=config,
+            callback=callback,
+            should_stop=should_stop,
+            _offset=(done, total),
+        )
+        rows += part
+        done += sum(len(r.rmse_runs) for r in part)
+    return rows
