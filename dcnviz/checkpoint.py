@@ -173,6 +173,8 @@ def parse_safetensors_header(data: bytes) -> tuple[dict[str, Any], dict[str, str
         header = json.loads(text)
     except json.JSONDecodeError as e:
         raise CheckpointError(f"safetensors header is not valid JSON: {e.msg} at char {e.pos}") from None
+    except RecursionError:
+        raise CheckpointError("safetensors header is nested too deeply to be a tensor index") from None
     if not isinstance(header, dict):
         raise CheckpointError("safetensors header must be a JSON object")
     metadata = header.pop("__metadata__", {}) or {}
@@ -184,7 +186,7 @@ def parse_safetensors_header(data: bytes) -> tuple[dict[str, Any], dict[str, str
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise CheckpointError(f"tensor {name!r}: header entry must have dtype, shape and data_offsets")
         dtype, shape, offs = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in DTYPE_SIZES:
+        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
             raise CheckpointError(f"tensor {name!r}: unsupported dtype {dtype!r}")
         if not isinstance(shape, list) or not all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
@@ -249,6 +251,36 @@ def is_dcnviz_file(metadata: dict[str, str]) -> bool:
     return metadata.get("format") == FORMAT
 
 
+def _check_sizes_fit_file(spec: FeatureSpec, config: ModelConfig, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse metadata that implies more layers, experts or width than the file's tensors can hold.
+
+    Building even a shape-only (meta-device) skeleton takes time per layer and per expert, so
+    ``cross_layers = 10**9`` must be refused *before* it is built. Each bound is a necessary
+    condition of a real file: every cross or deep layer has at least one tensor of its own, and x0's
+    width d and the expert count K each appear as a dimension of some tensor (W (d, d), U (K, d, r),
+    the first deep layer (h, d)).
+    """
+    n = len(tensors)
+    widest = max((max(t.shape, default=1) for t in tensors.values()), default=0)
+    if spec.d > widest:
+        raise CheckpointError(
+            f"feature spec describes x0 of width {spec.d}, but no tensor in the file has a dimension that long "
+            f"(the longest is {widest})"
+        )
+    if config.model != "dnn" and config.cross_layers > n:
+        raise CheckpointError(
+            f"model config has cross_layers={config.cross_layers}, but the file holds only {n} tensors"
+        )
+    if len(config.hidden) > n:
+        raise CheckpointError(
+            f"model config has {len(config.hidden)} hidden layers, but the file holds only {n} tensors"
+        )
+    if config.cross_kind == "mixture" and config.experts is not None and config.experts > widest:
+        raise CheckpointError(
+            f"model config has experts={config.experts}, but no tensor in the file has a dimension that long"
+        )
+
+
 def load_model(source: str | os.PathLike[str] | bytes, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadedModel:
     """Read a dcnviz model file (a path or its bytes).
 
@@ -271,6 +303,8 @@ def load_model(source: str | os.PathLike[str] | bytes, *, max_bytes: int = DEFAU
         meta = json.loads(metadata.get("meta", ""))
     except json.JSONDecodeError as e:
         raise CheckpointError(f"model metadata is not valid JSON: {e.msg} at char {e.pos}") from None
+    except RecursionError:
+        raise CheckpointError("model metadata is nested too deeply to be a model description") from None
     if not isinstance(meta, dict):
         raise CheckpointError("model metadata must be a JSON object")
     for key in ("model_config", "feature_spec"):
@@ -281,6 +315,7 @@ def load_model(source: str | os.PathLike[str] | bytes, *, max_bytes: int = DEFAU
         config = ModelConfig.from_json(meta["model_config"])
         if spec.d > 1_000_000:
             raise CheckpointError(f"feature spec describes x0 of width {spec.d}, too wide to be real")
+        _check_sizes_fit_file(spec, config, tensors)
         with torch.device("meta"):
             skeleton = DCNModel(spec, config)
     except ConfigError as e:

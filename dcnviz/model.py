@@ -125,13 +125,20 @@ class ModelConfig:
             raise ConfigError(f"unknown model config keys {sorted(unknown)}")
         kw = dict(obj)
         if "hidden" in kw:
-            if not isinstance(kw["hidden"], list | tuple):
-                raise ConfigError(f"hidden must be a list of ints; got {kw['hidden']!r}")
-            kw["hidden"] = tuple(int(h) for h in kw["hidden"])
+            if not isinstance(kw["hidden"], list | tuple) or not all(_is_int(h) for h in kw["hidden"]):
+                raise ConfigError(f"hidden must be a list of ints; got {str(kw['hidden'])[:80]}")
+            kw["hidden"] = tuple(kw["hidden"])
+        for key in ("cross_layers", "rank", "experts"):
+            if kw.get(key) is not None and not _is_int(kw[key]):
+                raise ConfigError(f"{key} must be an int; got {key}={str(kw[key])[:80]}")
         try:
             return cls(**kw)
         except TypeError as e:
             raise ConfigError(f"bad model config: {e}") from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 class FeatureEmbedding(nn.Module):

@@ -29,6 +29,7 @@ import _compat_pickle
 import io
 import math
 import pickle
+import pickletools
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -129,8 +130,9 @@ class Inert:
     """Placeholder for a refused global and for anything "made" from one. Never calls anything.
 
     Calling the placeholder type (REDUCE, NEWOBJ, INST) makes an :class:`Inert` instance that just
-    remembers which global it stands for; BUILD, APPEND(S) and SETITEM(S) on it store nothing of
-    consequence. Subclasses are made per refused global by :meth:`RestrictedUnpickler.find_class`.
+    remembers which global it stands for; calling that instance returns it again; BUILD, APPEND(S)
+    and SETITEM(S) on it store nothing of consequence. Subclasses are made per refused global by
+    :meth:`RestrictedUnpickler.find_class`.
     """
 
     global_name = "?"
@@ -143,6 +145,10 @@ class Inert:
 
     def __setstate__(self, state: Any) -> None:
         return None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Inert:
+        """REDUCE on a placeholder *instance* (``getattr(__import__('os'), 'system')(...)``): still inert."""
+        return self
 
     def __setitem__(self, key: Any, value: Any) -> None:
         return None
@@ -395,6 +401,22 @@ LEGACY_MESSAGE = (
 )
 
 
+def check_opcodes(pkl: bytes) -> None:
+    """Walk the pickle's opcodes once (:func:`pickletools.genops`) before it is unpickled.
+
+    The C unpickler allocates a counted bytes argument (``BINBYTES8``, ``BYTEARRAY8``) at the length
+    the pickle *claims* before reading it, so a flipped length byte asks for up to 2**64 bytes (a
+    ``MemoryError``, or a huge allocation under a lower claim). ``genops`` reads every argument with
+    bounded reads and stops at the first opcode that is unknown or runs past the end, which turns
+    those files into a clear error instead.
+    """
+    try:
+        for _ in pickletools.genops(pkl):
+            pass
+    except (ValueError, EOFError, OverflowError) as e:  # UnicodeDecodeError is a ValueError
+        raise CheckpointError(f"data.pkl is not a valid pickle: {str(e)[:200]}") from None
+
+
 def load_torch_zip(data: bytes, *, max_bytes: int) -> SafeLoadResult:
     """Unpickle a torch zip checkpoint with :class:`RestrictedUnpickler`; never runs its globals.
 
@@ -412,6 +434,7 @@ def load_torch_zip(data: bytes, *, max_bytes: int) -> SafeLoadResult:
     pkl = archive.read("data.pkl", limit=MAX_PICKLE_BYTES)
     if len(pkl) > MAX_PICKLE_BYTES:
         raise CheckpointError(f"data.pkl is over {MAX_PICKLE_BYTES} bytes; too large to be a checkpoint's structure")
+    check_opcodes(pkl)
     unpickler = RestrictedUnpickler(pkl, archive, budget=max_bytes)
     try:
         root = unpickler.load()

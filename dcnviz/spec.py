@@ -103,7 +103,7 @@ class Field:
             )
         except KeyError as e:
             raise ConfigError(f"field is missing key {e.args[0]!r}") from None
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             if isinstance(e, ConfigError):
                 raise
             raise ConfigError(f"bad field value: {e}") from None
