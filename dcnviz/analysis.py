@@ -679,7 +679,8 @@ def mean_gates(model: DCNModel, data: Encoded, *, max_rows: int = 20_000) -> lis
     n = min(len(data), max_rows)
     if n < 1:
         raise ConfigError("mean_gates needs at least one input row; got an empty dataset")
-    sample = data.index(slice(0, n))
+    device = next(model.parameters()).device
+    sample = data.index(slice(0, n)).to(device)  # the model's device (a GPU-trained model stays there)
     was_training = model.training
     model.eval()
     try:
