@@ -414,3 +414,20 @@ def test_analyze_layer_is_one_layer_of_analyze():
     assert len(one.experts) == 2 and A.analyze_layer(cw, 1, experts=False).experts == ()
     with pytest.raises(ConfigError, match="layer index"):
         A.analyze_layer(cw, 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_mean_gates_of_a_model_on_the_gpu_equal_those_on_the_cpu():
+    torch.manual_seed(0)
+    model = DCNModel(SPEC, ModelConfig(model="dcn-mix", rank=2, experts=3, hidden=(4,)))
+    g = torch.Generator().manual_seed(1)
+    data = Encoded(
+        cat=torch.stack([torch.randint(0, 6, (64,), generator=g), torch.randint(0, 4, (64,), generator=g)], 1),
+        dense=torch.randn(64, 1, generator=g),
+        y=torch.zeros(64),
+    )
+    on_cpu = A.mean_gates(model, data)
+    on_gpu = A.mean_gates(model.cuda(), data)  # CPU data, GPU model
+    for a, b in zip(on_cpu, on_gpu, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
