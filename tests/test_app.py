@@ -136,6 +136,14 @@ def test_empty_models_folder_gives_hints_not_errors(tmp_path: Path, monkeypatch:
         assert at.info, page
 
 
+def test_a_shipped_model_trained_on_the_sample_is_shown_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_demo_models(tmp_path)
+    (tmp_path / "b_dcnmix.safetensors").rename(tmp_path / "z_dcnmix_sample.safetensors")
+    monkeypatch.setenv("DCNVIZ_MODELS_DIR", str(tmp_path))
+    at = start()
+    assert at.sidebar.selectbox(key="model_key").value == "shipped:z_dcnmix_sample.safetensors"
+
+
 # --------------------------------------------------------------------------------------------------
 # Feature crosses
 
@@ -448,3 +456,34 @@ def test_save_model_helper_round_trip(tmp_path: Path) -> None:
     p = save_model(tmp_path / "m.safetensors", planted_full_model())
     W = from_model(load_model(p).model).layers[0].W
     assert W is not None and float(np.abs(W).max()) == pytest.approx(3.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Paper lab
+
+
+def test_paper_lab_tiny_run_table_beside_the_paper_and_learned_coefficients(env: Path) -> None:
+    at = goto(start(), "paperlab")
+    ok(at)
+    at.selectbox(key="pl_task").set_value("f2").run()
+    assert at.multiselect(key="pl_models_f2").value == ["dcn", "dcnv2", "dnn", "dnn-large"]  # Table 1's models
+    at.multiselect(key="pl_models_f2").set_value(["dcnv2", "dnn"])
+    at.number_input(key="pl_samples").set_value(300)
+    at.number_input(key="pl_test").set_value(200)
+    at.number_input(key="pl_steps").set_value(20)
+    at.run()
+    at.button(key="pl_run").click().run()
+    ok(at)
+    job = at.session_state["paperlab_job"]
+    wait_for(at, lambda: job.snapshot().finished)
+    at.run()
+    ok(at)
+    table = at.dataframe[0].value
+    assert list(table.model) == ["dcnv2", "dnn"] and list(table.params) == [15, 15]  # d² + 2d for d = 3
+    assert list(table.paper_rmse) == [4.5e-15, 3.0e-2]  # Table 1, f2
+    assert (table.rmse_mean > 0).all()
+    figs = charts(at)
+    assert [f["layout"]["title"]["text"] for f in figs] == ["True coefficients", "Learned (1-layer DCN-V2)"]
+    true = arr(figs[0]["data"][0]["z"])
+    np.testing.assert_allclose(true, [[1.0, 0.1, 0.0], [0.1, 0.0, 1.0], [0.0, 1.0, 0.1]])  # f2's crosses
+    assert arr(figs[1]["data"][0]["z"]).shape == (3, 3)

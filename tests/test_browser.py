@@ -113,10 +113,11 @@ def _nav(page, title: str) -> None:  # type: ignore[no-untyped-def]
     page.get_by_role("heading", level=1).first.wait_for()
 
 
-def _idle(page, timeout: float = 60_000) -> None:  # type: ignore[no-untyped-def]
-    """Wait until the script run has finished (no running-status widget)."""
+def _idle(page, timeout: float = 120_000) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the page settles: no spinner (cached loads show none), then a short pause."""
+    page.wait_for_timeout(500)
+    page.get_by_test_id("stSpinner").first.wait_for(state="detached", timeout=timeout)
     page.wait_for_timeout(300)
-    page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=timeout)
 
 
 def _heatmap_labels(page) -> list[str]:  # type: ignore[no-untyped-def]

@@ -221,10 +221,16 @@ def model_analysis(entry: ModelEntry, tolerances: tuple[float, ...] = DEFAULT_TO
     )
 
 
+def default_entry(entries: list[ModelEntry]) -> ModelEntry | None:
+    """The model shown first: a shipped model trained on the bundled sample (its crosses are known), else the first."""
+    for e in entries:
+        if e.origin == "shipped" and "sample" in e.filename.lower():
+            return e
+    return entries[0] if entries else None
+
+
 def current_entry() -> ModelEntry | None:
-    """The model chosen in the sidebar (the first shipped model by default), or None when there is none."""
+    """The model chosen in the sidebar (by default :func:`default_entry`), or None when there is none."""
     entries = all_entries()
-    if not entries:
-        return None
     chosen = entry_by_key(st.session_state.get(CURRENT))
-    return chosen or entries[0]
+    return chosen or default_entry(entries)

@@ -89,7 +89,8 @@ def model_picker() -> None:
         keys = [e.key for e in entries]
         labels = {e.key: f"{e.label}{ORIGIN_SUFFIX.get(e.origin, '')}" for e in entries}
         if st.session_state.get(state.CURRENT) not in keys:
-            st.session_state[state.CURRENT] = keys[0]
+            first = state.default_entry(entries)
+            st.session_state[state.CURRENT] = first.key if first else keys[0]
         st.selectbox(
             "Model",
             keys,

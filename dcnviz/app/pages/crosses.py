@@ -66,7 +66,7 @@ def render() -> None:
     )
 
     names = [b.name for b in bundle.weights.blocks]
-    title = f"{m.matrix.label}: block norms ({MODE_LABELS[mode]})"
+    title = f"{m.matrix.label} · block norms, {mode}"
     if m.matrix.linear_part_only:
         st.info("This mixture's experts are nonlinear (Eq. 4): U C Vᵀ is only each expert's linear part.")
     with ui.guard():
