@@ -199,3 +199,16 @@ def test_non_finite_weights_are_named_in_the_error(tmp_path, capsys):
     assert main(["inspect", str(path), "--json"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "layer 1" in err and "NaN" in err
+
+
+def test_a_file_without_feature_blocks_asks_for_names(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    path = tmp_path / "torchrec_crossnet.safetensors"  # torchrec CrossNet keys: no feature names or widths
+    save_file({"kernels.0": torch.randn(12, 12), "bias.0": torch.zeros(12, 1)}, str(path))
+    obj = inspect_json(capsys, str(path))
+    assert obj["format"] == "torchrec" and obj["features"] == [{"name": "x0", "start": 0, "stop": 12}]
+    assert np.shape(obj["layers"][0]["block_norms"]) == (1, 1)
+    assert main(["inspect", str(path)]) == 0
+    assert "--names" in capsys.readouterr().out

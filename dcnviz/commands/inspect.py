@@ -176,7 +176,13 @@ def summary_text(
     if not an.layers:
         lines.append("no cross layers: nothing to inspect (a plain DNN has no W)")
         return "\n".join(lines)
-    lines.append(f"block view '{mode}': {MODE_EXPLANATIONS[mode]}")
+    if len(an.blocks) == 1:
+        lines.append(
+            "the file does not say where each feature's block lies in x0, so W is one block: "
+            'give --names NAMES.json (["name", ...] or [{"name": ..., "width": ...}, ...]) to see crosses'
+        )
+    else:
+        lines.append(f"block view '{mode}': {MODE_EXPLANATIONS[mode]}")
     for la in an.layers:
         sp, m = la.spectrum, la.matrix
         lines.append("")
