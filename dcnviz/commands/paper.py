@@ -1,14 +1,352 @@
-"""`python -m dcnviz paper` (not written yet: the owner of this command replaces this module)."""
+"""`python -m dcnviz paper table1|table2|fig4|table6 [--runs N] [--json]`: reproduce the paper's studies.
+
+* ``table1`` — polynomial fitting of increasing difficulty (f1, f2, f3; §6, Table 1): DCN, DCN-V2,
+  DNN (1 layer, same size as DCN-V2) and DNN (large), mean test RMSE over runs beside the paper's.
+* ``table2`` — the combined-order (1–4) polynomial (§6, Table 2): DCN-V2 and DNN with 1–5 layers.
+* ``fig4`` — homogeneous order-3 and order-4 polynomials (§6, Fig. 4): DCN-V2 and its ablations
+  (no bias, no residual, neither), DCN and DNN with 1–4 layers (the paper prints no numbers).
+* ``table6`` — MovieLens (§7.3, Table 6): DNN, DCN, DCN-V2 stacked/parallel, DCN-Mix, CrossNet
+  (full-rank and mixture): test logloss and AUC mean ± std over runs, parameters (no embedding
+  tables) and FLOPs per example, beside the paper's MovieLens-1M column.
+
+Progress goes to stderr. ``--json`` prints one JSON object on stdout::
+
+    {"rows": [{"task", "model", "layers", "rmse_mean", "rmse_std", "params", "paper_rmse", ...}, ...], ...}
+    {"rows": [{"model", "logloss_mean", "logloss_std", "auc_mean", "auc_std", "params", "flops",
+               "paper_logloss", "paper_auc", ...}, ...], ...}                              (table6)
+
+Without ``--json`` a text table is printed on stdout.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import sys
+import time
+from typing import Any
+
+from dcnviz.errors import ConfigError
+
+EXPERIMENTS = ("table1", "table2", "fig4", "table6")
+SYNTHETIC_MODELS = (
+    "dcnv2",
+    "dcnv2-no-bias",
+    "dcnv2-no-residual",
+    "dcnv2-no-bias-no-residual",
+    "dcn",
+    "dnn",
+    "dnn-large",
+)  # = dcnv2.paperlab.models.REGRESSION_MODELS (kept import-light)
+TABLE6_MODELS = ("dnn", "dcn", "dcnv2-stacked", "dcnv2-parallel", "dcn-mix", "crossnet", "crossnet-mix")
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
+    return v
+
+
+def _nonnegative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}")
+    return v
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("paper", help="(not implemented yet)")
+    p = sub.add_parser(
+        "paper",
+        help="reproduce the paper's synthetic studies (Tables 1, 2, Fig. 4) and its MovieLens comparison (Table 6)",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("experiment", choices=EXPERIMENTS, help="which table or figure")
+    p.add_argument("--runs", type=_positive, default=5, help="runs per cell (the paper: 5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a text table")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--threads", type=_positive, default=None, help="CPU threads for PyTorch (default: PyTorch's)")
+    p.add_argument("--seed", type=_nonnegative, default=0, help="run r uses seed + r (data, init, batch order)")
+    s = p.add_argument_group("synthetic studies (table1, table2, fig4)")
+    s.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help="only these tasks (e.g. f1 f2)")
+    s.add_argument("--models", nargs="+", default=None, metavar="MODEL", help="only these models")
+    s.add_argument("--layers", nargs="+", type=_positive, default=None, metavar="L", help="depths (default: paper's)")
+    s.add_argument("--samples", type=_positive, default=10_000, help="training examples per run")
+    s.add_argument("--test-samples", type=_positive, default=5_000, help="test examples per run")
+    s.add_argument("--steps", type=_positive, default=300, help="L-BFGS iterations per fit")
+    s.add_argument("--warmup", type=_nonnegative, default=20, help="Adam epochs before L-BFGS")
+    s.add_argument("--large-epochs", type=_positive, default=20, help="Adam epochs for dnn-large (see docs)")
+    s.add_argument("--d", type=_positive, default=None, help="input width of f3/order3/order4/combined")
+    s.add_argument("--task-seed", type=_nonnegative, default=0, help="seed of the random crosses")
+    s.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    m = p.add_argument_group("MovieLens (table6)")
+    m.add_argument("--data", choices=("ml-100k", "ml-1m", "sample"), default=None, help="dataset (required)")
+    m.add_argument("--data-dir", metavar="DIR", default=None, help="folder with the MovieLens files")
+    m.add_argument("--split-seed", type=_nonnegative, default=0, help="seed of the random 80/10/10 split")
+    m.add_argument("--epochs", type=_positive, default=10, help="most epochs (early stopping, patience 2)")
+    m.add_argument("--batch-size", type=_positive, default=128, help="batch size (the paper: 128 on MovieLens)")
+    m.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    m.add_argument("--hidden", type=_positive, nargs="+", default=[256], metavar="H", help="shared deep tower")
+    m.add_argument("--embedding-dim", type=_positive, default=30, help="embedding size of every field (§7.1.3)")
+    m.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.set_defaults(func=run)
 
 
+def _fmt(v: float | None, spec: str = ".2e") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    return format(v, spec)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "—"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.2f}M"
+    if n >= 1_000:
+        return f"{n / 1e3:.1f}K"
+    return str(n)
+
+
+def synthetic_table(rows: list[dict[str, Any]]) -> str:
+    """Text table of synthetic rows: ours beside the paper's."""
+    from dcnviz.paperlab.reference import PAPER_TABLE1
+
+    head = (
+        f"{'task':<9}{'model':<27}{'layers':>6}  {'RMSE mean':>10} {'± std':>9}  {'params':>8}"
+        f"  {'paper RMSE':>10} {'paper size':>10}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        ref = PAPER_TABLE1.get((r["task"], r["model"])) if r["paper_rmse"] is not None else None
+        lines.append(
+            f"{r['task']:<9}{r['model']:<27}{r['layers']:>6}  {_fmt(r['rmse_mean']):>10}"
+            f" {_fmt(r['rmse_std'], '.1e'):>9}  {_size(r['params']):>8}  {_fmt(r['paper_rmse']):>10}"
+            f" {_size(ref.params if ref else None):>10}"
+        )
+    return "\n".join(lines)
+
+
+def table6_table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'model':<16}{'logloss':>8} {'(std)':>9} {'AUC':>8} {'(std)':>9} {'params':>8} {'FLOPs':>8}"
+        f"  {'paper logloss':>13} {'paper AUC':>9}  setting"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['model']:<16}{_fmt(r['logloss_mean'], '.4f'):>8} {_fmt(r['logloss_std'], '.1e'):>9} "
+            f"{_fmt(r['auc_mean'], '.4f'):>8} {_fmt(r['auc_std'], '.1e'):>9} {_size(r['params']):>8} "
+            f"{_size(r['flops']):>8}  {_fmt(r['paper_logloss'], '.4f'):>13} {_fmt(r['paper_auc'], '.4f'):>9}  "
+            f"{r.get('setting', '')}"
+        )
+    return "\n".join(lines)
+
+
+def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
+    from dcnviz.paperlab.fit import FitConfig
+    from dcnviz.paperlab.synthetic import EXPERIMENT_PLAN, SyntheticConfig, SyntheticProgress, run_synthetic
+
+    for flag in ("data", "data_dir"):
+        if getattr(args, flag) is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')} applies to table6 only")
+    if args.models is not None:
+        bad = [m for m in args.models if m not in SYNTHETIC_MODELS]
+        if bad:
+            raise ConfigError(f"--models must be among {SYNTHETIC_MODELS}; got {bad}")
+    config = SyntheticConfig(
+        samples=args.samples,
+        test_samples=args.test_samples,
+        fit=FitConfig(steps=args.steps, warmup_epochs=args.warmup),
+        large_fit=FitConfig(optimizer="adam", steps=args.large_epochs, lr=1e-3, report_every=1),
+        seed=args.seed,
+        task_seed=args.task_seed,
+        d=args.d,
+        dtype=args.dtype,
+    )
+    plan = list(EXPERIMENT_PLAN[args.experiment])
+    if args.tasks is not None:
+        known = [t for t, _, _ in plan]
+        bad = [t for t in args.tasks if t not in known]
+        if bad:
+            raise ConfigError(f"{args.experiment} has tasks {known}; got {bad}")
+        plan = [p for p in plan if p[0] in args.tasks]
+    t0 = time.perf_counter()
+    last = [0.0]
+
+    def progress(p: SyntheticProgress) -> None:
+        now = time.perf_counter()
+        if args.quiet or now - last[0] < 2.0:
+            return
+        last[0] = now
+        print(
+            f"[{now - t0:7.1f}s] fit {p.fits_done + 1}/{p.fits_total} {p.task} {p.model} L={p.layers} "
+            f"run {p.run + 1}/{p.runs}: step {p.step}/{p.steps} train RMSE {p.train_rmse:.3e}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    rows: list[Any] = []
+    total = sum(
+        args.runs * sum(1 if m == "dnn-large" else len(args.layers or ls) for m in ms if m in (args.models or ms))
+        for _, ms, ls in plan
+    )
+    done = 0
+    for task, models, layers in plan:
+        ms = [m for m in models if args.models is None or m in args.models]
+        if not ms:
+            continue
+        part = run_synthetic(
+            task,
+            ms,
+            tuple(args.layers or layers),
+            args.runs,
+            config=config,
+            callback=progress,
+            _offset=(done, total),
+        )
+        done += sum(len(r.rmse_runs) for r in part)
+        for r in part:
+            if not args.quiet:
+                print(
+                    f"[{time.perf_counter() - t0:7.1f}s] {r.task} {r.model} L={r.layers}: "
+                    f"RMSE {r.rmse_mean:.3e} ± {r.rmse_std:.1e} (paper {_fmt(r.paper_rmse)})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        rows += part
+    return {
+        "experiment": args.experiment,
+        "rows": [r.to_json() for r in rows],
+        "config": {
+            "runs": args.runs,
+            "samples": args.samples,
+            "test_samples": args.test_samples,
+            "steps": args.steps,
+            "warmup_epochs": args.warmup,
+            "large_epochs": args.large_epochs,
+            "seed": args.seed,
+            "task_seed": args.task_seed,
+            "d": args.d,
+            "dtype": args.dtype,
+        },
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _table6(args: argparse.Namespace) -> dict[str, Any]:
+    from dcnviz.data import DataOptions, load_splits
+    from dcnviz.paperlab.table6 import Table6Config, Table6Progress, run_table6
+    from dcnviz.train import TrainConfig
+
+    for flag in ("tasks", "layers"):
+        if getattr(args, flag) is not None:
+            raise ConfigError(f"--{flag} applies to the synthetic studies (table1, table2, fig4) only")
+    if args.data is None:
+        raise ConfigError("table6 needs --data ml-100k|ml-1m|sample (and --data-dir for MovieLens)")
+    if args.data != "sample" and args.data_dir is None:
+        raise ConfigError(f"--data {args.data} needs --data-dir DIR (the folder with the MovieLens files)")
+    if args.models is not None:
+        bad = [m for m in args.models if m not in TABLE6_MODELS]
+        if bad:
+            raise ConfigError(f"--models must be among {TABLE6_MODELS} for table6; got {bad}")
+    options = DataOptions(
+        source=args.data, data_dir=args.data_dir, seed=args.split_seed, embedding_dim=args.embedding_dim
+    )
+    t0 = time.perf_counter()
+    splits = load_splits(options)
+    rows_info = splits.info.get("rows", {})
+    if not args.quiet:
+        print(
+            f"data: {args.data} — {rows_info.get('train', '?')} train / {rows_info.get('val', '?')} val / "
+            f"{rows_info.get('test', '?')} test rows, d={splits.spec.d}",
+            file=sys.stderr,
+            flush=True,
+        )
+    seeds = tuple(args.seed + r for r in range(args.runs))
+    train = TrainConfig(
+        lr=args.lr,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        patience=2,
+        clip_norm=10.0,
+        seeds=seeds,
+        device=args.device,
+    )
+    config = Table6Config(
+        models=tuple(m for m in TABLE6_MODELS if args.models is None or m in args.models),
+        hidden=tuple(args.hidden),
+        seeds=seeds,
+        train=train,
+    )
+    last = [0.0]
+
+    def progress(p: Table6Progress) -> None:
+        now = time.perf_counter()
+        if args.quiet or now - last[0] < 2.0:
+            return
+        last[0] = now
+        print(
+            f"[{now - t0:7.1f}s] fit {p.fits_done + 1}/{p.fits_total} {p.model} run {p.run + 1}/{p.runs}: "
+            f"epoch {p.epoch} step {p.step} loss {p.loss:.4f}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    rows = run_table6(splits, config, callback=progress)
+    if not args.quiet:
+        for r in rows:
+            print(
+                f"{r.model}: logloss {r.logloss_mean:.4f} ± {r.logloss_std:.1e}, AUC {r.auc_mean:.4f}", file=sys.stderr
+            )
+    return {
+        "experiment": "table6",
+        "rows": [r.to_json() for r in rows],
+        "config": {
+            "data": options.to_json(),
+            "rows": rows_info,
+            "d": splits.spec.d,
+            "train": train.to_json(),
+            "hidden": list(args.hidden),
+        },
+        "paper_column": "MovieLens-1M (Table 6)",
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _finite(obj: Any) -> Any:
+    """The object with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("paper is not implemented yet")
+    import torch
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.experiment == "table6":
+        out = _table6(args)
+        text = table6_table(out["rows"])
+    else:
+        out = _synthetic(args)
+        text = synthetic_table(out["rows"])
+    if args.json:
+        print(json.dumps(_finite(out), allow_nan=False))
+    else:
+        print(text)
+        print(f"({out['experiment']}, {len(out['rows'])} rows, {out['wall_s']:.1f} s)")
+    return 0

@@ -12,12 +12,16 @@ linear part, a sine perturbation and Gaussian noise:
 * ``f3`` (Eq. 6): Σ_{(i,j)∈S} w_ij x_i x_j with x ∈ R^100 and |S| = 100 random pairs.
 * ``order3``, ``order4`` (Fig. 4): 20 random crosses of order 3 (resp. 4) over x ∈ R^50.
 * ``combined`` (Table 2): xᵀw + |S2| = 20 order-2, |S3| = 10 order-3 and |S4| = 5 order-4 crosses
-  + 0.1 sin(2 xᵀw_s + 0.1) + 0.01 ε, with d = 50 (the paper does not state d; we use Fig. 4's).
+  + 0.1 sin(2 xᵀw_s + 0.1) + 0.01 ε, with d = 20 (the paper does not state d).
 
 Choices the paper leaves open (documented in docs/paper.md): a random cross of order k picks k
-*distinct* coordinates (no squares) uniformly, distinct crosses within a task; cross weights and w
-are N(0, 1); w_s is N(0, 1/d), so xᵀw_s has standard deviation 1/√3 whatever d is and the sine is a
-perturbation, not a high-frequency wave. The function is fixed by ``seed``; samples use their own seed.
+*distinct* coordinates (no squares) uniformly, distinct crosses within a task. Cross weights are
+N(0, 1) for f3, order3 and order4. For the combined task, w and the cross weights are N(0, 0.2²)
+(``COMBINED_WEIGHT_STD``): with that scale the part of f that a degree-2 model cannot represent
+(the order-3 and order-4 crosses) has an RMS of ≈ 0.13, the size of the paper's 1-layer error
+(1.43e-1), so the 0.01 noise matters as much as in the paper; with N(0, 1) it would be ≈ 0.66.
+w_s is N(0, 1/d), so xᵀw_s has standard deviation 1/√3 whatever d is and the sine is a perturbation,
+not a high-frequency wave. The function is fixed by ``seed``; samples use their own seed.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 from dcnviz.errors import ConfigError
 
 TASKS: tuple[str, ...] = ("f1", "f2", "f3", "order3", "order4", "combined")
+COMBINED_WEIGHT_STD = 0.2  # std of w and of the cross weights of the combined task (see above)
 DEFAULT_D = {"f1": 4, "f2": 3, "f3": 100, "order3": 50, "order4": 50, "combined": 20}
 
 
@@ -149,8 +154,8 @@ class SyntheticTask:
         return C
 
 
-def _random_crosses(rng: np.random.Generator, d: int, order: int, count: int) -> list[Monomial]:
-    """``count`` distinct crosses of ``order`` distinct coordinates, weights N(0, 1)."""
+def _random_crosses(rng: np.random.Generator, d: int, order: int, count: int, std: float = 1.0) -> list[Monomial]:
+    """``count`` distinct crosses of ``order`` distinct coordinates, weights N(0, std²)."""
     if order > d:
         raise ConfigError(f"a cross of order {order} needs d >= {order}; got d={d}")
     available = math.comb(d, order)
@@ -163,7 +168,7 @@ def _random_crosses(rng: np.random.Generator, d: int, order: int, count: int) ->
         if idx in seen:
             continue
         seen.add(idx)
-        out.append(Monomial(indices=idx, coef=float(rng.standard_normal())))
+        out.append(Monomial(indices=idx, coef=float(std * rng.standard_normal())))
     return out
 
 
@@ -200,8 +205,11 @@ def build_task(name: str, *, seed: int = 0, d: int | None = None) -> SyntheticTa
     if name in ("order3", "order4"):
         order = 3 if name == "order3" else 4
         return SyntheticTask(name=name, d=d, terms=tuple(_random_crosses(rng, d, order, 20)), seed=seed)
-    terms = _random_crosses(rng, d, 2, 20) + _random_crosses(rng, d, 3, 10) + _random_crosses(rng, d, 4, 5)
-    linear = tuple(float(v) for v in rng.standard_normal(d))
+    std = COMBINED_WEIGHT_STD
+    terms = (
+        _random_crosses(rng, d, 2, 20, std) + _random_crosses(rng, d, 3, 10, std) + _random_crosses(rng, d, 4, 5, std)
+    )
+    linear = tuple(float(std * v) for v in rng.standard_normal(d))
     sine_w = tuple(float(v) for v in rng.standard_normal(d) / math.sqrt(d))
     return SyntheticTask(
         name=name,

@@ -1,0 +1,305 @@
+"""Table 6 of the paper (§7.3) on MovieLens: DNN, DCN, DCN-V2 (stacked, parallel), DCN-Mix, CrossNet.
+
+Every model is trained by :func:`dcnviz.train.fit` on the same :class:`~dcnviz.encoded.DatasetSplits`
+(:func:`dcnviz.data.load_splits`: the paper's protocol, one random 80/10/10 split, six categorical
+features embedded with 30 dimensions each, so x0 has d = 180) with the same recipe; run r uses seed
+``seeds[r]`` for the initialisation and the batch order. Logloss and AUC are on the test split, from
+the weights of the best validation epoch.
+
+The models (the cross parts are the paper's best MovieLens settings of Table 6; one deep tower,
+``hidden``, is shared by every model that has one — the paper tuned each model's tower, and does not
+print the MovieLens towers):
+
+================  =========================================================================
+``dnn``           the deep tower alone
+``dcn``           DCN-V1, l = 4 vector cross layers, parallel with the tower
+``dcnv2-stacked`` DCN-V2, l = 2 full-rank cross layers, then the tower
+``dcnv2-parallel`` DCN-V2, l = 2 full-rank cross layers beside the tower (best on MovieLens)
+``dcn-mix``       l = 3 mixture layers, K = 4 experts, parallel
+``crossnet``      the cross network alone, l = 2 full-rank layers
+``crossnet-mix``  the cross network alone, l = 4 mixture layers, K = 4 experts
+================  =========================================================================
+
+"r = 258 total rank" (Table 6): we read it as the sum of the expert ranks over all layers and experts,
+so each expert has r = 258 / (l·K) rounded down: r = 21 for DCN-Mix (l = 3, K = 4) and r = 16 for
+CrossNet-Mix (l = 4, K = 4). This reading gives parameter counts nearest the paper's (see docs/paper.md).
+
+FLOPs per example (:func:`dense_flops`) count 2 per multiply-add of every matrix product plus 1 per
+elementwise operation (bias add, Hadamard product, residual add, ReLU, gate softmax and weighting) of
+the dense part; embedding look-ups are not counted, as parameters of the embedding tables are not.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from dcnviz.encoded import DatasetSplits
+from dcnviz.errors import ConfigError
+from dcnviz.layers import FullRankCross, LowRankCross, MixtureCross, VectorCross
+from dcnviz.model import DCNModel, ModelConfig
+from dcnviz.paperlab.reference import PAPER_TABLE6
+
+TABLE6_MODELS: tuple[str, ...] = (
+    "dnn",
+    "dcn",
+    "dcnv2-stacked",
+    "dcnv2-parallel",
+    "dcn-mix",
+    "crossnet",
+    "crossnet-mix",
+)
+
+
+def table6_model_configs(hidden: tuple[int, ...] = (256,)) -> dict[str, ModelConfig]:
+    """Our name → ModelConfig of every Table 6 model, with ``hidden`` as the shared deep tower.
+
+    >>> cfgs = table6_model_configs()
+    >>> cfgs["dcn-mix"].cross_layers, cfgs["dcn-mix"].experts, cfgs["dcn-mix"].rank
+    (3, 4, 21)
+    """
+    return {
+        "dnn": ModelConfig(model="dnn", hidden=hidden),
+        "dcn": ModelConfig(model="dcn", structure="parallel", cross_layers=4, hidden=hidden),
+        "dcnv2-stacked": ModelConfig(model="dcnv2", structure="stacked", cross_layers=2, hidden=hidden),
+        "dcnv2-parallel": ModelConfig(model="dcnv2", structure="parallel", cross_layers=2, hidden=hidden),
+        "dcn-mix": ModelConfig(
+            model="dcn-mix", structure="parallel", cross_layers=3, experts=4, rank=258 // (3 * 4), hidden=hidden
+        ),
+        "crossnet": ModelConfig(model="crossnet", cross_layers=2, hidden=()),
+        "crossnet-mix": ModelConfig(model="crossnet", cross_layers=4, experts=4, rank=258 // (4 * 4), hidden=()),
+    }
+
+
+def _linear_flops(lin: nn.Linear) -> int:
+    return 2 * lin.in_features * lin.out_features + (lin.out_features if lin.bias is not None else 0)
+
+
+def cross_layer_flops(layer: nn.Module) -> int:
+    """FLOPs per example of one cross layer (2 per multiply-add, 1 per elementwise op)."""
+    if isinstance(layer, FullRankCross):
+        d = layer.d
+        return _linear_flops(layer.linear) + d + (d if layer.residual else 0)  # W x + b, x0 ⊙, + x_l
+    if isinstance(layer, LowRankCross):
+        d = layer.d
+        return _linear_flops(layer.V) + _linear_flops(layer.U) + d + (d if layer.residual else 0)
+    if isinstance(layer, MixtureCross):
+        d, K, r = layer.d, layer.K, layer.r
+        n = 2 * d * K * r  # V_kᵀ x for every expert
+        if layer.activation != "identity":
+            n += K * r  # g(·)
+        if layer.C is not None:
+            n += 2 * K * r * r + K * r  # C_k h, g(·)
+        if layer.gate is not None:
+            n += 2 * d * K + 3 * K  # gate logits, softmax/sigmoid
+        n += K * r  # G_k h_k
+        n += 2 * K * r * d  # Σ_k U_k (G_k h_k)
+        if layer.b is not None:
+            n += K + 2 * d  # Σ_k G_k, times b, add
+        return n + d + (d if layer.residual else 0)
+    if isinstance(layer, VectorCross):
+        d = layer.d
+        n = 2 * d + d  # x_lᵀ w, x0 · scalar
+        if layer.b is not None:
+            n += d
+        return n + (d if layer.residual else 0)
+    raise ConfigError(f"unknown cross layer {type(layer).__name__}")
+
+
+def dense_flops(model: DCNModel) -> int:
+    """FLOPs per example of the model's dense part (cross layers, deep tower, logit), see the module doc."""
+    n = sum(cross_layer_flops(layer) for layer in model.cross_layers())
+    if model.deep is not None:
+        for m in model.deep:
+            if isinstance(m, nn.Linear):
+                n += _linear_flops(m) + m.out_features  # + ReLU
+    n += _linear_flops(model.logit)
+    return n
+
+
+@dataclass(frozen=True, kw_only=True)
+class Table6Row:
+    """One model of Table 6: mean ± sample std over runs of the test logloss and AUC."""
+
+    model: str  # dnn | dcn | dcnv2-stacked | dcnv2-parallel | dcn-mix | crossnet | crossnet-mix
+    logloss_mean: float
+    logloss_std: float
+    auc_mean: float
+    auc_std: float
+    params: int  # excluding embedding tables (DCNModel.dense_param_count)
+    flops: int  # per example, dense part (dense_flops)
+    paper_logloss: float | None  # the paper's MovieLens-1M number, None where it has none
+    paper_auc: float | None
+    runs: tuple[dict[str, Any], ...] = ()  # each run: seed, test logloss/auc, best epoch, epochs, seconds
+    setting: str = ""  # our architecture in words
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "logloss_mean": self.logloss_mean,
+            "logloss_std": self.logloss_std,
+            "auc_mean": self.auc_mean,
+            "auc_std": self.auc_std,
+            "params": self.params,
+            "flops": self.flops,
+            "paper_logloss": self.paper_logloss,
+            "paper_auc": self.paper_auc,
+            "setting": self.setting,
+            "runs": list(self.runs),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Table6Progress:
+    model: str
+    run: int  # 0-based
+    runs: int
+    epoch: int
+    step: int
+    loss: float  # recent training logloss
+    fits_done: int
+    fits_total: int
+
+
+def describe(config: ModelConfig) -> str:
+    """Our setting in the paper's notation, e.g. ``l=2, parallel, DNN [256]``."""
+    parts = []
+    if config.cross_kind is not None:
+        parts.append(f"l={config.cross_layers}")
+        if config.cross_kind == "mixture":
+            parts.append(f"K={config.experts}, r={config.rank}/expert")
+        if config.has_deep:
+            parts.append(config.structure)
+    if config.has_deep:
+        parts.append(f"DNN {list(config.hidden)}")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Table6Config:
+    """Which models, how many runs, and the shared training recipe of Table 6."""
+
+    models: tuple[str, ...] = TABLE6_MODELS  # subset of TABLE6_MODELS, in table order
+    hidden: tuple[int, ...] = (256,)  # the shared deep tower
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # one run per seed
+    train: Any = None  # dcnviz.train.TrainConfig (its seeds are replaced by ``seeds``); None: table6_train_config()
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded in the output (e.g. the data options)
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.models if m not in TABLE6_MODELS]
+        if bad or not self.models:
+            raise ConfigError(f"models must be among {TABLE6_MODELS}; got {list(self.models)}")
+        if not self.seeds:
+            raise ConfigError("at least one seed (run) is needed")
+
+
+def table6_train_config() -> Any:
+    """The recipe used for every model: Adam lr 1e-3, batch 128 (§7.1.3 for MovieLens), clip norm 10,
+    at most 10 epochs with early stopping on the validation logloss (patience 2)."""
+    from dcnviz.train import TrainConfig
+
+    return TrainConfig(lr=1e-3, batch_size=128, epochs=10, patience=2, clip_norm=10.0)
+
+
+def run_table6(
+    splits: DatasetSplits,
+    config: Table6Config | None = None,
+    *,
+    callback: Callable[[Table6Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[Table6Row]:
+    """Train every model of ``config`` once per seed on ``splits``; one row per model.
+
+    ``should_stop()`` ends the current run and returns the models with at least one finished run
+    (a stopped run is not counted).
+    """
+    from dcnviz.train import Progress, build_model, fit
+
+    config = config or Table6Config()
+    base = config.train if config.train is not None else table6_train_config()
+    cfgs = table6_model_configs(config.hidden)
+    total = len(config.models) * len(config.seeds)
+    rows: list[Table6Row] = []
+    done = 0
+    for name in config.models:
+        mconfig = cfgs[name]
+        tconfig = replace(base, seeds=tuple(config.seeds))
+        runs: list[dict[str, Any]] = []
+        params = flops = 0
+        t0 = time.perf_counter()
+        stopped = False
+        for i, seed in enumerate(config.seeds):
+            model = build_model(splits.spec, mconfig, seed)
+            params, flops = model.dense_param_count(), dense_flops(model)
+
+            def on_progress(p: Progress, _name: str = name, _i: int = i, _done: int = done) -> None:
+                if callback is not None:
+                    callback(
+                        Table6Progress(
+                            model=_name,
+                            run=_i,
+                            runs=len(config.seeds),
+                            epoch=p.epoch,
+                            step=p.step,
+                            loss=p.loss,
+                            fits_done=_done,
+                            fits_total=total,
+                        )
+                    )
+
+            result = fit(
+                model,
+                splits,
+                tconfig,
+                seed=seed,
+                callback=on_progress,
+                should_stop=should_stop,
+                run=i,
+                runs=len(config.seeds),
+            )
+            if result.stopped == "should_stop":
+                stopped = True
+                break
+            runs.append(
+                {
+                    "seed": seed,
+                    "logloss": result.test.get("logloss", math.nan),
+                    "auc": result.test.get("auc", math.nan),
+                    "best_epoch": result.best_epoch,
+                    "epochs": result.epochs,
+                    "seconds": round(result.wall_s, 3),
+                    "fault": result.fault,
+                }
+            )
+            done += 1
+        if runs:
+            ll = np.asarray([r["logloss"] for r in runs], dtype=float)
+            auc = np.asarray([r["auc"] for r in runs], dtype=float)
+            ref = PAPER_TABLE6.get(name)
+            rows.append(
+                Table6Row(
+                    model=name,
+                    logloss_mean=float(ll.mean()),
+                    logloss_std=float(ll.std(ddof=1)) if ll.size > 1 else 0.0,
+                    auc_mean=float(auc.mean()),
+                    auc_std=float(auc.std(ddof=1)) if auc.size > 1 else 0.0,
+                    params=params,
+                    flops=flops,
+                    paper_logloss=None if ref is None else ref.logloss,
+                    paper_auc=None if ref is None else ref.auc,
+                    runs=tuple(runs),
+                    setting=describe(model.config),
+                    seconds=time.perf_counter() - t0,
+                )
+            )
+        if stopped:
+            break
+    return rows
