@@ -460,7 +460,7 @@ def load_ml1m(data_dir: str | Path, *, source: str = "ml-1m") -> Table:
     return Table(
         frame=frame,
         kinds=dict(MOVIELENS_KINDS),
-        order=(),
+        order=MOVIELENS_FEATURES,  # load_table replaces this with the selected fields
         source=source,
         files=tuple(str(p) for p in (rpath, upath, mpath)),
         rows_read=len(ratings),
@@ -545,7 +545,7 @@ def load_ml100k(data_dir: str | Path, *, age_encoding: str = "groups") -> Table:
     return Table(
         frame=frame,
         kinds=dict(MOVIELENS_KINDS),
-        order=(),
+        order=MOVIELENS_FEATURES,  # load_table replaces this with the selected fields
         source="ml-100k",
         files=tuple(str(p) for p in (rpath, upath, ipath)),
         rows_read=len(ratings),
