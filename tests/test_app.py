@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import re
+import socket
 import sys
 import time
 from pathlib import Path
@@ -487,3 +488,64 @@ def test_paper_lab_tiny_run_table_beside_the_paper_and_learned_coefficients(env:
     true = arr(figs[0]["data"][0]["z"])
     np.testing.assert_allclose(true, [[1.0, 0.1, 0.0], [0.1, 0.0, 1.0], [0.0, 1.0, 0.1]])  # f2's crosses
     assert arr(figs[1]["data"][0]["z"]).shape == (3, 3)
+
+
+# --------------------------------------------------------------------------------------------------
+# MovieLens download on the Train page (a local HTTP server; no test touches the network)
+
+
+def test_movielens_download_offline_is_a_clear_message(env: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as s:  # a port nothing listens on: the download cannot connect
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("DCNVIZ_ML_100K_URL", f"http://127.0.0.1:{port}/ml-100k.zip")
+    at = goto(start(), "train")
+    at.radio(key="tr_source").set_value("ml-100k").run()
+    at.text_input(key="tr_root").set_value(str(tmp_path / "data")).run()
+    ok(at)
+    assert any("No MovieLens-100K files" in w.value for w in at.warning)
+    at.button(key="tr_fetch").click().run()
+    assert not at.exception
+    assert at.error and "Download failed" in at.error[0].value and "offline" in at.error[0].value
+    assert at.button(key="tr_start").disabled
+
+
+def test_movielens_download_with_progress_then_ready_to_train(env: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+    import functools
+    import hashlib
+    import http.server
+    import threading
+    import zipfile
+
+    from dcnviz import download as dl
+
+    tiny = ROOT / "tests" / "fixtures" / "data" / "ml-100k-tiny"
+    rows = {f: dl.count_rows(tiny / f) for f in ("u.data", "u.user", "u.item")}
+    monkeypatch.setitem(dl.DATASETS, "ml-100k", dataclasses.replace(dl.DATASETS["ml-100k"], rows=rows))
+    served = tmp_path / "www"
+    served.mkdir()
+    with zipfile.ZipFile(served / "ml-100k.zip", "w") as z:
+        for f in rows:
+            z.write(tiny / f, f"ml-100k/{f}")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("DCNVIZ_ML_100K_URL", f"http://127.0.0.1:{httpd.server_address[1]}/ml-100k.zip")
+        monkeypatch.setenv("DCNVIZ_ML_100K_MD5", hashlib.md5((served / "ml-100k.zip").read_bytes()).hexdigest())
+        at = goto(start(), "train")
+        at.radio(key="tr_source").set_value("ml-100k").run()
+        at.text_input(key="tr_root").set_value(str(tmp_path / "data")).run()
+        at.button(key="tr_fetch").click().run()
+        ok(at)
+        assert at.get("progress"), "a progress bar while downloading"
+        assert any("Downloaded and verified" in s.value for s in at.success)
+        assert (tmp_path / "data" / "ml-100k" / "u.data").is_file()
+        at.run()
+        assert any("Found MovieLens-100K" in s.value for s in at.success)
+        assert not at.button(key="tr_start").disabled
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
