@@ -549,3 +549,16 @@ def test_movielens_download_with_progress_then_ready_to_train(env: Path, tmp_pat
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_train_page_names_the_gpu_when_cuda_is_there(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = goto(start(), "train")
+    if not torch.cuda.is_available():
+        assert any("**CPU**" in m.value for m in at.markdown), "without CUDA the page says CPU plainly"
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA Test GPU")
+    at.run()
+    ok(at)
+    name = torch.cuda.get_device_name(0)
+    assert any(f"GPU: **{name}**" in m.value for m in at.markdown)
+    assert "cuda" in at.radio(key="tr_device").options
