@@ -387,6 +387,12 @@ def wait_for(at: AppTest, done, timeout: float = 120.0) -> None:  # type: ignore
 
 
 def test_one_epoch_training_on_the_sample_opens_in_every_page(env: Path) -> None:
+    with no_deprecations():
+        one_epoch_training()
+
+
+def one_epoch_training() -> None:
+    other = start()  # a second session, to check it never sees this one's run or model
     at = goto(start(), "train")
     ok(at)
     assert any("CPU" in m.value or "GPU" in m.value for m in at.markdown), "the device is stated"
@@ -413,6 +419,10 @@ def test_one_epoch_training_on_the_sample_opens_in_every_page(env: Path) -> None
         goto(at, page)
         ok(at)
     assert any("trained here" in c.value for c in at.caption)
+    other.run()
+    assert "train_job" not in other.session_state
+    assert any("trained here" in o for o in at.sidebar.selectbox(key="model_key").options)  # option labels
+    assert not any("trained here" in o for o in other.sidebar.selectbox(key="model_key").options)
 
 
 def test_stop_button_keeps_the_best_model_so_far(env: Path) -> None:
