@@ -507,3 +507,21 @@ def test_h5_garbage_is_a_checkpoint_error():
     data = (PEERS / "tfrs_cross.weights.h5").read_bytes()
     with pytest.raises(CheckpointError):
         load_cross_weights(data[:600])
+
+
+def test_safetensors_whose_header_length_looks_like_a_pickle_marker():
+    """A header of exactly 128 bytes starts the file with 0x80, a pickle protocol marker."""
+    import struct as _struct
+
+    from safetensors.torch import save as _save
+
+    for pad in range(0, 300):
+        tensors = {"kernels.0": torch.eye(6), "bias.0": torch.zeros(6, 1)}
+        data = _save(tensors, metadata={"p": "x" * pad})
+        if _struct.unpack("<Q", data[:8])[0] % 256 == 0x80:
+            break
+    else:
+        pytest.skip("could not build a header whose length ends in 0x80")
+    assert data[:1] == b"\x80"
+    cw = load_cross_weights(data, format="torchrec")
+    assert cw.d == 6 and cw.layers[0].kind == "full"

@@ -65,14 +65,16 @@ def read_tensor_file(data: bytes, *, max_bytes: int) -> TensorFile:
         return _read_h5(data)
     if safe_pickle.is_legacy_torch(data):
         raise CheckpointError(safe_pickle.LEGACY_MESSAGE)
+    # safetensors before the pickle check: a header length whose low byte is 0x80 (e.g. 128) looks like
+    # a pickle protocol marker.
+    if len(data) >= 9 and data[8:9] == b"{":
+        tensors, metadata = read_safetensors(data)
+        return TensorFile(tensors=dict(tensors), container="safetensors", metadata=metadata, ordered=False)
     if data[:1] == b"\x80" and len(data) > 1 and data[1] <= pickle.HIGHEST_PROTOCOL:
         raise CheckpointError(
             "this is a bare pickle, not a torch zip archive or safetensors file; dcnviz never unpickles "
             "uploads: save the weights with torch.save(model.state_dict(), 'model.pt') or safetensors"
         )
-    if len(data) >= 9 and data[8:9] == b"{":
-        tensors, metadata = read_safetensors(data)
-        return TensorFile(tensors=dict(tensors), container="safetensors", metadata=metadata, ordered=False)
     raise CheckpointError(
         "unrecognised file: not a torch zip archive (.pt/.pth/.bin), safetensors, .npz or HDF5 (.weights.h5)"
     )
