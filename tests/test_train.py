@@ -273,14 +273,14 @@ def test_ema_weights_are_the_average_of_the_trajectory():
     assert not torch.allclose(dict(r2.model.named_parameters())[names[-1]], final[names[-1]])
 
 
-@pytest.mark.parametrize("l2,clip", [(0.0, 10.0), (1e-3, 0.05)])
-def test_flat_buffer_training_is_exactly_adam_with_l2_and_clipping(l2, clip):
+@pytest.mark.parametrize("l2,l2_emb,clip", [(0.0, 0.0, 10.0), (1e-3, 0.0, 0.05), (1e-3, 3e-3, 10.0), (0.0, 3e-3, 0.05)])
+def test_flat_buffer_training_is_exactly_adam_with_l2_and_clipping(l2, l2_emb, clip):
     """The fused flat-buffer step equals the textbook loop: loss + λ‖W‖² (§3.4), clip, torch Adam."""
     splits = make_splits(256)
     seed = 7
     ref = build_model(SPEC, SMALL, 1)
     model = copy.deepcopy(ref)
-    fit(model, splits, cfg(epochs=1, batch_size=64, l2=l2, clip_norm=clip, lr=1e-2), seed=seed)
+    fit(model, splits, cfg(epochs=1, batch_size=64, l2=l2, l2_embedding=l2_emb, clip_norm=clip, lr=1e-2), seed=seed)
 
     opt = torch.optim.Adam(ref.parameters(), lr=1e-2)
     perm = torch.randperm(256, generator=torch.Generator().manual_seed(seed))
@@ -291,6 +291,7 @@ def test_flat_buffer_training_is_exactly_adam_with_l2_and_clipping(l2, clip):
         bt = data.index(slice(start, start + 64))
         loss = F.binary_cross_entropy_with_logits(ref(bt.cat, bt.dense, bt.multi), bt.y)
         loss = loss + l2 * sum((k**2).sum() for k in kernels)
+        loss = loss + l2_emb * sum((e**2).sum() for e in ref.embedding.parameters())
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ref.parameters(), clip)

@@ -1,0 +1,174 @@
+"""Quality on MovieLens-100K: dcnviz DCN-V2 (shipped recipe) vs DeepCTR-Torch DCN (matrix), one run.
+
+Issue 2's target: dcnviz's test AUC at least 0.002 above the peer's, log loss no worse, both trained
+here on the same split (paper protocol §7.1.1, split seed 0), the same seeds, the same six features
+(raw ages as a category), embedding size 30, 2 cross layers, DNN 256×256, and the same early-stopping
+budget (at most ``--epochs`` epochs, stop after ``--patience`` epochs without a better validation log
+loss, best epoch's weights kept). The peer runs at its documented settings (Adam 1e-3, batch 128,
+its default L2 and init, ``verbose=0``) with its own ``EarlyStopping(restore_best_weights=True)``.
+Nothing is tuned on the test split: the recipe was chosen on validation log loss.
+
+Usage (a Python with dcnviz's requirements and deepctr-torch 0.3.0)::
+
+    python benchmarks/quality_ml100k.py [--data-dir ../shared/data/ml-100k] [--seeds 0 1 2] [--threads 2]
+
+Prints a table and writes ``benchmarks/results/quality_ml100k.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from typing import Any
+
+import torch
+from _common import (
+    ML100K,
+    build_peer,
+    import_deepctr,
+    loadavg,
+    machine_info,
+    mean_std,
+    peer_columns,
+    peer_inputs,
+    peer_metrics,
+    quiet_stdout,
+    write_result,
+)
+
+from dcnviz.data import DataOptions, load_splits
+from dcnviz.model import ModelConfig
+from dcnviz.train import TrainConfig, build_model, fit
+
+EMBEDDING = 30
+HIDDEN = (256, 256)
+
+
+def run_peer(splits: Any, seed: int, epochs: int, patience: int) -> dict[str, Any]:
+    import numpy as np
+    from deepctr_torch.callbacks import EarlyStopping
+
+    columns = peer_columns(splits, EMBEDDING)
+    xtr, xva, xte = (peer_inputs(splits, e) for e in (splits.train, splits.val, splits.test))
+    ytr, yva, yte = (e.y.numpy().astype(np.float32) for e in (splits.train, splits.val, splits.test))
+    torch.manual_seed(seed)
+    model = build_peer("dcn", columns, seed, hidden=HIDDEN)
+    stop = EarlyStopping(monitor="val_binary_crossentropy", patience=patience, mode="min", restore_best_weights=True)
+    t0 = time.perf_counter()
+    with quiet_stdout():
+        hist = model.fit(
+            xtr, ytr, batch_size=128, epochs=epochs, verbose=0, validation_data=(xva, yva), callbacks=[stop]
+        )
+    wall = time.perf_counter() - t0
+    val_curve = [float(v) for v in hist.history["val_binary_crossentropy"]]
+    best = int(np.argmin(val_curve))
+    if stop.stopped_epoch == 0 and stop.best_weights is not None:  # ran out of epochs: restore the best too
+        model.load_state_dict(stop.best_weights)
+    return {
+        "seed": seed,
+        "val": peer_metrics(model, xva, yva),
+        "test": peer_metrics(model, xte, yte),
+        "epochs": len(val_curve),
+        "best_epoch": best + 1,
+        "val_logloss_curve": val_curve,
+        "wall_s": round(wall, 2),
+    }
+
+
+def run_dcnviz(splits: Any, seed: int, config: TrainConfig) -> dict[str, Any]:
+    mc = ModelConfig(model="dcnv2", structure="parallel", cross_layers=2, hidden=HIDDEN)
+    model = build_model(splits.spec, mc, seed)
+    r = fit(model, splits, config, seed=seed)
+    return {
+        "seed": seed,
+        "val": r.val,
+        "test": r.test,
+        "epochs": r.epochs,
+        "best_epoch": r.best_epoch,
+        "val_logloss_curve": [h["val"]["logloss"] for h in r.history],
+        "wall_s": round(r.wall_s, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=str(ML100K))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=20, help="early-stopping budget: most epochs (both)")
+    p.add_argument("--patience", type=int, default=2, help="early-stopping budget: patience (both)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--out", default="quality_ml100k.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import_deepctr()
+    info = machine_info(args.threads)
+    options = DataOptions(source="ml-100k", data_dir=args.data_dir, age_encoding="raw", embedding_dim=EMBEDDING)
+    splits = load_splits(options)
+    recipe = TrainConfig(epochs=args.epochs, patience=args.patience, device="cpu")
+    print(f"ML-100K rows {splits.info['rows']}; seeds {args.seeds}; threads {args.threads}", file=sys.stderr)
+    print(f"dcnviz recipe: {recipe.to_json()}", file=sys.stderr)
+    runs: dict[str, list[dict[str, Any]]] = {"deepctr_dcn": [], "dcnviz_dcnv2": []}
+    for seed in args.seeds:
+        for name, fn in (
+            ("deepctr_dcn", lambda s: run_peer(splits, s, args.epochs, args.patience)),
+            ("dcnviz_dcnv2", lambda s: run_dcnviz(splits, s, copy.deepcopy(recipe))),
+        ):
+            r = fn(seed)
+            runs[name].append(r)
+            print(
+                f"{name:14s} seed {seed}: test auc {r['test']['auc']:.4f} logloss {r['test']['logloss']:.4f} "
+                f"(val {r['val']['auc']:.4f}/{r['val']['logloss']:.4f}, best epoch {r['best_epoch']}/{r['epochs']}, "
+                f"{r['wall_s']:.1f} s)",
+                file=sys.stderr,
+            )
+    summary = {
+        name: {split: {k: mean_std([r[split][k] for r in rs]) for k in ("auc", "logloss")} for split in ("test", "val")}
+        for name, rs in runs.items()
+    }
+    d_auc = summary["dcnviz_dcnv2"]["test"]["auc"]["mean"] - summary["deepctr_dcn"]["test"]["auc"]["mean"]
+    d_ll = summary["dcnviz_dcnv2"]["test"]["logloss"]["mean"] - summary["deepctr_dcn"]["test"]["logloss"]["mean"]
+    verdict = {
+        "auc_gain": round(d_auc, 5),
+        "logloss_change": round(d_ll, 5),
+        "target": "auc_gain >= 0.002 and logloss_change <= 0",
+        "met": bool(d_auc >= 0.002 and d_ll <= 0),
+    }
+    print("\nmodel            test AUC (mean ± std)   test logloss (mean ± std)", file=sys.stderr)
+    for name, s in summary.items():
+        a, ll = s["test"]["auc"], s["test"]["logloss"]
+        row = f"{name:16s} {a['mean']:.4f} ± {a['std']:.4f}         {ll['mean']:.4f} ± {ll['std']:.4f}"
+        print(row, file=sys.stderr)
+    print(f"AUC gain {d_auc:+.4f}, logloss change {d_ll:+.4f}: target met = {verdict['met']}", file=sys.stderr)
+    info["loadavg_end"] = loadavg()
+    payload = {
+        "benchmark": "quality_ml100k",
+        "command": "python benchmarks/quality_ml100k.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": info,
+        "protocol": {
+            "data": options.to_json() | {"data_dir": "ml-100k"},
+            "rows": splits.info["rows"],
+            "features": splits.spec.names,
+            "embedding_dim": EMBEDDING,
+            "cross_layers": 2,
+            "hidden": list(HIDDEN),
+            "epochs_max": args.epochs,
+            "patience": args.patience,
+            "seeds": args.seeds,
+            "peer": "DeepCTR-Torch DCN(cross_parameterization='matrix'), Adam 1e-3, batch 128, defaults, verbose=0",
+            "dcnviz_recipe": recipe.to_json(),
+        },
+        "summary": summary,
+        "verdict": verdict,
+        "runs": runs,
+    }
+    path = write_result(args.out, payload)
+    print(f"wrote {path}", file=sys.stderr)
+    print(json.dumps({"summary": summary, "verdict": verdict}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
