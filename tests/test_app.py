@@ -127,6 +127,16 @@ def test_tour_walks_through_the_first_shipped_model(env: Path) -> None:
     assert strongest and set(strongest.groups()) == set(PLANTED)  # the planted pair is named first
 
 
+def test_tour_checks_a_sample_trained_model_against_the_known_answer(env: Path) -> None:
+    data = model_to_bytes(planted_full_model(), data_info={"source": "sample", "seed": 0})
+    at = upload(start(), "from_sample.safetensors", data)
+    goto(at, "tour")
+    ok(at)
+    known = [i.value for i in at.info if "answer is known" in i.value]
+    assert known and "**gender × movie_id** ranks #1" in known[0]  # the planted block of this model
+    assert "control pair occupation × movie_id" in known[0]
+
+
 def test_empty_models_folder_gives_hints_not_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DCNVIZ_MODELS_DIR", str(tmp_path))
     at = start()

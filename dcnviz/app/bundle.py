@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -293,3 +295,30 @@ def metrics_table(b: ModelBundle) -> pd.DataFrame:
         return _table([])
     rows = [(k, v) for k, v in _flatten(m) if not k.startswith("runs")]
     return _table(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# The bundled sample's known answer
+
+
+def sample_ground_truth(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """``ground_truth.json`` of a sample folder (planted and control pairs), or None when absent or unreadable."""
+    path = Path(folder) / "ground_truth.json"
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) and isinstance(obj.get("planted"), list) else None
+
+
+def pair_rank(top: pd.DataFrame, a: str, b: str) -> int | None:
+    """Rank (from 1) of the unordered pair {a, b} in a :func:`dcnviz.analysis.top_crosses` table, or None.
+
+    >>> t = pd.DataFrame({"rank": [1, 2], "feature_i": ["x", "y"], "feature_j": ["y", "z"]})
+    >>> pair_rank(t, "z", "y"), pair_rank(t, "x", "z")
+    (2, None)
+    """
+    for r in top.itertuples():
+        if {r.feature_i, r.feature_j} == {a, b}:
+            return int(r.rank)
+    return None

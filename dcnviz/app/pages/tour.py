@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
 import streamlit as st
 
+import dcnviz.data as data_mod
 from dcnviz.analysis import DEFAULT_SUGGEST_TOLERANCE
 from dcnviz.app import state, ui
+from dcnviz.app.bundle import pair_rank, sample_ground_truth
 from dcnviz.figures import fig_block_norms, fig_spectrum
 from dcnviz.layers import LATEX
 
 PAGES = "dcnviz/app/pages"
+
+
+def known_answer(meta: Mapping[str, Any], pairs: pd.DataFrame) -> None:
+    """For a model trained on the bundled sample: where its planted crosses and the control pair rank."""
+    info = meta.get("data_info") if meta else None
+    if not isinstance(info, Mapping) or info.get("source") != "sample":
+        return
+    truth = sample_ground_truth(data_mod.SAMPLE_DIR)
+    if truth is None:
+        return
+    planted = [tuple(p["pair"]) for p in truth["planted"] if isinstance(p, dict) and len(p.get("pair", ())) == 2]
+    control = tuple(truth.get("control", {}).get("pair", ()))
+    parts = []
+    for a, b in planted:
+        r = pair_rank(pairs, a, b)
+        parts.append(f"**{a} × {b}** ranks #{r}" if r else f"{a} × {b} is not among this model's features")
+    text = (
+        "This model was trained on the bundled sample, whose answer is known (`sample_data/ground_truth.json`): "
+        f"of the {len(pairs)} feature pairs, the planted crosses — {'; '.join(parts)}"
+    )
+    if len(control) == 2 and (rc := pair_rank(pairs, *control)):
+        text += f" — and the control pair {control[0]} × {control[1]}, with no planted cross, ranks #{rc}"
+    st.info(text + " (symmetric view of layer 0).")
 
 
 def render() -> None:
@@ -65,6 +94,7 @@ def render() -> None:
         "feature *i*. Bright cells are learned crosses. "
         + (f"In this model the strongest pairs are {', '.join(lines)}." if lines else "")
     )
+    known_answer(bundle.meta, la.top_crosses("symmetric"))
     st.page_link(f"{PAGES}/crosses.py", label="More views on Feature crosses", icon=":material/grid_on:")
 
     st.header("3 · The spectrum: the low-rank lesson")
