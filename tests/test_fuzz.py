@@ -32,6 +32,7 @@ import importlib.util
 import io
 import json
 import os
+import random
 import re
 import resource
 import signal
@@ -305,7 +306,7 @@ def _limit_memory(headroom_mb: int) -> int:
     return cap // (1024 * 1024)
 
 
-def run_fuzz(examples: int, seed: int | None, deadline_s: float, headroom_mb: int) -> dict[str, Any]:
+def run_fuzz(examples: int, seed: int, deadline_s: float, headroom_mb: int) -> dict[str, Any]:
     import torch
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hseed
@@ -379,12 +380,12 @@ def run_fuzz(examples: int, seed: int | None, deadline_s: float, headroom_mb: in
                 stats["slowest_s"], stats["slowest"] = took, [name, corpus[index][0], repr(ops)[:300]]
             outcomes[name][outcome] += 1
 
-    if seed is not None:
-        check = hseed(seed)(check)
+    check = hseed(seed)(check)
     t0 = time.perf_counter()
     check()
     return {
         "inputs": stats["inputs"],
+        "seed": seed,
         "corpus": [name for name, _ in corpus],
         "outcomes": {k: dict(v) for k, v in outcomes.items()},
         "seconds": round(time.perf_counter() - t0, 1),
@@ -432,7 +433,7 @@ def main() -> None:
     ap.add_argument("--deadline", type=float, default=float(os.environ.get("DCNVIZ_FUZZ_DEADLINE_S", "10")))
     ap.add_argument("--memory-mb", type=int, default=1024, help="address space allowed beyond the start")
     args = ap.parse_args()
-    seed = None if args.seed == "random" else int(args.seed)
+    seed = random.randrange(2**32) if args.seed == "random" else int(args.seed)  # printed: rerun with --seed
     summary = run_fuzz(args.examples, seed, args.deadline, args.memory_mb)
     print(SUMMARY + json.dumps(summary), flush=True)
 
