@@ -582,3 +582,19 @@ def test_train_page_names_the_gpu_when_cuda_is_there(env: Path, monkeypatch: pyt
     name = torch.cuda.get_device_name(0)
     assert any(f"GPU: **{name}**" in m.value for m in at.markdown)
     assert "cuda" in at.radio(key="tr_device").options
+
+
+PEER_FILES = sorted(
+    p.name for p in PEERS.glob("*") if p.suffix in (".pt", ".pth", ".npz", ".h5") and ".expected" not in p.name
+)
+
+
+@pytest.mark.parametrize("name", PEER_FILES)
+def test_every_peer_fixture_opens_on_the_analysis_pages(env: Path, name: str) -> None:
+    at = upload(start(), name, (PEERS / name).read_bytes())
+    ok(at)
+    assert at.sidebar.selectbox(key="model_key").value.startswith("upload:")
+    for page in ("crosses", "spectrum", "tour"):
+        goto(at, page)
+        ok(at)
+        assert charts(at), page
