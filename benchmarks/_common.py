@@ -94,7 +94,9 @@ def peer_inputs(splits: DatasetSplits, enc: Encoded) -> dict[str, np.ndarray]:
     return {n: enc.cat[:, j].numpy() for j, n in enumerate(names)}
 
 
-def build_peer(kind: str, columns: list[Any], seed: int, *, hidden: tuple[int, ...] = (256, 256)) -> Any:
+def build_peer(
+    kind: str, columns: list[Any], seed: int, *, hidden: tuple[int, ...] = (256, 256), device: str = "cpu"
+) -> Any:
     """DeepCTR-Torch DCN (matrix parameterisation = a DCN-V2) or DCNMix, at its documented defaults."""
     from deepctr_torch.models import DCN, DCNMix
 
@@ -107,7 +109,7 @@ def build_peer(kind: str, columns: list[Any], seed: int, *, hidden: tuple[int, .
                 cross_parameterization="matrix",
                 dnn_hidden_units=hidden,
                 task="binary",
-                device="cpu",
+                device=device,
                 seed=seed,
             )
         elif kind == "dcnmix":
@@ -119,7 +121,7 @@ def build_peer(kind: str, columns: list[Any], seed: int, *, hidden: tuple[int, .
                 low_rank=32,
                 num_experts=4,
                 task="binary",
-                device="cpu",
+                device=device,
                 seed=seed,
             )
         else:

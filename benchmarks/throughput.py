@@ -91,10 +91,7 @@ def time_peer(kind: str, spec: FeatureSpec, data: Encoded, batch: int, device: s
     columns = [SparseFeat(f.name, vocabulary_size=f.vocab_size, embedding_dim=EMBEDDING) for f in spec.fields]
     x = {f.name: data.cat[:, j].numpy() for j, f in enumerate(spec.fields)}
     y = data.y.numpy().astype(np.float32)
-    model = build_peer(kind, columns, 0, hidden=HIDDEN)
-    if device != "cpu":
-        model = model.to(device)
-        model.device = device
+    model = build_peer(kind, columns, 0, hidden=HIDDEN, device="cuda:0" if device == "cuda" else device)
     n_warm = batch * 20
     with quiet_stdout():
         model.fit({k: v[:n_warm] for k, v in x.items()}, y[:n_warm], batch_size=batch, epochs=1, verbose=0)

@@ -249,7 +249,11 @@ class DCNModel(nn.Module):
 
     def forward(self, cat: torch.Tensor, dense: torch.Tensor, multi: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
         """Logits (B,)."""
-        x0 = self.embedding(cat, dense, multi)  # (B, d)
+        return self.head(self.embedding(cat, dense, multi))
+
+    def head(self, x0: torch.Tensor) -> torch.Tensor:
+        """Logits (B,) from x0 (B, d): everything after the embedding layer (the trainer's fast path
+        builds x0 itself)."""
         if self.cross is None:
             assert self.deep is not None
             x = self.deep(x0)

@@ -34,7 +34,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from dcnviz.model import DCNModel, ModelConfig
 from dcnviz.spec import FeatureSpec
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+FAST_X0 = True  # one gather for all categorical lookups during training (False: the model's own forward)
 SNAPSHOT_S = 1.0  # seconds between snapshots of the last weights known to be finite (fault recovery)
 
 
@@ -352,9 +353,14 @@ class _FlatParams:
     def __init__(self, model: DCNModel) -> None:
         emb_ids = {id(p) for p in model.embedding.parameters()}
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        emb = [p for n, p in named if id(p) in emb_ids]
-        kernels = [p for n, p in named if id(p) not in emb_ids and not _is_bias(n)]
-        rest = [p for n, p in named if id(p) not in emb_ids and _is_bias(n)]
+        tables = model.embedding.tables
+        cat_tables: list[torch.Tensor] = [
+            cast(torch.nn.Embedding, tables[f.name]).weight for f in model.spec.by_kind("categorical")
+        ]
+        cat_ids = {id(p) for p in cat_tables}
+        emb = cat_tables + [cast(torch.Tensor, p) for n, p in named if id(p) in emb_ids and id(p) not in cat_ids]
+        kernels: list[torch.Tensor] = [p for n, p in named if id(p) not in emb_ids and not _is_bias(n)]
+        rest: list[torch.Tensor] = [p for n, p in named if id(p) not in emb_ids and _is_bias(n)]
         self.params = emb + kernels + rest
         if not self.params:
             raise ConfigError("the model has no trainable parameters")
@@ -375,6 +381,7 @@ class _FlatParams:
         n_ker = sum(p.numel() for p in kernels)
         self.emb = slice(0, n_emb)
         self.kernels = slice(n_emb, n_emb + n_ker)
+        self.n_cat_rows = sum(int(p.shape[0]) for p in cat_tables)  # categorical tables lead the buffer
 
     def release(self) -> None:
         for p in self.params:
@@ -428,6 +435,75 @@ class _FlatAdam:
         bc1, bc2 = 1.0 - b1**self.t, 1.0 - b2**self.t
         denom = (self.v.sqrt() / math.sqrt(bc2)).add_(self.eps)
         self.param.addcdiv_(self.m, denom, value=-self.lr / bc1)
+
+
+class _GatherRows(torch.autograd.Function):
+    """Rows of the stacked categorical tables; backward adds into the flat gradient directly.
+
+    ``nn.Embedding``'s backward builds a zero-filled gradient the size of each table and autograd then
+    adds it into ``.grad``: three passes over every table per step for B·F touched rows. Here the
+    touched rows' gradients go straight into the flat gradient buffer with one ``index_add_``.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, anchor: torch.Tensor, table: torch.Tensor, grad_table: torch.Tensor, rows: torch.Tensor
+    ) -> torch.Tensor:
+        ctx.grad_table = grad_table
+        ctx.save_for_backward(rows)
+        return table.index_select(0, rows)  # (B·F, e)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[None, None, None, None]:  # type: ignore[override]
+        (rows,) = ctx.saved_tensors
+        ctx.grad_table.index_add_(0, rows, g.to(ctx.grad_table.dtype))
+        return None, None, None, None
+
+
+class _FastX0:
+    """x0 for training when every categorical field has the same embedding size (the common case).
+
+    The categorical tables sit back to back at the start of the flat buffer, so all their lookups are
+    one gather from a (Σ vocab, e) view with per-field row offsets; multivalent and dense fields go
+    through the model's own embedding code. The result equals ``model.embedding(cat, dense, multi)``.
+    """
+
+    def __init__(self, model: DCNModel, flat: _FlatParams) -> None:
+        spec = model.spec
+        cats = spec.by_kind("categorical")
+        dims = {f.embedding_dim for f in cats}
+        self.enabled = len(dims) == 1
+        if not self.enabled:
+            return
+        e = dims.pop()
+        self.e, self.n_cat = e, len(cats)
+        rows = flat.n_cat_rows
+        self.table = flat.data[: rows * e].view(rows, e)  # (Σ vocab, e)
+        self.grad_table = flat.grad[: rows * e].view(rows, e)
+        starts = torch.tensor([0] + [f.vocab_size for f in cats[:-1]], dtype=torch.int64).cumsum(0)
+        self.offsets = starts.to(flat.data.device)  # (F,)
+        self.anchor = torch.zeros((), device=flat.data.device, requires_grad=True)
+        self.all_cat = len(cats) == len(spec.fields)
+        self.embedding = model.embedding
+
+    def __call__(self, batch: Encoded) -> torch.Tensor:
+        B = batch.cat.shape[0]
+        rows = (batch.cat + self.offsets).reshape(-1)  # (B·F,)
+        emb = _GatherRows.apply(self.anchor, self.table, self.grad_table, rows).view(B, self.n_cat * self.e)
+        if self.all_cat:
+            return emb  # (B, d)
+        parts, e = [], self.e
+        for kind, name, j in self.embedding._plan:
+            if kind == "categorical":
+                parts.append(emb[:, j * e : (j + 1) * e])  # (B, e)
+            elif kind == "multivalent":
+                ids = batch.multi[j]  # (B, L)
+                rows_m = self.embedding.tables[name](ids.clamp(min=0))  # (B, L, e_f)
+                mask = (ids >= 0).unsqueeze(-1).to(rows_m.dtype)  # (B, L, 1)
+                parts.append((rows_m * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+            else:
+                parts.append(batch.dense[:, j : j + 1])  # (B, 1)
+        return torch.cat(parts, dim=1)  # (B, d)
 
 
 def _unpenalised(n: int, regions: list[tuple[slice, float]]) -> list[slice]:
@@ -560,9 +636,14 @@ def _fit(
     l2_regions = [(r, 2.0 * lam) for r, lam in ((flat.emb, config.l2_embedding), (flat.kernels, config.l2)) if lam > 0]
     free = _unpenalised(flat.data.numel(), l2_regions)
 
+    fast_x0 = _FastX0(model, flat) if FAST_X0 and not config.compile else None
+    if fast_x0 is not None and not fast_x0.enabled:
+        fast_x0 = None
+
     def step(batch: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast():
-            logits = forward(batch.cat, batch.dense, batch.multi)  # (B,)
+            x0 = fast_x0(batch) if fast_x0 is not None else None  # (B, d)
+            logits = model.head(x0) if x0 is not None else forward(batch.cat, batch.dense, batch.multi)  # (B,)
         loss = F.binary_cross_entropy_with_logits(logits.float(), batch.y)
         # The gradient of λ‖W‖² (§3.4) is 2λW: write it where the zeroed gradient would go, and let
         # backward accumulate the log-loss gradient on top (one pass instead of zero, then add).

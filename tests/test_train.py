@@ -369,3 +369,27 @@ def test_flat_adam_fused_kernel_equals_the_textbook_update():
         topt.step()
     torch.testing.assert_close(out[0], ref.detach(), atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(out[1], ref.detach(), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dims", [(4, 4), (4, 3)])
+def test_fast_x0_path_trains_exactly_like_the_models_own_forward(dims, monkeypatch):
+    """One gather for all categorical tables (same dims), or the fallback (mixed dims): same numbers."""
+    import dcnviz.train as train_mod
+
+    spec = FeatureSpec(
+        (
+            Field(name="a", kind="categorical", embedding_dim=dims[0], vocab=tuple("abcdefgh")),
+            Field(name="tags", kind="multivalent", embedding_dim=3, vocab=("x", "y", "z"), max_len=2),
+            Field(name="b", kind="categorical", embedding_dim=dims[1], vocab=tuple("pqrs")),
+            Field(name="u", kind="dense", embedding_dim=1),
+        )
+    )
+    base = make_splits(300)
+    splits = DatasetSplits(spec=spec, train=base.train, val=base.val, test=base.test)
+    out = []
+    for fast in (True, False):
+        monkeypatch.setattr(train_mod, "FAST_X0", fast)
+        r = fit(build_model(spec, SMALL, 0), splits, cfg(epochs=1, l2_embedding=1e-3))
+        out.append(dict(r.model.named_parameters()))
+    for n, p in out[0].items():
+        torch.testing.assert_close(p, out[1][n], atol=1e-6, rtol=1e-5)
