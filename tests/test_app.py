@@ -420,7 +420,7 @@ def one_epoch_training() -> None:
     assert snap.status == "done", snap.error
     assert snap.history and snap.history[0]["epoch"] == 1 and snap.ticks
     assert at.success and "Test AUC" in at.success[0].value
-    assert at.download_button(key="tr_download")
+    assert at.download_button(key="tr_download") and at.download_button(key="tr_log_csv")
     key = at.sidebar.selectbox(key="model_key").value
     assert key.startswith("trained:"), "the trained model is selected at once"
     loaded = load_model(snap.model_bytes)

@@ -72,6 +72,19 @@ def show_table(df: pd.DataFrame, *, key: str, filename: str, index: bool = False
     )
 
 
+def download_csv(df: pd.DataFrame, *, key: str, filename: str, label: str = "Download table (CSV)") -> None:
+    """A CSV download button for a table that is drawn some other way (e.g. a built-in chart)."""
+    st.download_button(
+        label,
+        data=table_csv(df, index=False),
+        file_name=f"{slug(filename)}.csv",
+        mime="text/csv",
+        key=key,
+        on_click="ignore",
+        icon=":material/download:",
+    )
+
+
 def model_picker() -> None:
     """Sidebar: choose which model the pages show (shipped, uploaded or trained in this session)."""
     state.collect_finished_training()

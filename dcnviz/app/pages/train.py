@@ -203,6 +203,13 @@ def live_view(job: TrainingJob) -> None:
         f"{test.get('logloss') or float('nan'):.4f} · {res.get('examples_per_s', 0):,.0f} examples/s on "
         f"{res.get('device', '?')}. The model is now selected in the sidebar for every page."
     )
+    if snap.ticks:
+        ui.download_csv(
+            pd.DataFrame(snap.ticks),
+            key="tr_log_csv",
+            filename=f"{job.request.label}-training-log",
+            label="Download the training log (CSV)",
+        )
     if snap.model_bytes is not None:
         st.download_button(
             "Download the model file (.safetensors)",
