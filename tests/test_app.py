@@ -598,3 +598,34 @@ def test_every_peer_fixture_opens_on_the_analysis_pages(env: Path, name: str) ->
         goto(at, page)
         ok(at)
         assert charts(at), page
+
+
+def test_every_model_kind_opens_on_every_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DCN-V1, low-rank CrossNet, a mixture with nonlinear experts (Eq. 4) and a plain DNN."""
+    from test_app_support import tiny_spec
+
+    from dcnviz.model import DCNModel, ModelConfig
+
+    configs = {
+        "dcn": ModelConfig(model="dcn", hidden=(8,)),
+        "lowrank": ModelConfig(model="crossnet", rank=3),
+        "mixrelu": ModelConfig(model="dcn-mix", rank=2, experts=3, expert_activation="relu", hidden=(8,)),
+        "dnn": ModelConfig(model="dnn", hidden=(8,)),
+    }
+    for name, cfg in configs.items():
+        save_model(tmp_path / f"{name}.safetensors", DCNModel(tiny_spec(), cfg))
+    monkeypatch.setenv("DCNVIZ_MODELS_DIR", str(tmp_path))
+    at = start()
+    for name in configs:
+        at.sidebar.selectbox(key="model_key").set_value(f"shipped:{name}.safetensors").run()
+        for page in ("tour", "model", "crosses", "spectrum", "compare", "report"):
+            goto(at, page)
+            if page == "report":
+                at.button(key="rep_build").click().run()
+            ok(at)
+        if name == "dnn":
+            goto(at, "crosses")
+            assert any("plain DNN" in i.value for i in at.info)
+        if name == "mixrelu":
+            goto(at, "crosses")
+            assert any("linear part" in i.value for i in at.info)
