@@ -258,7 +258,7 @@ def _split_lines(
     return out
 
 
-_INT = re.compile(r"\s*[+-]?[0-9]+\s*")
+_INT = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)  # ASCII whitespace only: int() refuses "\x1c4"
 
 
 def _int_field(path: Path, no: int, column: str, value: str) -> int:

@@ -59,6 +59,18 @@ def test_100k_utf16_file(ml100k: Path) -> None:
         load_ml100k(ml100k)
 
 
+@pytest.mark.parametrize("ch", ["\x1c", "\x1d", "\x1e", "\x1f", "\x85", "\xa0"])  # latin-1 chars \\s matches
+def test_unicode_separator_characters_in_an_integer_field(ml100k: Path, ch: str) -> None:
+    """Found by tests/test_data_fuzz.py: "\x1c4" passed the integer check (\\s matched it); int() raised ValueError.
+
+    \x85 and \xa0 used to be stripped by int() and load as 4; integers are now ASCII digits and spaces only.
+    """
+    p = ml100k / "u.user"
+    _edit_line(p, 1, f"1|{ch}4|M|technician|85711")
+    with pytest.raises(DataFormatError, match=re.escape(f"{p} line 1: age must be an integer; got {ch + '4'!r}")):
+        load_ml100k(ml100k)
+
+
 def test_download_cut_off_mid_line(ml100k: Path) -> None:
     """A file that ends in the middle of a record names its last line instead of dropping it silently."""
     p = ml100k / "u.data"
