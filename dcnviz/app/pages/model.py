@@ -54,11 +54,12 @@ def upload_section() -> None:
         )
     if up is None:
         return
-    data = up.getvalue()
-    names_bytes = names_file.getvalue() if names_file is not None else b""
-    signature = (sha256_of(data), fmt, sha256_of(names_bytes), up.name)
+    # this upload (ids change with every new upload), so a rerun does not hash a large file again
+    signature = (up.file_id, fmt, names_file.file_id if names_file is not None else "")
     if st.session_state.get(PROCESSED) == signature:
         return
+    data = up.getvalue()
+    names_bytes = names_file.getvalue() if names_file is not None else b""
     try:
         names = read_names_file(names_bytes) if names_bytes else None
         bundle = state.load_upload(data, filename=up.name, format=fmt, names=names)
@@ -66,7 +67,7 @@ def upload_section() -> None:
         st.error(f"Could not read **{up.name}**: {e}")
         return
     st.session_state[PROCESSED] = signature
-    key = f"upload:{signature[0][:12]}:{fmt}:{signature[2][:8]}"
+    key = f"upload:{bundle.sha256[:12]}:{fmt}:{sha256_of(names_bytes)[:8]}"
     state.add_session_model(
         state.ModelEntry(
             key=key,
