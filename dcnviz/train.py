@@ -59,14 +59,14 @@ class TrainConfig:
     True
     """
 
-    lr: float = 1e-3  # Adam learning rate
+    lr: float = 5e-3  # Adam learning rate
     batch_size: int = 512  # training batch size B
     epochs: int = 20  # most epochs to run (early stopping usually ends sooner)
     patience: int = 2  # stop after this many epochs without a better validation log loss
     l2: float = 0.0  # λ of §3.4 on the kernels (cross W/U/V/C/w, deep and logit weights; not biases)
-    l2_embedding: float = 0.0  # λ on the embedding tables (the whole tables, every step)
+    l2_embedding: float = 4e-4  # λ on the embedding tables (the whole tables, every step)
     clip_norm: float | None = 10.0  # clip the global gradient norm to this (§7.1); None = no clipping
-    ema_decay: float | None = None  # weight EMA decay (§7.1 uses 0.9999); None = no average
+    ema_decay: float | None = 0.99  # weight EMA decay (§7.1 uses 0.9999; see docs/training.md); None = off
     lr_decay: float = 1.0  # multiply the learning rate by this after every epoch
     adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam β1, β2
     adam_eps: float = 1e-8  # Adam ε

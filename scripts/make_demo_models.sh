@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 ML100K=${ML100K:-../shared/data/ml-100k}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
 
 $PY -m dcnviz train --data ml-100k --data-dir "$ML100K" --model dcnv2 --device cpu --seed 0 \
     --out models/dcnv2_ml100k.safetensors | tail -n 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -55,6 +56,33 @@ def _optional_float(text: str) -> float | None:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number or 'none'; got {text!r}") from None
+
+
+def _threads(text: str) -> int | str:
+    if text == "auto":
+        return "auto"
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto'; got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto'; got {text!r}")
+    return v
+
+
+def auto_threads(default: int, cores: int | None, load: float | None) -> int:
+    """PyTorch's thread count, or 1 when the cores are already busy.
+
+    Several OpenMP threads on cores that other processes keep busy spin-wait on each other: on a
+    2-core machine with a load average of 5, ``train --data sample`` took 288 s with 2 threads and
+    17 s with 1 (docs/speed.md).
+
+    >>> auto_threads(2, 2, 0.3), auto_threads(2, 2, 4.8), auto_threads(8, 8, 2.0)
+    (2, 1, 8)
+    """
+    if cores is None or load is None:
+        return default
+    return 1 if load > max(1.0, cores - 1.0) else default
 
 
 def add_data_arguments(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -105,7 +133,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     t.add_argument("--lr-decay", type=float, default=_TRAIN_DEFAULTS.lr_decay, help="lr factor per epoch")
     t.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (CUDA)")
     t.add_argument("--compile", action="store_true", help="torch.compile the training forward (GPU)")
-    t.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's)")
+    t.add_argument(
+        "--threads",
+        type=_threads,
+        default="auto",
+        metavar="N|auto",
+        help="CPU threads for PyTorch; auto = PyTorch's default, or 1 when other work already keeps the cores busy",
+    )
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="FILE.safetensors", default=None, help="save the model here")
     o.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -237,10 +271,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is not None and not str(args.out).endswith(".safetensors"):
         raise ConfigError(f"--out must name a .safetensors file; got {args.out!r}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be >= 1; got {args.threads}")
-        torch.set_num_threads(args.threads)
+    threads = args.threads
+    if threads == "auto":
+        try:
+            load: float | None = os.getloadavg()[0]
+        except OSError:
+            load = None
+        threads = auto_threads(torch.get_num_threads(), os.cpu_count(), load)
+        if threads != torch.get_num_threads() and not args.quiet:
+            print(f"threads: 1 (the cores are busy: load average {load:.1f}); --threads N overrides", file=sys.stderr)
+    torch.set_num_threads(threads)
     options = data_options(args)
     mconfig = model_config(args)
     tconfig = train_config(args)
