@@ -117,24 +117,24 @@ def fit_regression(
     best.offer(rmse(net, x, y) ** 2)
     state = {"step": 0, "stopped": False}
 
-    def report() -> bool:
-        """Record the loss, call back, and say whether to go on."""
+    def report() -> str:
+        """Record the loss and call back: ``go`` on, ``stop`` (asked to), ``diverged``, or ``exact`` (loss 0)."""
         loss = rmse(net, x, y) ** 2
         if not best.offer(loss):
-            return False  # diverged: keep the best parameters seen
+            return "diverged"
         if callback is not None:
             callback(state["step"], math.sqrt(best.loss))
         if should_stop is not None and should_stop():
             state["stopped"] = True
-            return False
-        return loss > 0.0
+            return "stop"
+        return "exact" if loss == 0.0 else "go"
 
     adam_epochs = config.steps if config.optimizer == "adam" else config.warmup_epochs
     adam_lr = config.lr if config.optimizer == "adam" else config.warmup_lr
-    go_on = True
+    status = "go"
     if adam_epochs:
-        go_on = _adam(net, x, y, params, adam_epochs, adam_lr, config, seed, state, report)
-    if config.optimizer == "lbfgs" and go_on:
+        status = _adam(net, x, y, params, adam_epochs, adam_lr, config, seed, state, report)
+    if config.optimizer == "lbfgs" and status in ("go", "diverged"):
         best.restore()
         _lbfgs(net, x, y, params, config, state, report, best)
     if not math.isfinite(best.loss):
@@ -153,9 +153,9 @@ def _adam(
     config: FitConfig,
     seed: int,
     state: dict[str, int],
-    report: Callable[[], bool],
-) -> bool:
-    """Mini-batch Adam with a cosine learning-rate decay to 0 over ``epochs``; False to stop."""
+    report: Callable[[], str],
+) -> str:
+    """Mini-batch Adam with a cosine learning-rate decay to 0 over ``epochs``; returns the last status."""
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     gen = torch.Generator().manual_seed(seed)
@@ -170,9 +170,11 @@ def _adam(
             opt.step()
         sched.step()
         state["step"] += 1
-        if (epoch % config.report_every == 0 or epoch == epochs) and not report():
-            return False
-    return True
+        if epoch % config.report_every == 0 or epoch == epochs:
+            status = report()
+            if status != "go":
+                return status
+    return "go"
 
 
 def _lbfgs(
@@ -182,27 +184,43 @@ def _lbfgs(
     params: list[nn.Parameter],
     config: FitConfig,
     state: dict[str, int],
-    report: Callable[[], bool],
+    report: Callable[[], str],
     best: _Best,
 ) -> None:
-    """Full-batch L-BFGS with a strong-Wolfe line search, in chunks of ``report_every`` iterations."""
-    opt = torch.optim.LBFGS(
-        params,
-        lr=config.lr,
-        max_iter=config.report_every,
-        history_size=config.history,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=0.0,
-        tolerance_change=0.0,
-    )
+    """Full-batch L-BFGS with a strong-Wolfe line search, in chunks of ``report_every`` iterations.
+
+    The loss is multiplied by 1 / (the best loss when the optimizer was made): PyTorch's L-BFGS
+    skips every curvature pair with sᵀy ≤ 1e-10 (an absolute threshold), so near an exact fit
+    (MSE ~1e-18) it would silently decay into scaled gradient descent and stall around RMSE 1e-9.
+    Once the loss has fallen 1e6-fold below that reference, L-BFGS restarts with a new scale.
+
+    A chunk that does not lower the best loss (stalled, or a line search stepped into overflow)
+    restarts L-BFGS from the best point with an empty history; three such chunks in a row mean the
+    rounding floor is reached, and the fit ends.
+    """
+    scale = [1.0]
+
+    def new_optimizer() -> torch.optim.LBFGS:
+        scale[0] = 1.0 / best.loss if 0.0 < best.loss < math.inf else 1.0
+        return torch.optim.LBFGS(
+            params,
+            lr=config.lr,
+            max_iter=config.report_every,
+            history_size=config.history,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+        )
+
+    opt = new_optimizer()
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = ((net(x) - y) ** 2).mean()
+        loss = ((net(x) - y) ** 2).mean() * scale[0]
         loss.backward()  # type: ignore[no-untyped-call]
         return loss
 
-    done, stale = 0, 0
+    done, failed = 0, 0
     while done < config.steps:
         n = min(config.report_every, config.steps - done)
         opt.param_groups[0]["max_iter"] = n
@@ -210,12 +228,19 @@ def _lbfgs(
         opt.step(closure)  # type: ignore[no-untyped-call]
         done += n
         state["step"] += n
-        if not report():
+        status = report()
+        if status in ("stop", "exact"):
             return
-        # At the rounding floor L-BFGS stops improving; two chunks without progress end the fit.
-        stale = 0 if best.loss < before else stale + 1
-        if stale >= 2:
+        if status == "go" and best.loss < before:
+            failed = 0
+            if best.loss * scale[0] < 1e-6:
+                opt = new_optimizer()  # rescale (the parameters are the best ones: this chunk improved)
+            continue
+        failed += 1
+        if failed >= 3:
             return
+        best.restore()
+        opt = new_optimizer()
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
