@@ -209,3 +209,13 @@ def test_non_finite_weights_load_with_a_warning():
         model.cross.layers[0].linear.weight[0, 0] = float("nan")
     loaded = load_model(model_to_bytes(model))
     assert loaded.warnings and "NaN or Inf" in loaded.warnings[0]
+
+
+def test_saved_file_gets_the_usual_mode(tmp_path):
+    import os
+    import stat
+
+    path = save_model(tmp_path / "m.safetensors", DCNModel(small_spec(), ModelConfig()))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
