@@ -353,6 +353,8 @@ def test_compare_shows_both_models_and_their_difference(env: Path, tmp_path: Pat
     diff = next(d.value for d in at.dataframe if d.value.index.name == "output feature i")
     za, zb = (arr(f["data"][0]["customdata"]) for f in figs[:2])
     np.testing.assert_allclose(diff.to_numpy(), zb - za, rtol=1e-6, atol=1e-9)
+    top = max(za.max(), zb.max())  # one colour scale for both heatmaps
+    assert all(f["data"][0]["zmin"] == 0 and f["data"][0]["zmax"] == pytest.approx(top) for f in figs[:2])
     at.radio(key="cmp_mode").set_value("symmetric").run()
     ok(at)
     # a peer model with other blocks: the heatmaps show, the difference explains why it cannot be taken

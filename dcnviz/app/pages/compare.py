@@ -50,11 +50,21 @@ def render() -> None:
     with ui.guard():
         la, lb = state.layer_analysis(a, layer), state.layer_analysis(b, layer)
 
+    shared = st.toggle(
+        "Same colour scale for A and B",
+        value=True,
+        key="cmp_shared",
+        help="Both heatmaps span 0 … the larger maximum, so equal colours mean equal norms.",
+    )
+    na, nb = la.norms(mode), lb.norms(mode)
+    top = float(max(na.max(), nb.max()))
     cols = st.columns(2)
-    for col, tag, e, bundle, lx in ((cols[0], "A", a, ba, la), (cols[1], "B", b, bb, lb)):
+    for col, tag, e, bundle, norms in ((cols[0], "A", a, ba, na), (cols[1], "B", b, bb, nb)):
         with col:
             st.markdown(f"**{tag}: {e.label}**  \n{bundle.detected}")
-            fig = fig_block_norms(lx.norms(mode), bundle.names, mode=mode, title=f"{tag} · layer {layer}")
+            fig = fig_block_norms(norms, bundle.names, mode=mode, title=f"{tag} · layer {layer}")
+            if shared:
+                fig.update_traces(zmin=0.0, zmax=top)
             ui.show_figure(fig, key=f"cmp_heat_{tag}", filename=f"{e.label}-layer{layer}-{mode}")
 
     st.subheader("Difference of block norms (B − A)")
