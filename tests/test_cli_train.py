@@ -129,3 +129,33 @@ def test_ctrl_c_stops_keeps_the_best_model_and_saves_it(tmp_path):
     loaded = load_model(out)  # complete and valid
     assert loaded.meta["metrics"]["stopped"] == "should_stop"
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
+
+
+def test_own_csv_table_train_then_evaluate(tmp_path, capsys):
+    """A CSV with a schema: train saves the schema in the file; evaluate recreates the split from it."""
+    import random
+
+    rnd = random.Random(0)
+    lines = ["user,item,tags,price,clicked"]
+    for _ in range(600):
+        u, i = rnd.randrange(20), rnd.randrange(15)
+        tags = "|".join(rnd.sample(["a", "b", "c"], rnd.randrange(0, 3)))
+        clicked = int((u + i) % 3 == 0) if rnd.random() > 0.1 else rnd.randrange(2)
+        lines.append(f"u{u},i{i},{tags},{rnd.uniform(1, 9):.2f},{clicked}")
+    table = tmp_path / "clicks.csv"
+    table.write_text("\n".join(lines) + "\n")
+    schema = tmp_path / "clicks.schema.json"
+    schema.write_text(
+        json.dumps({"label": "clicked", "categorical": ["user", "item"], "multivalent": ["tags"], "dense": ["price"]})
+    )
+    out = tmp_path / "csv.safetensors"
+    argv = ["train", "--data", "csv", "--data-dir", str(table), "--schema", str(schema), "--epochs", "2", *TINY]
+    assert main([*argv, "--batch-size", "64", "--out", str(out)]) == 0
+    res = last_json(capsys.readouterr().out)
+    assert load_model(out).spec.names == ["user", "item", "tags", "price"]
+    assert main(["evaluate", str(out), "--data", "csv", "--data-dir", str(table), "--schema", str(schema)]) == 0
+    ev = last_json(capsys.readouterr().out)
+    assert ev["test"]["logloss"] == pytest.approx(res["test"]["logloss"], abs=1e-6)
+    assert ev["rows"] == {"train": 480, "val": 60, "test": 60}
+    assert main(["evaluate", str(out), "--data", "csv", "--data-dir", str(table)]) == 0  # the recorded schema
+    assert last_json(capsys.readouterr().out)["test"] == ev["test"]
