@@ -57,6 +57,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture
+def chromium() -> str:
+    """Chromium and Playwright are there (checked before the server starts); else skip, or fail under CI."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("Python playwright is not installed (pip install -r requirements-dev.txt)")
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        _missing(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set DCNVIZ_CHROMIUM)")
+    return CHROMIUM
+
+
+@pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """The app served by `streamlit run` on a free port, with tiny demo models and a tiny sample."""
     models = tmp_path / "models"
@@ -126,14 +138,10 @@ def _heatmap_labels(page) -> list[str]:  # type: ignore[no-untyped-def]
     return [t.strip() for t in chart.locator("g.xtick text").all_text_contents()]
 
 
-def test_upload_heatmap_and_training_in_a_real_browser(server: tuple[str, Path], tmp_path: Path) -> None:
+def test_upload_heatmap_and_training_in_a_real_browser(chromium: str, server: tuple[str, Path], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
     url, log = server
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("Python playwright is not installed (pip install -r requirements-dev.txt)")
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        _missing(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set DCNVIZ_CHROMIUM)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     # The file to upload: a demo model trained on the sample when models/ ships one, else the planted model.
@@ -148,9 +156,9 @@ def test_upload_heatmap_and_training_in_a_real_browser(server: tuple[str, Path],
 
     with sync_playwright() as p:
         try:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         except Exception as e:  # the binary exists but cannot start
-            _missing(f"Chromium at {CHROMIUM} does not start: {e}")
+            _missing(f"Chromium at {chromium} does not start: {e}")
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000}, device_scale_factor=1)
             page.goto(url, wait_until="domcontentloaded")
