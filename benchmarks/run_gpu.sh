@@ -18,7 +18,7 @@ print("cuda:", torch.cuda.get_device_name(0), "torch", torch.__version__)
 PYEOF
 
 echo "== 1. gpu tests"
-timeout 120 $PY -m pytest -q -m gpu tests/test_train.py -p no:cacheprovider
+timeout 180 $PY -m pytest -q -m gpu tests/test_train.py -p no:cacheprovider
 
 echo "== 2. CUDA training smoke test (sample data, 3 epochs)"
 timeout 120 $PY -m dcnviz train --data sample --device cuda --epochs 3 --quiet | tail -n 1 | tee "$RES/gpu_train_sample.json"
@@ -27,6 +27,6 @@ timeout 120 $PY -m dcnviz train --data sample --device cuda --epochs 3 --amp --q
 
 echo "== 3. throughput on CUDA"
 if $PY -c "import deepctr_torch" 2>/dev/null; then PEER=""; else PEER="--skip-peer"; echo "(deepctr-torch missing: dcnviz only)"; fi
-timeout 300 $PY benchmarks/throughput.py --device cuda --batch 128 4096 $PEER --out throughput_cuda.json
+timeout 300 $PY benchmarks/throughput.py --device cuda --rows 300000 --batch 128 4096 $PEER --out throughput_cuda.json
 timeout 60 $PY benchmarks/throughput.py --device cuda --batch 4096 --amp --skip-peer --out throughput_cuda_amp.json
 echo "done: see $RES/"

@@ -73,7 +73,7 @@ class TrainConfig:
     seeds: tuple[int, ...] = (0,)  # one run per seed (initialisation and batch order); mean ± std over runs
     device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | mps
     amp: bool = False  # bfloat16 mixed precision for the forward pass (CUDA only)
-    compile: bool = False  # torch.compile the model's training forward (pays off on a GPU)
+    compile: bool = False  # torch.compile the model's training forward (CUDA only; not measured yet)
     eval_batch_size: int = 65536  # rows per forward pass when scoring a split
 
     def __post_init__(self) -> None:
@@ -589,6 +589,8 @@ def fit(
     device = resolve_device(config.device)
     if config.amp and device.type != "cuda":
         raise ConfigError(f"`amp` (bfloat16 mixed precision) needs a CUDA device; got device={device.type}")
+    if config.compile and device.type != "cuda":
+        raise ConfigError(f"`compile` (torch.compile of the training step) is for CUDA; got device={device.type}")
     t_start = time.perf_counter()
     try:
         return _fit(model, splits, config, device, seed, callback, should_stop, progress_every, run, runs, t_start)

@@ -142,6 +142,8 @@ def test_explicit_cuda_without_gpu_is_a_clear_error():
         resolve_device("cuda")
     with pytest.raises(ConfigError, match="amp"):
         fit(build_model(SPEC, SMALL, 0), make_splits(200), cfg(amp=True))
+    with pytest.raises(ConfigError, match="compile"):
+        fit(build_model(SPEC, SMALL, 0), make_splits(200), cfg(compile=True))
 
 
 def test_model_and_data_spec_must_match():
@@ -394,3 +396,12 @@ def test_fast_x0_path_trains_exactly_like_the_models_own_forward(dims, monkeypat
         out.append(dict(r.model.named_parameters()))
     for n, p in out[0].items():
         torch.testing.assert_close(p, out[1][n], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_training_with_torch_compile_matches_eager_quality():
+    splits = make_splits(3000)
+    eager = fit(build_model(SPEC, SMALL, 0), splits, cfg(device="cuda", epochs=2))
+    compiled = fit(build_model(SPEC, SMALL, 0), splits, cfg(device="cuda", epochs=2, compile=True))
+    assert compiled.val["logloss"] == pytest.approx(eager.val["logloss"], abs=0.02)
