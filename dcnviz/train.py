@@ -345,7 +345,9 @@ class SeedsResult:
 class _FlatParams:
     """Re-points a model's parameters into one flat buffer and their gradients into another.
 
-    Layout: [embedding tables | kernels | biases and the rest], so the L2 terms are one op each.
+    Layout: [categorical tables (spec order) | other embedding tables | kernels | biases and the rest],
+    so the L2 terms are one op each and the categorical tables form one (Σ vocab, e) block when their
+    sizes agree (see :class:`_FastX0`).
     Values, shapes and the model's state-dict keys do not change; :meth:`release` gives every
     parameter its own storage back (safetensors refuses tensors that share memory).
     """
@@ -369,14 +371,12 @@ class _FlatParams:
         self.data = torch.empty(n, dtype=p0.dtype, device=p0.device)
         self.grad = torch.zeros(n, dtype=p0.dtype, device=p0.device)
         offset = 0
-        bounds = []
         for p in self.params:
             k = p.numel()
             self.data[offset : offset + k].copy_(p.detach().reshape(-1))
             p.data = self.data[offset : offset + k].view_as(p)
             p.grad = self.grad[offset : offset + k].view_as(p)
             offset += k
-            bounds.append(offset)
         n_emb = sum(p.numel() for p in emb)
         n_ker = sum(p.numel() for p in kernels)
         self.emb = slice(0, n_emb)
