@@ -152,9 +152,15 @@ class FeatureEmbedding(nn.Module):
         super().__init__()
         self.spec = spec
         self.tables = nn.ModuleDict()
+        shape_only = torch.empty(0).is_meta  # built under torch.device("meta") to check a file's shapes
         for f in spec.fields:
             if f.kind != "dense":
-                table = nn.Embedding(f.vocab_size, f.embedding_dim)
+                if shape_only:  # skip nn.Embedding's normal_ init: on meta it imports torch._dynamo (~2 s)
+                    table = nn.Embedding(
+                        f.vocab_size, f.embedding_dim, _weight=torch.empty(f.vocab_size, f.embedding_dim)
+                    )
+                else:
+                    table = nn.Embedding(f.vocab_size, f.embedding_dim)
                 # TF feature-column default (the paper's TF v1 setup): truncated normal, std 1/√e.
                 if not table.weight.is_meta:
                     with torch.no_grad():
