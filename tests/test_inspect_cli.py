@@ -212,3 +212,15 @@ def test_a_file_without_feature_blocks_asks_for_names(tmp_path, capsys):
     assert np.shape(obj["layers"][0]["block_norms"]) == (1, 1)
     assert main(["inspect", str(path)]) == 0
     assert "--names" in capsys.readouterr().out
+
+
+def test_fuxictr_feature_map_names_the_blocks(capsys):
+    peers = Path(__file__).parent / "fixtures" / "peers"
+    fmap = peers / "fuxictr_feature_map.json"
+    features = json.loads(fmap.read_text())["features"]
+    want = [next(iter(f)) if isinstance(f, dict) else f for f in features]
+    out = inspect_json(capsys, str(peers / "fuxictr_dcnv2.pt"), "--feature-map", str(fmap))
+    assert out["format"] == "fuxictr"
+    assert [f["name"] for f in out["features"]] == want
+    assert main(["inspect", str(peers / "fuxictr_dcnv2.pt"), "--feature-map", "/no/such/map.json"]) == 2
+    assert "no feature map" in capsys.readouterr().err

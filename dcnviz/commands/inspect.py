@@ -84,6 +84,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--mode", default="symmetric", choices=MODES, help="block-norm view for the summary's top crosses")
     p.add_argument("--top", type=int, default=5, metavar="N", help="crosses listed per layer in the summary")
     p.add_argument("--include-self", action="store_true", help="list self-crosses (i = j) among the top crosses")
+    p.add_argument(
+        "--feature-map",
+        metavar="FEATURE_MAP.json",
+        help="FuxiCTR's feature_map.json (saved beside its processed data): feature order and types of x0",
+    )
     p.set_defaults(func=run)
 
 
@@ -91,11 +96,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def load_weights(
-    path: str | os.PathLike[str], *, format: str = "auto", names_path: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    format: str = "auto",
+    names_path: str | None = None,
+    feature_map_path: str | None = None,
 ) -> CrossModelWeights:
     """Any supported file → common form (:func:`dcnviz.importers.load_cross_weights`)."""
     names = read_names_file(names_path) if names_path else None
-    return load_cross_weights(path, format=format, names=names)
+    return load_cross_weights(path, format=format, names=names, feature_map=feature_map_path)
 
 
 # ------------------------------------------------------------------------------------------ JSON
@@ -220,7 +229,7 @@ def summary_text(
 def run(args: argparse.Namespace) -> int:
     if args.top < 0:
         raise ConfigError(f"--top must be >= 0; got --top {args.top}")
-    cw = load_weights(args.file, format=args.format, names_path=args.names)
+    cw = load_weights(args.file, format=args.format, names_path=args.names, feature_map_path=args.feature_map)
     an = analyze(cw, tolerances=args.tolerance, energy=args.energy, suggest_tolerance=args.suggest_tolerance)
     if args.json:
         print(json.dumps(analysis_json(an), allow_nan=False))
