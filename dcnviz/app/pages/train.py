@@ -198,7 +198,8 @@ def live_view(job: TrainingJob) -> None:
         return
     res = snap.result or {}
     test = res.get("test") or {}
-    st.success(
+    done = st.warning if res.get("fault") else st.success  # a fault kept the last good model: say so louder
+    done(
         f"{snap.message}. Test AUC {test.get('auc') or float('nan'):.4f}, log loss "
         f"{test.get('logloss') or float('nan'):.4f} · {res.get('examples_per_s', 0):,.0f} examples/s on "
         f"{res.get('device', '?')}. The model is now selected in the sidebar for every page."
