@@ -244,7 +244,8 @@ def read_safetensors(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, metadata
 
 
-def _read_bytes(source: str | os.PathLike[str] | bytes, max_bytes: int) -> bytes:
+def read_source(source: str | os.PathLike[str] | bytes, max_bytes: int) -> bytes:
+    """The bytes of a file (a path or bytes), refusing anything over ``max_bytes``."""
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         if len(data) > max_bytes:
@@ -300,7 +301,7 @@ def load_model(source: str | os.PathLike[str] | bytes, *, max_bytes: int = DEFAU
     file, unknown format version, metadata that is not JSON, tensors that do not match the
     architecture in the metadata. Non-finite weights load, with a warning in ``warnings``.
     """
-    data = _read_bytes(source, max_bytes)
+    data = read_source(source, max_bytes)
     sha = hashlib.sha256(data).hexdigest()
     tensors, metadata = read_safetensors(data)
     if not is_dcnviz_file(metadata):

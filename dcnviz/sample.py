@@ -38,28 +38,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dcnviz.data import ML1M_AGE_GROUPS, ML100K_GENRES
 from dcnviz.errors import ConfigError
 
-GENRES: tuple[str, ...] = (
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
+GENRES: tuple[str, ...] = ML100K_GENRES[1:]  # ML-1M's 18 genres (ML-100K adds "unknown" first)
 # How often each genre appears (roughly ML-1M's shares).
 GENRE_WEIGHTS: dict[str, float] = {
     "Action": 0.13, "Adventure": 0.07, "Animation": 0.03, "Children's": 0.06, "Comedy": 0.30, "Crime": 0.05,
@@ -75,7 +57,7 @@ AGE_LOADINGS: dict[str, float] = {
     "Animation": 1.0, "Children's": 1.0, "Sci-Fi": 0.6, "Horror": 0.8, "Fantasy": 0.5, "Comedy": 0.3,
     "Film-Noir": -1.0, "War": -1.0, "Western": -1.0, "Documentary": -0.8, "Drama": -0.4, "Mystery": -0.4,
 }  # fmt: skip
-AGE_GROUPS: tuple[int, ...] = (1, 18, 25, 35, 45, 50, 56)
+AGE_GROUPS: tuple[int, ...] = ML1M_AGE_GROUPS
 AGE_SHARES: tuple[float, ...] = (0.04, 0.18, 0.35, 0.20, 0.09, 0.08, 0.06)  # ML-1M's users, roughly
 AGE_SCORES: dict[int, float] = {1: 1.0, 18: 1.0, 25: 0.5, 35: -0.25, 45: -0.75, 50: -1.0, 56: -1.0}  # young +1, old -1
 GENDER_SCORES: dict[str, float] = {"F": 1.0, "M": -1.0}

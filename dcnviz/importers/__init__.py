@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dcnviz.checkpoint import DEFAULT_MAX_FILE_BYTES, is_dcnviz_file, load_model
+from dcnviz.checkpoint import DEFAULT_MAX_FILE_BYTES, is_dcnviz_file, load_model, read_source
 from dcnviz.errors import CheckpointError, ConfigError, ImportFormatError
 from dcnviz.importers import deepctr, fuxictr, recbole, tfrs, torchrec
 from dcnviz.importers.common import Imported, numel
@@ -151,21 +151,6 @@ def _import_peer(fmt: str, tensors: Mapping[str, Any], feature_map: Any) -> Impo
     return mod.load(src, roots[0])  # type: ignore[no-any-return]
 
 
-def _read_source(source: str | os.PathLike[str] | bytes, max_bytes: int) -> bytes:
-    if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(source)
-        if len(data) > max_bytes:
-            raise CheckpointError(f"file is {len(data)} bytes, over the {max_bytes}-byte limit")
-        return data
-    path = Path(source)
-    if not path.is_file():
-        raise CheckpointError(f"no model file at {str(path)!r}")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise CheckpointError(f"{path.name} is {size} bytes, over the {max_bytes}-byte limit")
-    return path.read_bytes()
-
-
 def load_cross_weights(
     source: str | os.PathLike[str] | bytes,
     *,
@@ -193,7 +178,7 @@ def load_cross_weights(
     """
     if format not in FORMATS:
         raise ConfigError(f"format must be one of {FORMATS}; got format={format!r}")
-    data = _read_source(source, max_bytes)
+    data = read_source(source, max_bytes)
     label = filename or (Path(source).name if not isinstance(source, bytes | bytearray | memoryview) else "upload")
     tf = read_tensor_file(data, max_bytes=max_bytes)
     if tf.container == "safetensors" and is_dcnviz_file(tf.metadata):
