@@ -39,12 +39,13 @@ from dcnviz.importers.common import (
     plural,
     require,
     shape,
+    tanh_mixture_layer,
     to_np,
     vec,
     xavier_normal,
 )
 from dcnviz.importers.common import baseline as draw_baseline
-from dcnviz.weights import CrossLayerWeights, ExpertWeights
+from dcnviz.weights import CrossLayerWeights
 
 NAME = "DeepCTR-Torch"
 ANCHOR = re.compile(r"^(?P<root>(?:.*\.)?)crossnet\.(?:kernels|U_list)$")
@@ -102,20 +103,7 @@ def build_layers(t: Mapping[str, Array], p: str) -> list[CrossLayerWeights]:
     gates = None
     if gate_keys:
         gates = np.concatenate([vec(t[k], k, d)[None, :] for k in gate_keys], axis=0)  # (K, d)
-    return [
-        CrossLayerWeights(
-            kind="mixture",
-            d=d,
-            experts=[ExpertWeights(U=U[i, k], V=V[i, k], C=C[i, k]) for k in range(K)],
-            activation="tanh",
-            b=b[i, :, 0],
-            gates=gates,
-            gate_kind="softmax" if gates is not None else None,
-            gates_shared=True,
-            notes=["experts apply tanh on both sides of C (Eq. 4): U C Vᵀ is only each expert's linear part"],
-        )
-        for i in range(L)
-    ]
+    return [tanh_mixture_layer(U[i], V[i], C[i], b[i, :, 0], gates) for i in range(L)]
 
 
 def _validate(t: Mapping[str, Array], p: str) -> tuple[str, int, int, int, int]:

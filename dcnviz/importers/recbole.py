@@ -40,12 +40,13 @@ from dcnviz.importers.common import (
     plural,
     shape,
     standard_normal,
+    tanh_mixture_layer,
     to_np,
     vec,
 )
 from dcnviz.importers.common import baseline as draw_baseline
 from dcnviz.spec import Block
-from dcnviz.weights import CrossLayerWeights, ExpertWeights
+from dcnviz.weights import CrossLayerWeights
 
 NAME = "RecBole"
 ANCHOR = re.compile(r"^(?P<root>(?:.*\.)?)cross_layer_[wu]\.\d+$")
@@ -126,20 +127,7 @@ def build_layers(t: Mapping[str, Array], p: str) -> list[CrossLayerWeights]:
         expect_shape(v, t[v], (K, d, r), "cross_layer_v holds V (K, N, r), applied as Vᵀ x")
         expect_shape(c, t[c], (K, r, r))
         U, V, C = to_np(t[u]), to_np(t[v]), to_np(t[c])
-        out.append(
-            CrossLayerWeights(
-                kind="mixture",
-                d=d,
-                experts=[ExpertWeights(U=U[k], V=V[k], C=C[k]) for k in range(K)],
-                activation="tanh",
-                b=vec(t[b], b, d),
-                gates=gates,
-                gate_bias=gate_bias,
-                gate_kind="softmax" if gates is not None else None,
-                gates_shared=True,
-                notes=["experts apply tanh on both sides of C (Eq. 4): U C Vᵀ is only each expert's linear part"],
-            )
-        )
+        out.append(tanh_mixture_layer(U, V, C, vec(t[b], b, d), gates, gate_bias))
     return out
 
 
