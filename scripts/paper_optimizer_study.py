@@ -11,10 +11,14 @@ in the limit v → 0, |w| → ∞: see docs/paper.md).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone without installing
 
 from dcnviz.paperlab.fit import FitConfig, fit_regression, rmse
 from dcnviz.paperlab.models import build_regressor

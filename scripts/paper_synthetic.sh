@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The synthetic studies of §6 as recorded in docs/paper.md (Tables 1 and 2, Fig. 4).
-# Usage: scripts/paper_synthetic.sh [table1-f12|table1-f3|table2|fig4 ...]   (default: all, in that order)
+# Usage: scripts/paper_synthetic.sh [table1-f12|table1-f3|table1-f3-10k|table2|fig4|fig4-10k ...]
+# (default: table1-f12 table1-f3 table2 fig4, in that order)
 # Writes docs/paper-results/<name>.json (the --json output) and <name>.log (progress, uptime before/after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +23,12 @@ for what in "${@:-table1-f12 table1-f3 table2 fig4}"; do
   for w in $what; do
     case $w in
       table1-f12) run "$w" table1 --tasks f1 f2 --runs 5 "${STEPS[@]}" --steps 1500 --warmup 50 --large-epochs 100 ;;
-      table1-f3)  run "$w" table1 --tasks f3 --runs 5 "${STEPS[@]}" --steps 1500 --warmup 50 --large-epochs 50 ;;
+      table1-f3)  run "$w" table1 --tasks f3 --runs 5 --samples 50000 --test-samples 5000 --steps 1500 --warmup 50 \
+                      --large-epochs 20 ;;
+      table1-f3-10k) run "$w" table1 --tasks f3 --runs 5 "${STEPS[@]}" --steps 1500 --warmup 50 --large-epochs 50 ;;
       table2)     run "$w" table2 --runs 5 "${STEPS[@]}" --steps 1500 --warmup 20 ;;
-      fig4)       run "$w" fig4 --runs 3 "${STEPS[@]}" --steps 500 --warmup 20 ;;
+      fig4)       run "$w" fig4 --runs 3 --samples 30000 --test-samples 5000 --steps 500 --warmup 20 ;;
+      fig4-10k)   run "$w" fig4 --runs 3 "${STEPS[@]}" --steps 500 --warmup 20 ;;
       *) echo "unknown study: $w" >&2; exit 2 ;;
     esac
   done
