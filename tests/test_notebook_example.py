@@ -1,4 +1,4 @@
-"""Runs the notebook example of docs/app.md exactly as written (the README shows the same block).
+"""Runs the README's notebook example exactly as written.
 
 The block is the ```python fence right after the ``<!-- notebook-example -->`` marker. It runs in a
 temporary working folder holding ``models/`` with the model file it names: a copy of the shipped demo
@@ -23,7 +23,7 @@ from test_app_support import planted_full_model
 from dcnviz.checkpoint import load_model, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "app.md"
+DOC = ROOT / "README.md"
 MARKER = "<!-- notebook-example -->"
 
 
@@ -44,7 +44,7 @@ def test_notebook_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.Mo
     for rel in paths:
         name = Path(rel).name
         if shipped:  # once demo models ship, the example must name one of them
-            assert name in shipped, f"docs/app.md names {rel}, but models/ holds {shipped}"
+            assert name in shipped, f"README.md names {rel}, but models/ holds {shipped}"
             shutil.copy(ROOT / rel, tmp_path / rel)
         else:
             save_model(tmp_path / rel, planted_full_model())
