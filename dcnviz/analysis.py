@@ -768,14 +768,35 @@ class MatrixAnalysis:
     block_norms: np.ndarray  # (k, k) raw ‖W_ij‖_F; other views via `norms(mode)`
     spectrum: Spectrum
     blocks: tuple[BlockLike, ...]
+    initial_weight: np.ndarray | None = None  # W0 (d, d) when the model's real initial weights were saved
 
-    def norms(self, mode: str = "raw") -> np.ndarray:
-        """Block norms in the given view (raw is precomputed)."""
+    @property
+    def has_change(self) -> bool:
+        """True when :meth:`norms` can show what training changed (W − W0 with the saved W0)."""
+        return self.initial_weight is not None
+
+    def norms(self, mode: str = "raw", *, change: bool = False) -> np.ndarray:
+        """Block norms in the given view (raw is precomputed).
+
+        ``change=True`` uses W − W0, what training changed, instead of W: the random initial matrix
+        (He normal gives every 30×30 block a norm near 4.5 before any training) no longer hides the
+        crosses the model learned. Only for models whose real initial weights were saved.
+        """
+        if change:
+            if self.initial_weight is None:
+                raise ConfigError("this model's initial weights were not saved, so what training changed is unknown")
+            return block_norms(self.matrix.weight - self.initial_weight, self.blocks, mode)
         return self.block_norms if mode == "raw" else block_norms(self.matrix.weight, self.blocks, mode)
 
-    def top_crosses(self, mode: str = "raw", *, include_self: bool = False, n: int | None = None) -> pd.DataFrame:
+    def top_crosses(
+        self, mode: str = "raw", *, include_self: bool = False, n: int | None = None, change: bool = False
+    ) -> pd.DataFrame:
         return top_crosses(
-            self.norms(mode), unique_labels([b.name for b in self.blocks]), mode=mode, include_self=include_self, n=n
+            self.norms(mode, change=change),
+            unique_labels([b.name for b in self.blocks]),
+            mode=mode,
+            include_self=include_self,
+            n=n,
         )
 
 
@@ -837,7 +858,11 @@ def analyze_layer(
     if layer.d != cw.d:
         raise CheckpointError(f"cross layer {index} has width {layer.d}, but x0 has width {cw.d}")
 
-    def one(m: LayerMatrix, m0: LayerMatrix | None) -> tuple[np.ndarray, Spectrum]:
+    def one(m: LayerMatrix, m0: LayerMatrix | None) -> tuple[np.ndarray, Spectrum, np.ndarray | None]:
+        # W − W0 is meaningful only against the model's own saved W0, and only for W itself (a
+        # gate-weighted mixture average has no initial counterpart).
+        gated = gate_weights is not None and m.expert is None
+        w0 = m0.weight if (m0 is not None and cw.initial_saved and not gated) else None
         sp = spectrum(
             m,
             initial=m0,
@@ -847,19 +872,19 @@ def analyze_layer(
             suggest_tolerance=suggest_tolerance,
             n_features=len(blocks),
         )
-        return block_norms(m.weight, blocks, "raw"), sp
+        return block_norms(m.weight, blocks, "raw"), sp, w0
 
     m = layer_matrix(layer, index, gate_weights=gate_weights, gate_label=gate_label)
     m0 = layer_matrix(initial[index], index) if initial is not None else None
-    norms, sp = one(m, m0)
+    norms, sp, w0 = one(m, m0)
     ex: list[MatrixAnalysis] = []
     if experts and layer.kind == "mixture":
         init_experts = expert_matrices(initial[index], index) if initial is not None else []
         for k, e in enumerate(expert_matrices(layer, index)):
             e0 = init_experts[k] if k < len(init_experts) else None
-            en, es = one(e, e0)
-            ex.append(MatrixAnalysis(matrix=e, block_norms=en, spectrum=es, blocks=blocks))
-    return LayerAnalysis(matrix=m, block_norms=norms, spectrum=sp, blocks=blocks, experts=tuple(ex))
+            en, es, ew0 = one(e, e0)
+            ex.append(MatrixAnalysis(matrix=e, block_norms=en, spectrum=es, blocks=blocks, initial_weight=ew0))
+    return LayerAnalysis(matrix=m, block_norms=norms, spectrum=sp, blocks=blocks, initial_weight=w0, experts=tuple(ex))
 
 
 def analyze(

@@ -100,6 +100,7 @@ class CrossModelWeights:
     detected: str = ""  # human-readable description of what was found, e.g. "DeepCTR-Torch DCNMix"
     initial_layers: list[CrossLayerWeights] | None = None  # the initial matrices (saved or drawn)
     init_label: str = ""  # e.g. "saved initial weights" or "drawn from N(0, 1) as RecBole inits (not the real init)"
+    initial_saved: bool = False  # initial_layers are this model's real initial weights (not a drawn stand-in)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -186,4 +187,5 @@ def from_model(model: DCNModel) -> CrossModelWeights:
         detected=desc,
         initial_layers=initial,
         init_label="saved initial weights" if initial is not None else "",
+        initial_saved=initial is not None,
     )

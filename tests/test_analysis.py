@@ -431,3 +431,44 @@ def test_mean_gates_of_a_model_on_the_gpu_equal_those_on_the_cpu():
     on_gpu = A.mean_gates(model.cuda(), data)  # CPU data, GPU model
     for a, b in zip(on_cpu, on_gpu, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_change_view_shows_only_what_training_added():
+    """W = W0 + Δ with Δ in block (gender, movie_id) only: the change view has exactly that block."""
+    spec = FeatureSpec(
+        tuple(
+            Field(name=n, kind="categorical", embedding_dim=e, vocab=("a", "b"))
+            for n, e in [("user", 3), ("movie", 4), ("gender", 2)]
+        )
+    )
+    torch.manual_seed(0)
+    model = DCNModel(spec, ModelConfig(cross_layers=1, hidden=(4,)))
+    blocks = {b.name: b for b in spec.blocks()}
+    g, m = blocks["gender"], blocks["movie"]
+    with torch.no_grad():
+        model.cross.layers[0].linear.weight[g.start : g.stop, m.start : m.stop] += 0.5  # Δ: 2×4 block of 0.5
+    la = A.analyze_layer(from_model(model), 0)
+    assert la.has_change
+    change = la.norms("raw", change=True)
+    want = np.zeros((3, 3))
+    want[2, 1] = 0.5 * np.sqrt(2 * 4)
+    np.testing.assert_allclose(change, want, atol=1e-6)
+    np.testing.assert_allclose(la.norms("symmetric", change=True)[1, 2], 0.5 * np.sqrt(8), rtol=1e-6)
+    top = la.top_crosses("symmetric", n=1, change=True)
+    assert {top.feature_i[0], top.feature_j[0]} == {"gender", "movie"}
+    # the raw view of W itself still carries the random initial matrix everywhere
+    assert (la.norms("raw") > 0.1).all()
+
+
+def test_change_view_needs_the_models_own_initial_weights():
+    rng = np.random.default_rng(0)
+    layer = CrossLayerWeights(kind="full", d=4, W=rng.normal(size=(4, 4)))
+    drawn = CrossLayerWeights(kind="full", d=4, W=rng.normal(size=(4, 4)))
+    cw = CrossModelWeights(
+        format="deepctr", d=4, layers=[layer], blocks=[Block("x0", 0, 4, "unknown")],
+        initial_layers=[drawn], init_label="drawn from xavier_normal_",
+    )  # fmt: skip
+    la = A.analyze_layer(cw, 0)
+    assert not la.has_change and la.spectrum.initial_singular_values is not None
+    with pytest.raises(ConfigError, match="initial weights were not saved"):
+        la.norms(change=True)

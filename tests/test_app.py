@@ -631,3 +631,18 @@ def test_every_model_kind_opens_on_every_page(tmp_path: Path, monkeypatch: pytes
         if name == "mixrelu":
             goto(at, "crosses")
             assert any("linear part" in i.value for i in at.info)
+
+
+def test_crosses_change_view_subtracts_the_saved_initial_matrix(env: Path) -> None:
+    at = goto(start(), "crosses")
+    at.sidebar.selectbox(key="model_key").set_value("shipped:a_dcnv2_planted.safetensors").run()
+    at.toggle(key="cx_change").set_value(True).run()
+    ok(at)
+    model = planted_full_model()
+    cw = from_model(model)
+    W, W0 = cw.layers[0].W, cw.initial_layers[0].W
+    heat = charts(at)[0]
+    np.testing.assert_allclose(arr(heat["data"][0]["z"]), block_norms(W - W0, model.spec.blocks()), rtol=1e-5)
+    assert "W − W₀" in heat["layout"]["title"]["text"]
+    top = at.dataframe[0].value
+    assert (top.feature_i[0], top.feature_j[0]) == PLANTED

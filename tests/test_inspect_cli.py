@@ -224,3 +224,18 @@ def test_fuxictr_feature_map_names_the_blocks(capsys):
     assert [f["name"] for f in out["features"]] == want
     assert main(["inspect", str(peers / "fuxictr_dcnv2.pt"), "--feature-map", "/no/such/map.json"]) == 2
     assert "no feature map" in capsys.readouterr().err
+
+
+def test_json_carries_what_training_changed_for_dcnviz_files(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = DCNModel(SPEC, ModelConfig(cross_layers=1, hidden=(4,)))
+    with torch.no_grad():
+        model.cross.layers[0].linear.weight[0, -1] += 2.0  # Δ in block (first feature, last feature)
+    path = save_model(tmp_path / "m.safetensors", model)
+    layer = inspect_json(capsys, str(path))["layers"][0]
+    change = np.array(layer["change_block_norms"])
+    want = np.zeros_like(change)
+    want[0, -1] = 2.0
+    np.testing.assert_allclose(change, want, atol=1e-6)
+    peer = inspect_json(capsys, str(Path(__file__).parent / "fixtures" / "peers" / "deepctr_dcn_matrix.pt"))
+    assert all("change_block_norms" not in lay for lay in peer["layers"])  # its init is drawn, not saved

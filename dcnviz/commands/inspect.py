@@ -134,6 +134,8 @@ def _matrix_json(item: MatrixAnalysis, index: int) -> dict[str, Any]:
         "suggested_rank": {"tolerance": sp.suggested.tolerance, "rank": sp.suggested.rank, "text": sp.suggested.text},
         "linear_part_only": m.linear_part_only,
     }
+    if item.has_change:  # added key: block norms of W − W0 (what training changed), saved initial weights only
+        out["change_block_norms"] = _nums(item.norms("raw", change=True))
     if m.notes:
         out["notes"] = list(m.notes)
     if sp.initial_singular_values is not None and sp.initial_numerical_rank is not None:

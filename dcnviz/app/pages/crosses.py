@@ -20,6 +20,12 @@ row or column means a feature takes little part in crosses. W need not be symmet
 crossed with itself (e.g. x₁² in the paper's f₁).
 """
 
+CHANGE_HELP = (
+    "Block norms of W − W₀, with W₀ the layer's saved initial matrix: what training added. A random initial W "
+    "gives every block a similar norm before any training, which can hide weaker learned crosses; not the "
+    "paper's view (Fig. 6b shows W itself)."
+)
+
 
 def choose_matrix(la: MatrixAnalysis, key: str) -> MatrixAnalysis:
     """For a mixture layer, let the user pick the effective W or one expert (per expert, as the issue asks)."""
@@ -59,19 +65,31 @@ def render() -> None:
             horizontal=False,
         )
     st.caption(MODE_EXPLANATIONS[mode])
-    log_color = st.toggle(
-        "Log colour scale",
-        key="cx_log",
-        help="Colours on a log10 scale, for norms that span several decades (hover shows the value).",
-    )
+    t1, t2 = st.columns(2)
+    with t1:
+        log_color = st.toggle(
+            "Log colour scale",
+            key="cx_log",
+            help="Colours on a log10 scale, for norms that span several decades (hover shows the value).",
+        )
+    with t2:
+        change = st.toggle(
+            "What training changed (W − W₀)",
+            key="cx_change",
+            disabled=not m.has_change,
+            help=CHANGE_HELP if m.has_change else "Needs the model's saved initial weights (dcnviz model files).",
+        )
+    change = change and m.has_change
 
     names = [b.name for b in bundle.weights.blocks]
-    title = f"{m.matrix.label} · block norms, {mode}"
+    what = "W − W₀" if change else "W"
+    title = f"{m.matrix.label} · block norms of {what}, {mode}"
     if m.matrix.linear_part_only:
         st.info("This mixture's experts are nonlinear (Eq. 4): U C Vᵀ is only each expert's linear part.")
     with ui.guard():
-        fig = fig_block_norms(m.norms(mode), names, mode=mode, title=title, log_color=log_color)
-    ui.show_figure(fig, key="cx_heat", filename=f"{entry.label}-{m.matrix.label}-{mode}-block-norms")
+        fig = fig_block_norms(m.norms(mode, change=change), names, mode=mode, title=title, log_color=log_color)
+    suffix = "-change" if change else ""
+    ui.show_figure(fig, key="cx_heat", filename=f"{entry.label}-{m.matrix.label}-{mode}{suffix}-block-norms")
     st.markdown(HOW_TO_READ)
 
     st.subheader("Strongest crosses")
@@ -80,12 +98,12 @@ def render() -> None:
         n = st.slider("How many", 3, 50, 10, key="cx_topn")
     with c2:
         include_self = st.checkbox("Include self-crosses (i, i)", key="cx_self")
-    top = m.top_crosses(mode, include_self=include_self, n=n)
+    top = m.top_crosses(mode, include_self=include_self, n=n, change=change)
     st.caption(
         "`feature_i` is the output feature (row of W), `feature_j` the input feature (column); `share` is "
         "value² over the sum of all cells' value² (in the raw and symmetric views, the share of ‖W‖_F²)."
     )
-    ui.show_table(top, key="cx_top", filename=f"{entry.label}-{m.matrix.label}-{mode}-top-crosses")
+    ui.show_table(top, key="cx_top", filename=f"{entry.label}-{m.matrix.label}-{mode}{suffix}-top-crosses")
 
     st.subheader("The whole matrix |W|")
     st.caption(
