@@ -62,6 +62,7 @@ def test_text_table(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (["paper", "table1", "--tasks", "combined"], "table1 has tasks"),
         (["paper", "table1", "--models", "dcn-mix"], "--models must be among"),
+        (["paper", "table2", "--models", "dcn"], "none of the models"),
         (["paper", "table1", "--data", "ml-100k"], "applies to table6 only"),
         (["paper", "table6"], "needs --data"),
         (["paper", "table6", "--data", "ml-100k"], "needs --data-dir"),

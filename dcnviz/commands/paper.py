@@ -21,6 +21,7 @@ Without ``--json`` a text table is printed on stdout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -153,7 +154,7 @@ def table6_table(rows: list[dict[str, Any]]) -> str:
 
 def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
     from dcnviz.paperlab.fit import FitConfig
-    from dcnviz.paperlab.synthetic import EXPERIMENT_PLAN, SyntheticConfig, SyntheticProgress, run_synthetic
+    from dcnviz.paperlab.synthetic import LARGE_FIT, SyntheticConfig, SyntheticProgress, run_experiment
 
     for flag in ("data", "data_dir"):
         if getattr(args, flag) is not None:
@@ -166,19 +167,12 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
         samples=args.samples,
         test_samples=args.test_samples,
         fit=FitConfig(steps=args.steps, warmup_epochs=args.warmup),
-        large_fit=FitConfig(optimizer="adam", steps=args.large_epochs, lr=1e-3, report_every=1),
+        large_fit=dataclasses.replace(LARGE_FIT, steps=args.large_epochs),
         seed=args.seed,
         task_seed=args.task_seed,
         d=args.d,
         dtype=args.dtype,
     )
-    plan = list(EXPERIMENT_PLAN[args.experiment])
-    if args.tasks is not None:
-        known = [t for t, _, _ in plan]
-        bad = [t for t in args.tasks if t not in known]
-        if bad:
-            raise ConfigError(f"{args.experiment} has tasks {known}; got {bad}")
-        plan = [p for p in plan if p[0] in args.tasks]
     t0 = time.perf_counter()
     last = [0.0]
 
@@ -194,35 +188,25 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
 
-    rows: list[Any] = []
-    total = sum(
-        args.runs * sum(1 if m == "dnn-large" else len(args.layers or ls) for m in ms if m in (args.models or ms))
-        for _, ms, ls in plan
+    def finished(part: list[Any]) -> None:
+        for r in part if not args.quiet else []:
+            print(
+                f"[{time.perf_counter() - t0:7.1f}s] {r.task} {r.model} L={r.layers}: "
+                f"RMSE {r.rmse_mean:.3e} ± {r.rmse_std:.1e} (paper {_fmt(r.paper_rmse)})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    rows = run_experiment(
+        args.experiment,
+        args.runs,
+        config=config,
+        tasks=args.tasks,
+        models=args.models,
+        layers=args.layers,
+        callback=progress,
+        on_rows=finished,
     )
-    done = 0
-    for task, models, layers in plan:
-        ms = [m for m in models if args.models is None or m in args.models]
-        if not ms:
-            continue
-        part = run_synthetic(
-            task,
-            ms,
-            tuple(args.layers or layers),
-            args.runs,
-            config=config,
-            callback=progress,
-            _offset=(done, total),
-        )
-        done += sum(len(r.rmse_runs) for r in part)
-        for r in part:
-            if not args.quiet:
-                print(
-                    f"[{time.perf_counter() - t0:7.1f}s] {r.task} {r.model} L={r.layers}: "
-                    f"RMSE {r.rmse_mean:.3e} ± {r.rmse_std:.1e} (paper {_fmt(r.paper_rmse)})",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        rows += part
     return {
         "experiment": args.experiment,
         "rows": [r.to_json() for r in rows],

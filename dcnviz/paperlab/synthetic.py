@@ -145,14 +145,15 @@ def run_synthetic(
     config: SyntheticConfig | None = None,
     callback: Callable[[SyntheticProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    _offset: tuple[int, int] | None = None,
+    fits_offset: tuple[int, int] | None = None,
 ) -> list[SyntheticRow]:
     """Train each model at each depth ``runs`` times on ``task`` and return one row per (model, layers).
 
     ``dnn-large`` has a fixed depth and is run once whatever ``layers`` holds. ``callback`` receives
     a :class:`SyntheticProgress` during training; when ``should_stop()`` returns True the current fit
     ends, no further run starts, and only the (model, layers) cells with at least one finished run
-    are returned (a stopped run is not counted).
+    are returned (a stopped run is not counted). ``fits_offset`` = (fits done before, fits in the
+    whole study) lets a caller running several tasks report overall progress.
     """
     config = config or SyntheticConfig()
     if runs < 1:
@@ -166,7 +167,7 @@ def run_synthetic(
         raise ConfigError(f"layers must be a non-empty list of counts >= 1; got layers={list(layers)}")
     t = _resolve_task(task, config)
     cells = [(m, n) for m in models for n in (layers[:1] if m == "dnn-large" else layers)]
-    done0, total = _offset if _offset is not None else (0, len(cells) * runs)
+    done0, total = fits_offset if fits_offset is not None else (0, len(cells) * runs)
     dtype = config.torch_dtype
     data: dict[int, tuple[torch.Tensor, ...]] = {}
     rows: list[SyntheticRow] = []
@@ -246,35 +247,53 @@ def run_experiment(
     runs: int,
     *,
     config: SyntheticConfig | None = None,
-    tasks: tuple[str, ...] | None = None,
+    tasks: tuple[str, ...] | list[str] | None = None,
+    models: tuple[str, ...] | list[str] | None = None,
+    layers: tuple[int, ...] | list[int] | None = None,
     callback: Callable[[SyntheticProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_rows: Callable[[list[SyntheticRow]], None] | None = None,
 ) -> list[SyntheticRow]:
-    """All rows of ``table1`` | ``table2`` | ``fig4`` (optionally only some of its ``tasks``)."""
+    """All rows of ``table1`` | ``table2`` | ``fig4``, optionally only some ``tasks`` and ``models``
+    of its plan, or other depths (``layers``); ``on_rows`` receives each task's rows when it is done."""
     if name not in EXPERIMENTS:
         raise ConfigError(f"experiment must be one of {EXPERIMENTS}; got {name!r}")
-    plan = [p for p in EXPERIMENT_PLAN[name] if tasks is None or p[0] in tasks]
+    full = EXPERIMENT_PLAN[name]
     if tasks is not None:
-        known = {p[0] for p in EXPERIMENT_PLAN[name]}
-        bad = sorted(set(tasks) - known)
+        known = [p[0] for p in full]
+        bad = [t for t in tasks if t not in known]
         if bad:
-            raise ConfigError(f"{name} has tasks {sorted(known)}; got {bad}")
+            raise ConfigError(f"{name} has tasks {known}; got {bad}")
+    if models is not None:
+        bad = [m for m in models if m not in REGRESSION_MODELS]
+        if bad:
+            raise ConfigError(f"model must be one of {REGRESSION_MODELS}; got {bad}")
+    plan = [
+        (t, tuple(m for m in ms if models is None or m in models), tuple(layers) if layers else ls)
+        for t, ms, ls in full
+        if tasks is None or t in tasks
+    ]
+    plan = [p for p in plan if p[1]]
+    if not plan:
+        raise ConfigError(f"none of the models {list(models or [])} is in {name}'s plan")
     total = sum(runs * sum(1 if m == "dnn-large" else len(ls) for m in ms) for _, ms, ls in plan)
     rows: list[SyntheticRow] = []
     done = 0
-    for task, models, layers in plan:
+    for task, task_models, task_layers in plan:
         if should_stop is not None and should_stop():
             break
         part = run_synthetic(
             task,
-            models,
-            layers,
+            task_models,
+            task_layers,
             runs,
             config=config,
             callback=callback,
             should_stop=should_stop,
-            _offset=(done, total),
+            fits_offset=(done, total),
         )
         rows += part
         done += sum(len(r.rmse_runs) for r in part)
+        if on_rows is not None:
+            on_rows(part)
     return rows
