@@ -53,10 +53,10 @@ class SyntheticConfig:
     samples: int = 10_000  # training examples per run
     test_samples: int = 5_000  # test examples per run
     fit: FitConfig = field(default_factory=lambda: FitConfig(steps=300, warmup_epochs=20))  # every model but dnn-large
-    large_fit: FitConfig | None = field(default_factory=lambda: LARGE_FIT)  # dnn-large (None: ``fit``), see below
+    large_fit: FitConfig | None = field(default_factory=lambda: LARGE_FIT)  # dnn-large (None: ``fit``), see above
     seed: int = 0  # run r uses seed + r for its data and its initialisation
     task_seed: int = 0  # draws the random crosses of f3, order3/4 and combined
-    d: int | None = None  # input width of f3, order3/4, combined (None: the paper's 100, 50, 50)
+    d: int | None = None  # input width of f3, order3/4, combined (None: 100, 50, 50 and our 20)
     dtype: str = "float64"  # float64 | float32
 
     def __post_init__(self) -> None:
