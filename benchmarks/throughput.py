@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from _common import build_peer, import_deepctr, loadavg, machine_info, quiet_stdout, write_result
+from torch import nn
 
 from dcnviz.encoded import DatasetSplits, Encoded
 from dcnviz.model import ModelConfig
@@ -104,6 +106,40 @@ def time_peer(kind: str, spec: FeatureSpec, data: Encoded, batch: int, device: s
     return len(y) / dt
 
 
+def time_bare(spec: FeatureSpec, data: Encoded, batch: int, clock: str) -> float:
+    """The issue's reference "40-line loop" for DCN: the same sizes (one ``nn.Embedding`` per field,
+    2 full-rank cross layers in parallel with DNN 256×256), data resident, index batching,
+    ``torch.optim.Adam``; no clipping, L2 or EMA. A ceiling for this machine, not a product."""
+    torch.manual_seed(0)
+    d = spec.d
+    embs = nn.ModuleList(nn.Embedding(f.vocab_size, EMBEDDING) for f in spec.fields)
+    cross = nn.ModuleList(nn.Linear(d, d) for _ in range(2))
+    deep = nn.Sequential(nn.Linear(d, HIDDEN[0]), nn.ReLU(), nn.Linear(HIDDEN[0], HIDDEN[1]), nn.ReLU())
+    head = nn.Linear(d + HIDDEN[1], 1)
+    opt = torch.optim.Adam([*embs.parameters(), *cross.parameters(), *deep.parameters(), *head.parameters()])
+
+    def step(idx: torch.Tensor) -> None:
+        c = data.cat[idx]
+        x0 = torch.cat([e(c[:, j]) for j, e in enumerate(embs)], 1)
+        x = x0
+        for layer in cross:  # Eq. (1): x_{l+1} = x0 ⊙ (W x_l + b) + x_l
+            x = x0 * layer(x) + x
+        logit = head(torch.cat([x, deep(x0)], 1)).squeeze(1)
+        loss = F.binary_cross_entropy_with_logits(logit, data.y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    perm = torch.randperm(len(data))
+    for i in range(20):  # warm-up
+        step(perm[i * batch : (i + 1) * batch])
+    timer = time.process_time if clock == "cpu" else time.perf_counter
+    t0 = timer()
+    for i in range(0, len(data), batch):
+        step(perm[i : i + batch])
+    return len(data) / (timer() - t0)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=TRAIN_ROWS, help="training rows timed per measurement")
@@ -120,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         help="wall time, or CPU time of this process (use with --threads 1 on a busy machine)",
     )
     p.add_argument("--skip-peer", action="store_true", help="dcnviz only (no ratio)")
+    p.add_argument(
+        "--bare",
+        action="store_true",
+        help="also time the issue's bare 40-line DCN loop (CPU): what this machine allows for the model's GEMMs",
+    )
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -145,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
                 "dcnviz_epoch_s": round(TRAIN_ROWS / max(ours), 2),
                 "dcnviz_runs": [round(v, 1) for v in ours],
             }
+            if args.bare and kind == "dcn" and args.device == "cpu":
+                bare = time_bare(spec, data, batch, args.clock)
+                row |= {"bare_loop_examples_per_s": round(bare, 1), "dcnviz_vs_bare": round(max(ours) / bare, 2)}
+                print(f"        bare 40-line loop: {bare:>10,.0f} ex/s", file=sys.stderr)
             if peer:
                 row |= {
                     "peer_examples_per_s": round(max(peer), 1),

@@ -23,11 +23,11 @@ for what in "${@:-table1-f12 table1-f3 table2 fig4}"; do
   for w in $what; do
     case $w in
       table1-f12) run "$w" table1 --tasks f1 f2 --runs 5 "${STEPS[@]}" --steps 1500 --warmup 50 --large-epochs 100 ;;
-      table1-f3)  run "$w" table1 --tasks f3 --runs 5 --samples 50000 --test-samples 5000 --steps 1500 --warmup 50 \
+      table1-f3)  run "$w" table1 --tasks f3 --runs 3 --samples 50000 --test-samples 5000 --steps 1500 --warmup 50 \
                       --large-epochs 20 ;;
       table1-f3-10k) run "$w" table1 --tasks f3 --runs 5 "${STEPS[@]}" --steps 1500 --warmup 50 --large-epochs 50 ;;
       table2)     run "$w" table2 --runs 5 "${STEPS[@]}" --steps 1500 --warmup 20 ;;
-      fig4)       run "$w" fig4 --runs 3 --samples 30000 --test-samples 5000 --steps 500 --warmup 20 ;;
+      fig4)       run "$w" fig4 --runs 2 --samples 30000 --test-samples 5000 --steps 500 --warmup 20 ;;
       fig4-10k)   run "$w" fig4 --runs 3 "${STEPS[@]}" --steps 500 --warmup 20 ;;
       *) echo "unknown study: $w" >&2; exit 2 ;;
     esac

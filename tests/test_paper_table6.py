@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dcnviz.cli import main
 from dcnviz.data import SAMPLE_DIR, DataOptions, load_splits
+from dcnviz.errors import ConfigError
 from dcnviz.paperlab.reference import PAPER_TABLE6
 from dcnviz.paperlab.table6 import (
     TABLE6_MODELS,
@@ -144,3 +145,30 @@ def test_cli_table6_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
         assert list(r)[: len(T6_KEYS)] == T6_KEYS
     assert out["rows"][1]["paper_logloss"] == 0.3185
     assert out["config"]["d"] == 24 and out["config"]["data"]["source"] == "sample"
+    train = out["config"]["train"]  # the paper recipe with the three overrides; L2 and EMA stay off
+    assert (train["lr"], train["batch_size"], train["epochs"]) == (0.01, 2048, 1)
+    assert (train["l2"], train["l2_embedding"], train["ema_decay"], train["clip_norm"]) == (0.0, 0.0, None, 10.0)
+
+
+def test_recipes() -> None:
+    from dcnviz.commands import paper as paper_cmd
+    from dcnviz.paperlab.table6 import TABLE6_RECIPES
+    from dcnviz.train import TrainConfig
+
+    assert paper_cmd.TABLE6_RECIPES == TABLE6_RECIPES
+    paper = table6_train_config()
+    assert (paper.lr, paper.batch_size, paper.epochs, paper.patience) == (1e-3, 128, 10, 2)
+    # the paper recipe has no L2 and no EMA, whatever TrainConfig's defaults (the shipped recipe) are
+    assert (paper.l2, paper.l2_embedding, paper.ema_decay, paper.lr_decay) == (0.0, 0.0, None, 1.0)
+    assert table6_train_config("dcnviz") == TrainConfig()
+    with pytest.raises(ConfigError, match="recipe must be one of"):
+        table6_train_config("fast")
+
+
+def test_cli_table6_recipe_dcnviz(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["paper", "table6", "--data", "sample", "--runs", "1", "--epochs", "1", "--embedding-dim", "4"]
+    argv += ["--hidden", "16", "--device", "cpu", "--quiet", "--json", "--models", "dnn", "--recipe", "dcnviz"]
+    assert main(argv) == 0
+    train = json.loads(capsys.readouterr().out)["config"]["train"]
+    assert (train["lr"], train["batch_size"], train["epochs"]) == (5e-3, 512, 1)
+    assert (train["l2_embedding"], train["ema_decay"]) == (4e-4, 0.99)

@@ -41,6 +41,7 @@ SYNTHETIC_MODELS = (
     "dnn-large",
 )  # = dcnv2.paperlab.models.REGRESSION_MODELS (kept import-light)
 TABLE6_MODELS = ("dnn", "dcn", "dcnv2-stacked", "dcnv2-parallel", "dcn-mix", "crossnet", "crossnet-mix")
+TABLE6_RECIPES = ("paper", "dcnviz")  # = dcnviz.paperlab.table6.TABLE6_RECIPES (kept import-light)
 
 
 def _positive(text: str) -> int:
@@ -92,9 +93,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     m.add_argument("--data", choices=("ml-100k", "ml-1m", "sample"), default=None, help="dataset (required)")
     m.add_argument("--data-dir", metavar="DIR", default=None, help="folder with the MovieLens files")
     m.add_argument("--split-seed", type=_nonnegative, default=0, help="seed of the random 80/10/10 split")
-    m.add_argument("--epochs", type=_positive, default=10, help="most epochs (early stopping, patience 2)")
-    m.add_argument("--batch-size", type=_positive, default=128, help="batch size (the paper: 128 on MovieLens)")
-    m.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    m.add_argument(
+        "--recipe",
+        choices=TABLE6_RECIPES,
+        default="paper",
+        help="training recipe shared by every model: paper = Adam lr 1e-3, batch 128, ≤ 10 epochs, no L2, "
+        "no EMA; dcnviz = the shipped recipe (lr 5e-3, batch 512, ≤ 20 epochs, embedding L2 4e-4, EMA 0.99)",
+    )
+    m.add_argument(
+        "--epochs", type=_positive, default=None, help="most epochs, early stopping with patience 2 (recipe's: 10 / 20)"
+    )
+    m.add_argument(
+        "--batch-size", type=_positive, default=None, help="batch size (recipe's: 128, the paper's on MovieLens / 512)"
+    )
+    m.add_argument("--lr", type=float, default=None, help="Adam learning rate (recipe's: 1e-3 / 5e-3)")
     m.add_argument("--hidden", type=_positive, nargs="+", default=[256], metavar="H", help="shared deep tower")
     m.add_argument("--embedding-dim", type=_positive, default=30, help="embedding size of every field (§7.1.3)")
     m.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
@@ -228,8 +240,7 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
 
 def _table6(args: argparse.Namespace) -> dict[str, Any]:
     from dcnviz.data import DataOptions, load_splits
-    from dcnviz.paperlab.table6 import Table6Config, Table6Progress, run_table6
-    from dcnviz.train import TrainConfig
+    from dcnviz.paperlab.table6 import Table6Config, Table6Progress, run_table6, table6_train_config
 
     for flag in ("tasks", "layers"):
         if getattr(args, flag) is not None:
@@ -256,14 +267,12 @@ def _table6(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
     seeds = tuple(args.seed + r for r in range(args.runs))
-    train = TrainConfig(
-        lr=args.lr,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        patience=2,
-        clip_norm=10.0,
+    overrides = {"lr": args.lr, "batch_size": args.batch_size, "epochs": args.epochs}
+    train = dataclasses.replace(
+        table6_train_config(args.recipe),
         seeds=seeds,
         device=args.device,
+        **{k: v for k, v in overrides.items() if v is not None},
     )
     config = Table6Config(
         models=tuple(m for m in TABLE6_MODELS if args.models is None or m in args.models),
