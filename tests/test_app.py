@@ -282,6 +282,21 @@ def test_upload_peer_state_dict_detected_with_names_file(env: Path) -> None:
     assert charts(at)[0]["data"][0]["x"] == names
 
 
+def test_upload_fuxictr_with_its_feature_map(env: Path) -> None:
+    data = (PEERS / "fuxictr_dcnv2.pt").read_bytes()
+    # the feature map decides x0's block order (reversed here on purpose; the file's own order is user_id, price)
+    fmap = {"features": [{"price": {"type": "numeric"}}, {"user_id": {"type": "categorical"}}]}
+    at = upload(start(), "fuxictr.pt", data, names=json.dumps(fmap).encode())
+    ok(at)
+    feats = next(d.value for d in at.dataframe if "feature" in d.value)
+    assert list(feats.feature) == ["price", "user_id"]
+    # a feature map is refused for another library's file, with a message that says why
+    other = (PEERS / "deepctr_dcn_matrix.pt").read_bytes()
+    at = upload(at, "deepctr.pt", other, names=json.dumps(fmap).encode())
+    assert not at.exception
+    assert at.error and "FuxiCTR models only" in at.error[0].value and "DeepCTR-Torch" in at.error[0].value
+
+
 def test_forced_wrong_format_is_a_clear_error(env: Path) -> None:
     data = (PEERS / "deepctr_dcn_matrix.pt").read_bytes()
     at = upload(start(), "deepctr.pt", data, fmt="recbole")

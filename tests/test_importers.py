@@ -18,7 +18,7 @@ import torch
 
 from dcnviz.checkpoint import model_to_bytes
 from dcnviz.errors import CheckpointError, ConfigError, DataFormatError, ImportFormatError
-from dcnviz.importers import FORMATS, detect_format, load_cross_weights, read_names_file
+from dcnviz.importers import FORMATS, detect_format, load_cross_weights, read_names_file, read_names_or_feature_map
 from dcnviz.importers.common import MAX_D
 from dcnviz.model import DCNModel, ModelConfig
 from dcnviz.spec import FeatureSpec, Field
@@ -152,6 +152,19 @@ def test_fuxictr_blocks_with_and_without_feature_map():
     assert [(b.name, b.start, b.stop) for b in rev.blocks] == [("price", 0, 2), ("user_id", 2, 6)]
     with pytest.raises(DataFormatError, match="features"):
         load_cross_weights(path, feature_map=b'{"nothing": 1}')
+
+
+def test_names_upload_is_a_names_file_or_a_feature_map():
+    raw = (PEERS / "fuxictr_feature_map.json").read_bytes()
+    fmap = read_names_or_feature_map(raw)
+    assert isinstance(fmap, dict) and "features" in fmap
+    assert read_names_or_feature_map(b"name,width\nuser,8\n") == [{"name": "user", "width": 8}]
+    with pytest.raises(DataFormatError, match="feature_map.json"):
+        read_names_or_feature_map(b'{"names": ["a"]}')  # an object, but not a feature map
+    with pytest.raises(DataFormatError, match=r"features\[0\]"):
+        read_names_or_feature_map(b'{"features": [{"a": {}, "b": {}}]}')
+    with pytest.raises(DataFormatError, match="not valid UTF-8 JSON"):
+        read_names_or_feature_map(b'{"features": [')
 
 
 def test_torchrec_dlrm_blocks_and_prefix():

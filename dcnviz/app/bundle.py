@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from dcnviz.checkpoint import DEFAULT_MAX_FILE_BYTES, is_dcnviz_file, load_model, parse_safetensors_header
-from dcnviz.errors import CheckpointError
+from dcnviz.errors import CheckpointError, ConfigError
 from dcnviz.importers import LIBRARY_NAMES, load_cross_weights
 from dcnviz.importers.names import apply_names
 from dcnviz.model import ModelConfig
@@ -96,7 +96,7 @@ def load_bundle(
     data: bytes,
     *,
     format: str = "auto",
-    names: Sequence[Any] | None = None,
+    names: Sequence[Any] | Mapping[str, Any] | None = None,
     filename: str = "",
     max_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> ModelBundle:
@@ -105,8 +105,9 @@ def load_bundle(
     Args:
         data: the file's bytes.
         format: ``auto`` or one of :data:`dcnviz.importers.FORMATS` to force a layout.
-        names: feature names (``["a", ...]``) or ``[{"name", "width"}, ...]`` for the x0 blocks, e.g.
-            from :func:`dcnviz.importers.read_names_file`.
+        names: feature names (``["a", ...]``) or ``[{"name", "width"}, ...]`` for the x0 blocks, or a
+            parsed FuxiCTR ``feature_map.json`` (a dict; FuxiCTR files only), e.g. from
+            :func:`dcnviz.importers.read_names_or_feature_map`.
         filename: used in messages and on the card only.
         max_bytes: larger files are refused.
 
@@ -117,8 +118,15 @@ def load_bundle(
     if len(data) > max_bytes:
         raise CheckpointError(f"{filename or 'the file'} is {len(data):,} bytes, over the {max_bytes:,}-byte limit")
     sha = sha256_of(data)
-    names_list = list(names) if names else None
+    feature_map = names if isinstance(names, Mapping) else None  # a FuxiCTR feature_map.json
+    names_list = list(names) if names and feature_map is None else None
+    label = filename or "the file"
     if format in ("auto", "dcnviz") and _dcnviz_metadata(data):
+        if feature_map is not None:
+            raise ConfigError(
+                f"a FuxiCTR feature_map.json names the blocks of FuxiCTR models only; {label} is a dcnviz model "
+                "file, which carries its own feature names"
+            )
         loaded = load_model(data, max_bytes=max_bytes)
         cw = from_model(loaded.model)
         if names_list:
@@ -136,7 +144,14 @@ def load_bundle(
             dense_params=loaded.model.dense_param_count(),
             warnings=tuple(loaded.warnings) + tuple(cw.warnings),
         )
-    cw = load_cross_weights(data, format=format, names=names_list, filename=filename or None, max_bytes=max_bytes)
+    cw = load_cross_weights(
+        data, format=format, names=names_list, filename=filename or None, max_bytes=max_bytes, feature_map=feature_map
+    )
+    if feature_map is not None and cw.format != "fuxictr":
+        raise ConfigError(
+            f"a FuxiCTR feature_map.json names the blocks of FuxiCTR models only; {label} was read as "
+            f"{LIBRARY_NAMES.get(cw.format, cw.format)} ({cw.detected})"
+        )
     return ModelBundle(
         weights=cw,
         format=cw.format,

@@ -183,7 +183,7 @@ def bundle_of(entry: ModelEntry) -> ModelBundle:
     return _bundle(entry.sha256, entry.format, entry.names_json, entry_bytes(entry), entry.filename, limit)
 
 
-def load_upload(data: bytes, *, filename: str, format: str, names: list[Any] | None) -> ModelBundle:
+def load_upload(data: bytes, *, filename: str, format: str, names: list[Any] | dict[str, Any] | None) -> ModelBundle:
     """Load an upload through the same cache (so the pages reuse the result). Raises DcnvizError."""
     names_json = json.dumps(names) if names else ""
     return _bundle(sha256_of(data), format, names_json, data, filename, upload_limit_bytes())

@@ -18,6 +18,7 @@ else x0 is one block ``"x0"``. ``names`` (a list, or a NAMES.json/CSV read by
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dcnviz.checkpoint import DEFAULT_MAX_FILE_BYTES, is_dcnviz_file, load_model, read_source
-from dcnviz.errors import CheckpointError, ConfigError, ImportFormatError
+from dcnviz.errors import CheckpointError, ConfigError, DataFormatError, ImportFormatError
 from dcnviz.importers import deepctr, fuxictr, recbole, tfrs, torchrec
 from dcnviz.importers.common import Imported, numel
 from dcnviz.importers.containers import read_tensor_file
@@ -53,6 +54,7 @@ __all__ = [
     "detect_format",
     "load_cross_weights",
     "read_names_file",
+    "read_names_or_feature_map",
     "read_tensor_file",
 ]
 
@@ -149,6 +151,33 @@ def _import_peer(fmt: str, tensors: Mapping[str, Any], feature_map: Any) -> Impo
     if fmt == "fuxictr":
         return fuxictr.load(src, roots[0], feature_map=feature_map)
     return mod.load(src, roots[0])  # type: ignore[no-any-return]
+
+
+def read_names_or_feature_map(raw: bytes) -> list[Any] | dict[str, Any]:
+    """An uploaded names file: NAMES.json / CSV (see :func:`read_names_file`), or a FuxiCTR
+    ``feature_map.json`` (a JSON object with a ``features`` entry), returned parsed and checked, for
+    ``load_cross_weights(feature_map=...)``.
+
+    >>> read_names_or_feature_map(b'{"features": [{"user_id": {"type": "categorical"}}]}')["features"]
+    [{'user_id': {'type': 'categorical'}}]
+    >>> read_names_or_feature_map(b'["user", "movie"]')
+    ['user', 'movie']
+    """
+    if len(raw) > 16 * 1024 * 1024:
+        raise DataFormatError("the names file is over 16 MiB; a names file or feature map is one entry per feature")
+    if not raw.lstrip().startswith(b"{"):
+        return read_names_file(raw)
+    try:
+        obj = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise DataFormatError(f"the names file is not valid UTF-8 JSON: {e}") from None
+    if not isinstance(obj, dict) or "features" not in obj:
+        raise DataFormatError(
+            "a names file that is a JSON object must be a FuxiCTR feature_map.json (with a 'features' entry); "
+            'NAMES.json is a list: ["user_id", "movie_id", ...]'
+        )
+    fuxictr.feature_map_features(obj)  # checks its shape (DataFormatError naming the defect)
+    return obj
 
 
 def load_cross_weights(

@@ -18,7 +18,7 @@ from dcnviz.app.bundle import (
 )
 from dcnviz.errors import DcnvizError
 from dcnviz.figures import fig_training_curves
-from dcnviz.importers import FORMATS, LIBRARY_NAMES, read_names_file
+from dcnviz.importers import FORMATS, LIBRARY_NAMES, read_names_or_feature_map
 
 FORMAT_LABELS = {"auto": "detect from the file (recommended)", **LIBRARY_NAMES}
 PROCESSED = "dcnviz_upload_done"  # session_state: signature of the last upload turned into a model
@@ -50,7 +50,8 @@ def upload_section() -> None:
             type=["json", "csv", "txt"],
             key="up_names",
             help='NAMES.json (["user_id", "movie_id", …] or [{"name": …, "width": …}]) or a CSV of name[,width] '
-            "rows, in x0 order. Peer files often do not say which feature each block of x0 is.",
+            "rows, in x0 order; or, for a FuxiCTR model, its feature_map.json. Peer files often do not say which "
+            "feature each block of x0 is.",
         )
     if up is None:
         return
@@ -61,7 +62,7 @@ def upload_section() -> None:
     data = up.getvalue()
     names_bytes = names_file.getvalue() if names_file is not None else b""
     try:
-        names = read_names_file(names_bytes) if names_bytes else None
+        names = read_names_or_feature_map(names_bytes) if names_bytes else None
         bundle = state.load_upload(data, filename=up.name, format=fmt, names=names)
     except DcnvizError as e:
         st.error(f"Could not read **{up.name}**: {e}")
