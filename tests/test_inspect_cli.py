@@ -239,3 +239,40 @@ def test_json_carries_what_training_changed_for_dcnviz_files(tmp_path, capsys):
     np.testing.assert_allclose(change, want, atol=1e-6)
     peer = inspect_json(capsys, str(Path(__file__).parent / "fixtures" / "peers" / "deepctr_dcn_matrix.pt"))
     assert all("change_block_norms" not in lay for lay in peer["layers"])  # its init is drawn, not saved
+
+
+def test_gates_data_weights_each_expert_by_its_mean_gate(tmp_path, capsys):
+    from dcnviz.checkpoint import load_model
+    from dcnviz.data import DataOptions, load_splits
+    from dcnviz.weights import from_model
+
+    path = tmp_path / "mix.safetensors"
+    argv = ["train", "--data", "sample", "--model", "dcn-mix", "--experts", "3", "--rank", "4", "--embedding-dim", "4"]
+    argv += ["--hidden", "8", "--epochs", "1", "--device", "cpu", "--out", str(path)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(path), "--gates-data", "sample", "--gates-rows", "500", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    # the same from the library: mean gates over the first 500 rows of the recorded validation split,
+    # then W = Σ_k a_k U_k V_kᵀ from the weights
+    loaded = load_model(path)
+    val = load_splits(DataOptions(source="sample", embedding_dim=4), spec=loaded.spec).val
+    gates = A.mean_gates(loaded.model, val.index(slice(0, 500)))
+    cw = from_model(loaded.model)
+    assert len(out["layers"]) == len(cw.layers) == 2
+    for i, layer in enumerate(out["layers"]):
+        assert layer["weighting"] == "gate-weighted over 500 validation inputs"
+        a = np.asarray(layer["gate_weights"])
+        assert np.allclose(a, gates[i]) and abs(a.sum() - 1) < 1e-6  # softmax gates
+        W = sum(a[k] * e.weight() for k, e in enumerate(cw.layers[i].experts))
+        assert np.allclose(layer["block_norms"], A.block_norms(W, cw.blocks), rtol=1e-5, atol=1e-7)
+    # uniform weighting is the default, and is said
+    assert main(["inspect", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["layers"][0]["weighting"] == "uniform"
+    # a model without mixtures is refused with a clear error
+    full, _ = saved(tmp_path, ModelConfig(model="dcnv2", cross_layers=1, hidden=(4,)))
+    assert main(["inspect", str(full), "--gates-data", "sample"]) == 2
+    assert "applies to mixture models" in capsys.readouterr().err
+    peer = ROOT / "tests" / "fixtures" / "peers" / "deepctr_dcn_matrix.pt"
+    assert main(["inspect", str(peer), "--gates-data", "sample"]) == 2
+    assert "needs a dcnviz model file" in capsys.readouterr().err

@@ -14,7 +14,14 @@ ranks R_T (§3.5). With ``--json`` it prints one JSON object (the contract of is
 
 Added keys: ``detected``, ``d``, ``tolerances``, ``energy``, ``init_label``, ``warnings``; per layer
 ``label``, ``rank_bound``, ``stable_rank``, ``energy_rank``, ``suggested_rank``, ``linear_part_only``,
-``notes``, ``initial_singular_values`` and ``initial_numerical_rank`` (when the initial matrix is known).
+``notes``, ``initial_singular_values`` and ``initial_numerical_rank`` (when the initial matrix is known),
+``change_block_norms`` (block norms of W − W0, saved initial weights only), ``weighting`` (mixtures:
+``uniform``, or ``gate-weighted over N validation inputs`` with ``--gates-data``) and ``gate_weights``
+(E_x[G_k(x_l)] per expert, with ``--gates-data``).
+
+``--gates-data SOURCE [--gates-data-dir DIR]`` (dcnviz mixture files): instead of the mean of the
+experts, describe each mixture layer by E_x[Σ_k G_k(x_l) W_k] = Σ_k E_x[G_k(x_l)] W_k over up to
+``--gates-rows`` inputs of the validation split the file recorded (recreated as ``evaluate`` does).
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ from dcnviz.analysis import (
     analyze,
     tolerance_key,
 )
-from dcnviz.errors import ConfigError
+from dcnviz.data import SOURCES
+from dcnviz.errors import ConfigError, DcnvizError
 from dcnviz.importers import load_cross_weights, read_names_file
 from dcnviz.weights import CrossModelWeights
 
@@ -84,6 +92,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--mode", default="symmetric", choices=MODES, help="block-norm view for the summary's top crosses")
     p.add_argument("--top", type=int, default=5, metavar="N", help="crosses listed per layer in the summary")
     p.add_argument("--include-self", action="store_true", help="list self-crosses (i = j) among the top crosses")
+    g = p.add_argument_group("gate-weighted mixtures (dcnviz files)")
+    g.add_argument(
+        "--gates-data",
+        choices=SOURCES,
+        default=None,
+        metavar="SOURCE",
+        help=f"weight each mixture layer's experts by their mean gate over the recorded validation split of this "
+        f"data ({'|'.join(SOURCES)}); default: uniform (the mean of the experts)",
+    )
+    g.add_argument("--gates-data-dir", metavar="DIR", default=None, help="where that data is now (default: recorded)")
+    g.add_argument("--gates-schema", metavar="FILE", default=None, help="schema JSON for csv/parquet")
+    g.add_argument("--gates-rows", type=int, default=20_000, metavar="N", help="validation inputs averaged over")
     p.add_argument(
         "--feature-map",
         metavar="FEATURE_MAP.json",
@@ -105,6 +125,36 @@ def load_weights(
     """Any supported file → common form (:func:`dcnviz.importers.load_cross_weights`)."""
     names = read_names_file(names_path) if names_path else None
     return load_cross_weights(path, format=format, names=names, feature_map=feature_map_path)
+
+
+def gate_weights_from_data(
+    path: str | os.PathLike[str], *, source: str, data_dir: str | None, schema: str | None, rows: int
+) -> tuple[list[np.ndarray | None], str]:
+    """E_x[G(x_l)] per cross layer of a dcnviz model file over its recorded validation split.
+
+    The split is recreated from the file's data options with ``source``/``data_dir``/``schema`` saying
+    where the data is now, and encoded with the file's FeatureSpec, as ``evaluate`` does.
+    """
+    from dcnviz.analysis import mean_gates
+    from dcnviz.checkpoint import load_model
+    from dcnviz.commands.evaluate import recorded_options
+    from dcnviz.data import load_splits
+
+    if rows < 1:
+        raise ConfigError(f"--gates-rows must be >= 1; got {rows}")
+    try:
+        loaded = load_model(path)
+    except DcnvizError as e:  # e.g. a peer file: the gates need the model's own embeddings and x0
+        raise ConfigError(
+            f"--gates-data needs a dcnviz model file (the gates are computed by running the model on data); "
+            f"{os.fspath(path)!r} could not be read as one: {e}"
+        ) from None
+    if loaded.config.model != "dcn-mix" and not loaded.config.experts:
+        raise ConfigError(f"--gates-data applies to mixture models (dcn-mix); this file is {loaded.config.model!r}")
+    where = argparse.Namespace(data=source, data_dir=data_dir, schema=schema)
+    splits = load_splits(recorded_options(loaded.meta, where), spec=loaded.spec)
+    n = min(rows, len(splits.val))
+    return mean_gates(loaded.model, splits.val, max_rows=rows), f"gate-weighted over {n:,} validation inputs"
 
 
 # ------------------------------------------------------------------------------------------ JSON
@@ -134,6 +184,8 @@ def _matrix_json(item: MatrixAnalysis, index: int) -> dict[str, Any]:
         "suggested_rank": {"tolerance": sp.suggested.tolerance, "rank": sp.suggested.rank, "text": sp.suggested.text},
         "linear_part_only": m.linear_part_only,
     }
+    if m.weighting:
+        out["weighting"] = m.weighting
     if item.has_change:  # added key: block norms of W − W0 (what training changed), saved initial weights only
         out["change_block_norms"] = _nums(item.norms("raw", change=True))
     if m.notes:
@@ -144,11 +196,13 @@ def _matrix_json(item: MatrixAnalysis, index: int) -> dict[str, Any]:
     return out
 
 
-def analysis_json(an: ModelAnalysis) -> dict[str, Any]:
+def analysis_json(an: ModelAnalysis, gate_weights: list[np.ndarray | None] | None = None) -> dict[str, Any]:
     """The ``inspect --json`` object of an analysis (see the module docstring for the keys)."""
     layers = []
     for la in an.layers:
         obj = _matrix_json(la, la.matrix.layer)
+        if gate_weights is not None and gate_weights[la.matrix.layer] is not None:
+            obj["gate_weights"] = _nums(np.asarray(gate_weights[la.matrix.layer]))
         obj["experts"] = [_matrix_json(e, e.matrix.expert or 0) for e in la.experts]
         layers.append(obj)
     return {
@@ -172,7 +226,13 @@ def _ranks_line(ranks: dict[float, int]) -> str:
 
 
 def summary_text(
-    an: ModelAnalysis, *, source: str = "", mode: str = "symmetric", top: int = 5, include_self: bool = False
+    an: ModelAnalysis,
+    *,
+    source: str = "",
+    mode: str = "symmetric",
+    top: int = 5,
+    include_self: bool = False,
+    gate_weights: list[np.ndarray | None] | None = None,
 ) -> str:
     """A readable summary: top crosses and ranks per layer."""
     lines = []
@@ -200,6 +260,11 @@ def summary_text(
         lines.append(f"{m.label} · {m.kind} (rank bound {sp.rank_bound} of d = {sp.d})")
         for note in m.notes:
             lines.append(f"  note: {note}")
+        if m.weighting:
+            lines.append(f"  experts weighted: {m.weighting}")
+        if gate_weights is not None and gate_weights[m.layer] is not None:
+            mean = ", ".join(f"{g:.3f}" for g in np.asarray(gate_weights[m.layer]).reshape(-1))
+            lines.append(f"  mean gates E_x[G_k(x_l)], k = 0…: {mean}")
         t = la.top_crosses(mode, include_self=include_self, n=top)
         if len(t):
             self_note = "self-crosses included" if include_self else "self-crosses excluded"
@@ -232,9 +297,34 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 0:
         raise ConfigError(f"--top must be >= 0; got --top {args.top}")
     cw = load_weights(args.file, format=args.format, names_path=args.names, feature_map_path=args.feature_map)
-    an = analyze(cw, tolerances=args.tolerance, energy=args.energy, suggest_tolerance=args.suggest_tolerance)
+    gates: list[np.ndarray | None] | None = None
+    gate_label = ""
+    if args.gates_data is not None:
+        if cw.format != "dcnviz":
+            raise ConfigError(
+                f"--gates-data needs a dcnviz model file (the gates are computed by running the model on data); "
+                f"this file is {cw.detected} (peer mixtures are described with uniform gates)"
+            )
+        gates, gate_label = gate_weights_from_data(
+            args.file,
+            source=args.gates_data,
+            data_dir=args.gates_data_dir,
+            schema=args.gates_schema,
+            rows=args.gates_rows,
+        )
+    an = analyze(
+        cw,
+        tolerances=args.tolerance,
+        energy=args.energy,
+        suggest_tolerance=args.suggest_tolerance,
+        gate_weights=gates,
+        gate_label=gate_label,
+    )
     if args.json:
-        print(json.dumps(analysis_json(an), allow_nan=False))
+        print(json.dumps(analysis_json(an, gates), allow_nan=False))
     else:
-        print(summary_text(an, source=str(args.file), mode=args.mode, top=args.top, include_self=args.include_self))
+        text = summary_text(
+            an, source=str(args.file), mode=args.mode, top=args.top, include_self=args.include_self, gate_weights=gates
+        )
+        print(text)
     return 0
