@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The synthetic studies of §6 as recorded in docs/paper.md (Tables 1 and 2, Fig. 4).
-# Usage: scripts/paper_synthetic.sh [table1-f12|table1-f3|table1-f3-10k|table2|fig4|fig4-10k ...]
+# Usage: scripts/paper_synthetic.sh [table1-f12|table1-f3|table1-f3-10k|table2|fig4|fig4-10k|fig4-order4-30k ...]
 # (default: table1-f12 table1-f3 table2 fig4, in that order)
 # Writes docs/paper-results/<name>.json (the --json output) and <name>.log (progress, uptime before/after).
 set -euo pipefail
@@ -29,6 +29,8 @@ for what in "${@:-table1-f12 table1-f3 table2 fig4}"; do
       table2)     run "$w" table2 --runs 5 "${STEPS[@]}" --steps 1500 --warmup 20 ;;
       fig4)       run "$w" fig4 --runs 2 --samples 30000 --test-samples 5000 --steps 500 --warmup 20 ;;
       fig4-10k)   run "$w" fig4 --runs 3 "${STEPS[@]}" --steps 500 --warmup 20 ;;
+      fig4-order4-30k) run "$w" fig4 --tasks order4 --runs 2 --samples 30000 --test-samples 5000 --steps 500 \
+                      --warmup 20 ;;
       *) echo "unknown study: $w" >&2; exit 2 ;;
     esac
   done
