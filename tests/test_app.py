@@ -25,13 +25,14 @@ from streamlit.testing.v1 import AppTest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_app_support import (
-    APP,
     NAMES,
-    PAGES,
     PLANTED,
     ROOT,
+    goto,
     no_deprecations,
+    ok,
     planted_full_model,
+    start,
     write_demo_models,
 )
 
@@ -44,7 +45,6 @@ from dcnviz.weights import from_model
 
 PEERS = ROOT / "tests" / "fixtures" / "peers"
 ALL_PAGES = ("tour", "model", "crosses", "spectrum", "compare", "report", "train", "paperlab")
-TIMEOUT = 120
 
 
 @pytest.fixture(scope="module")
@@ -66,23 +66,6 @@ def env(demo_dir: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     monkeypatch.setenv("DCNVIZ_MODELS_DIR", str(demo_dir))
     monkeypatch.setattr(dcnviz.data, "SAMPLE_DIR", sample_dir)
     return demo_dir
-
-
-def start() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    ok(at)
-    return at
-
-
-def ok(at: AppTest) -> None:
-    """No exception and no st.error on the page."""
-    assert not at.exception, [e.message for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
-def goto(at: AppTest, page: str) -> AppTest:
-    return at.switch_page(f"{PAGES}/{page}.py").run()
 
 
 def arr(v: object) -> np.ndarray:

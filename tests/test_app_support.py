@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from streamlit.testing.v1 import AppTest
 
 from dcnviz.checkpoint import save_model
 from dcnviz.model import DCNModel, ModelConfig
@@ -22,6 +23,25 @@ APP = str(ROOT / "app.py")
 PAGES = "dcnviz/app/pages"
 NAMES = ["user_id", "movie_id", "gender", "age", "occupation"]
 PLANTED = ("gender", "movie_id")  # the cross the tiny full-rank model has planted in layer 0
+TIMEOUT = 120  # seconds an AppTest run may take (a training run on a busy 2-core machine included)
+
+
+def start() -> AppTest:
+    """A fresh session of the app, run once (the Tour page), with no exception or st.error."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    ok(at)
+    return at
+
+
+def ok(at: AppTest) -> None:
+    """No exception and no st.error on the page."""
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def goto(at: AppTest, page: str) -> AppTest:
+    return at.switch_page(f"{PAGES}/{page}.py").run()
 
 
 def tiny_spec() -> FeatureSpec:

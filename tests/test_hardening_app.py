@@ -33,14 +33,13 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_app_support import APP, NAMES, PAGES, ROOT, planted_full_model, write_demo_models
+from test_app_support import NAMES, ROOT, goto, ok, planted_full_model, start, write_demo_models
 
 import dcnviz.data
 from dcnviz.app import state
 from dcnviz.checkpoint import MAX_HEADER_BYTES, load_model, model_to_bytes
 from dcnviz.sample import SampleConfig, make_sample, write_sample
 
-TIMEOUT = 120
 PEERS = ROOT / "tests" / "fixtures" / "peers"
 
 
@@ -63,22 +62,6 @@ def env(demo_dir: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     monkeypatch.setenv("DCNVIZ_MODELS_DIR", str(demo_dir))
     monkeypatch.setattr(dcnviz.data, "SAMPLE_DIR", sample_dir)
     return demo_dir
-
-
-def start() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    ok(at)
-    return at
-
-
-def ok(at: AppTest) -> None:
-    assert not at.exception, [e.message for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
-def goto(at: AppTest, page: str) -> AppTest:
-    return at.switch_page(f"{PAGES}/{page}.py").run()
 
 
 def upload(at: AppTest, name: str, data: bytes) -> AppTest:
