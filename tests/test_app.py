@@ -644,3 +644,31 @@ def test_crosses_change_view_subtracts_the_saved_initial_matrix(env: Path) -> No
     assert "W − W₀" in heat["layout"]["title"]["text"]
     top = at.dataframe[0].value
     assert (top.feature_i[0], top.feature_j[0]) == PLANTED
+
+
+def test_crosses_gate_weighted_mixture_matches_the_library(env: Path, tmp_path: Path) -> None:
+    from dcnviz.cli import main
+    from dcnviz.gates import recorded_mean_gates
+
+    path = tmp_path / "mix.safetensors"
+    argv = ["train", "--data", "sample", "--model", "dcn-mix", "--experts", "3", "--rank", "4", "--embedding-dim", "4"]
+    assert main([*argv, "--hidden", "8", "--epochs", "1", "--device", "cpu", "--out", str(path)]) == 0
+    at = goto(upload(start(), "mix.safetensors", path.read_bytes()), "crosses")
+    ok(at)
+    assert "uniform gates" in at.selectbox(key="cx_expert").format_func(-1)
+    at.toggle(key="cx_gates").set_value(True).run()
+    ok(at)
+    # the heatmap is the block norms of Σ_k E[G_k] U_k V_kᵀ, with the mean gates computed by the library
+    gates, label = recorded_mean_gates(path)
+    assert np.abs(gates[0] - 1 / 3).max() > 1e-3, "gates this close to uniform could not tell the views apart"
+    cw = from_model(load_model(path).model)
+    W = sum(a * e.weight() for a, e in zip(gates[0], cw.layers[0].experts, strict=True))
+    heat = charts(at)[0]
+    np.testing.assert_allclose(arr(heat["data"][0]["z"]), block_norms(W, cw.blocks), rtol=1e-5)
+    assert "gate-weighted" in heat["layout"]["title"]["text"]
+    assert label in at.selectbox(key="cx_expert").format_func(-1)
+    assert any("Mean gates" in c.value for c in at.caption)
+    # a shipped full-rank model has no such toggle
+    at.sidebar.selectbox(key="model_key").set_value("shipped:a_dcnv2_planted.safetensors").run()
+    ok(at)
+    assert not [t for t in at.toggle if t.key == "cx_gates"]

@@ -272,7 +272,7 @@ def test_gates_data_weights_each_expert_by_its_mean_gate(tmp_path, capsys):
     # a model without mixtures is refused with a clear error
     full, _ = saved(tmp_path, ModelConfig(model="dcnv2", cross_layers=1, hidden=(4,)))
     assert main(["inspect", str(full), "--gates-data", "sample"]) == 2
-    assert "applies to mixture models" in capsys.readouterr().err
+    assert "--gates-data: mean gates apply to mixture models" in capsys.readouterr().err
     peer = ROOT / "tests" / "fixtures" / "peers" / "deepctr_dcn_matrix.pt"
     assert main(["inspect", str(peer), "--gates-data", "sample"]) == 2
     assert "needs a dcnviz model file" in capsys.readouterr().err

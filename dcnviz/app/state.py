@@ -23,6 +23,8 @@ import streamlit as st
 from dcnviz.analysis import DEFAULT_TOLERANCES, LayerAnalysis, ModelAnalysis, analyze_layer, check_tolerances
 from dcnviz.app.bundle import ModelBundle, load_bundle, sha256_of
 from dcnviz.app.jobs import TrainingJob
+from dcnviz.errors import DcnvizError
+from dcnviz.gates import recorded_mean_gates
 
 MODELS_ENV = "DCNVIZ_MODELS_DIR"  # overrides the folder of shipped models (tests use it)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -191,15 +193,51 @@ def load_upload(data: bytes, *, filename: str, format: str, names: list[Any] | d
 
 @st.cache_resource(max_entries=256, show_spinner="Computing block norms and singular values…")
 def _layer_analysis(
-    sha: str, fmt: str, names_json: str, index: int, tolerances: tuple[float, ...], _bundle: ModelBundle
+    sha: str,
+    fmt: str,
+    names_json: str,
+    index: int,
+    tolerances: tuple[float, ...],
+    gate_label: str,
+    _bundle: ModelBundle,
+    _gates: Any = None,
 ) -> LayerAnalysis:
-    return analyze_layer(_bundle.weights, index, tolerances=tolerances)
+    return analyze_layer(_bundle.weights, index, tolerances=tolerances, gate_weights=_gates, gate_label=gate_label)
 
 
-def layer_analysis(entry: ModelEntry, index: int, tolerances: tuple[float, ...] = DEFAULT_TOLERANCES) -> LayerAnalysis:
-    """Block norms and spectrum of one cross layer (and its experts), cached per content and tolerances."""
+def layer_analysis(
+    entry: ModelEntry, index: int, tolerances: tuple[float, ...] = DEFAULT_TOLERANCES, *, gated: bool = False
+) -> LayerAnalysis:
+    """Block norms and spectrum of one cross layer (and its experts), cached per content and tolerances.
+
+    ``gated``: a mixture layer is the gate-weighted average of its experts (:func:`mean_gates_of`) when
+    that is available, else (and by default) the mean of its experts.
+    """
     tols = check_tolerances(tolerances)
-    return _layer_analysis(entry.sha256, entry.format, entry.names_json, index, tols, bundle_of(entry))
+    gates, label = None, ""
+    if gated:
+        g = mean_gates_of(entry)
+        if not isinstance(g, str) and g[0][index] is not None:
+            gates, label = g[0][index], g[1]
+    return _layer_analysis(entry.sha256, entry.format, entry.names_json, index, tols, label, bundle_of(entry), gates)
+
+
+@st.cache_resource(max_entries=16, show_spinner="Running the model on its validation inputs for the mean gates…")
+def _mean_gates(sha: str, _data: bytes) -> tuple[tuple[Any, ...], str] | str:
+    try:
+        gates, label = recorded_mean_gates(_data)
+    except (DcnvizError, OSError) as e:
+        return f"the model's recorded validation data could not be loaded: {e}"
+    return tuple(gates), label
+
+
+def mean_gates_of(entry: ModelEntry) -> tuple[tuple[Any, ...], str] | str:
+    """(E_x[G(x_l)] per cross layer, a label) of a dcnviz mixture model over the validation split it
+    recorded (:func:`dcnviz.gates.recorded_mean_gates`), cached by content; or why not (a str)."""
+    b = bundle_of(entry)
+    if b.format != "dcnviz" or not any(layer.kind == "mixture" for layer in b.weights.layers):
+        return "gate weighting needs a dcnviz mixture model file: the gates are computed by running the model on data"
+    return _mean_gates(entry.sha256, entry_bytes(entry))
 
 
 def model_analysis(entry: ModelEntry, tolerances: tuple[float, ...] = DEFAULT_TOLERANCES) -> ModelAnalysis:

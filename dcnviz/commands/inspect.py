@@ -46,7 +46,7 @@ from dcnviz.analysis import (
     tolerance_key,
 )
 from dcnviz.data import SOURCES
-from dcnviz.errors import ConfigError, DcnvizError
+from dcnviz.errors import ConfigError
 from dcnviz.importers import load_cross_weights, read_names_file
 from dcnviz.weights import CrossModelWeights
 
@@ -130,31 +130,16 @@ def load_weights(
 def gate_weights_from_data(
     path: str | os.PathLike[str], *, source: str, data_dir: str | None, schema: str | None, rows: int
 ) -> tuple[list[np.ndarray | None], str]:
-    """E_x[G(x_l)] per cross layer of a dcnviz model file over its recorded validation split.
-
-    The split is recreated from the file's data options with ``source``/``data_dir``/``schema`` saying
-    where the data is now, and encoded with the file's FeatureSpec, as ``evaluate`` does.
-    """
-    from dcnviz.analysis import mean_gates
-    from dcnviz.checkpoint import load_model
-    from dcnviz.commands.evaluate import recorded_options
-    from dcnviz.data import load_splits
+    """E_x[G(x_l)] per cross layer of a dcnviz model file over its recorded validation split
+    (:func:`dcnviz.gates.recorded_mean_gates`), with the CLI's messages."""
+    from dcnviz.gates import recorded_mean_gates
 
     if rows < 1:
         raise ConfigError(f"--gates-rows must be >= 1; got {rows}")
     try:
-        loaded = load_model(path)
-    except DcnvizError as e:  # e.g. a peer file: the gates need the model's own embeddings and x0
-        raise ConfigError(
-            f"--gates-data needs a dcnviz model file (the gates are computed by running the model on data); "
-            f"{os.fspath(path)!r} could not be read as one: {e}"
-        ) from None
-    if loaded.config.model != "dcn-mix" and not loaded.config.experts:
-        raise ConfigError(f"--gates-data applies to mixture models (dcn-mix); this file is {loaded.config.model!r}")
-    where = argparse.Namespace(data=source, data_dir=data_dir, schema=schema)
-    splits = load_splits(recorded_options(loaded.meta, where), spec=loaded.spec)
-    n = min(rows, len(splits.val))
-    return mean_gates(loaded.model, splits.val, max_rows=rows), f"gate-weighted over {n:,} validation inputs"
+        return recorded_mean_gates(path, source=source, data_dir=data_dir, schema=schema, rows=rows)
+    except ConfigError as e:
+        raise ConfigError(f"--gates-data: {e}") from None
 
 
 # ------------------------------------------------------------------------------------------ JSON

@@ -6,6 +6,7 @@ import streamlit as st
 
 from dcnviz.analysis import MODE_EXPLANATIONS, MODES, MatrixAnalysis
 from dcnviz.app import state, ui
+from dcnviz.app.bundle import ModelBundle
 from dcnviz.figures import fig_block_norms, fig_weight_matrix
 
 MODE_LABELS = {"raw": "raw ‖W_ij‖ (paper)", "normalized": "normalised by block size", "symmetric": "symmetric pair"}
@@ -27,20 +28,49 @@ CHANGE_HELP = (
 )
 
 
+GATES_HELP = (
+    "A mixture layer's W is Σ_k G_k(x) W_k and depends on the input. On: weight each expert by its mean gate "
+    "E_x[G_k(x_l)] over the validation inputs the model file recorded (dcnviz mixture models whose training data "
+    "is on this machine; the synthetic sample always is). Off: the plain mean of the experts (uniform gates)."
+)
+
+
 def choose_matrix(la: MatrixAnalysis, key: str) -> MatrixAnalysis:
     """For a mixture layer, let the user pick the effective W or one expert (per expert, as the issue asks)."""
     experts = getattr(la, "experts", ())
     if not experts:
         return la
     options = list(range(-1, len(experts)))
+    weighting = la.matrix.weighting or "uniform"
+    everything = (
+        "all experts: mean of U_k C_k V_kᵀ (uniform gates)"
+        if weighting == "uniform"
+        else f"all experts: Σ_k E[G_k] U_k C_k V_kᵀ ({weighting})"
+    )
     pick = st.selectbox(
         "Expert",
         options,
         key=key,
-        format_func=lambda k: "all experts: mean of U_k C_k V_kᵀ (uniform gates)" if k < 0 else f"expert {k}",
+        format_func=lambda k: everything if k < 0 else f"expert {k}",
         help="A mixture layer (Eq. 3) has K low-rank experts; the effective W under uniform gates is their mean.",
     )
     return la if pick < 0 else experts[int(pick)]
+
+
+def gates_toggle(entry: state.ModelEntry, bundle: ModelBundle, layer: int) -> bool:
+    """For a dcnviz mixture layer, offer the gate-weighted average of the experts; True when it is on and available."""
+    if bundle.format != "dcnviz" or bundle.weights.layers[layer].kind != "mixture":
+        return False
+    if not st.toggle("Weight experts by their mean gates", key="cx_gates", help=GATES_HELP):
+        return False
+    g = state.mean_gates_of(entry)
+    if isinstance(g, str):
+        st.info(f"Shown with uniform gates: {g}")
+        return False
+    weights = g[0][layer]
+    if weights is not None:
+        st.caption("Mean gates E_x[G_k(x_l)]: " + ", ".join(f"expert {k} {w:.3f}" for k, w in enumerate(weights)))
+    return True
 
 
 def render() -> None:
@@ -52,8 +82,9 @@ def render() -> None:
     cols = st.columns([1, 1, 1])
     with cols[0]:
         layer = ui.layer_picker(bundle, key="cx_layer")
+    gated = gates_toggle(entry, bundle, layer)
     with ui.guard():
-        la = state.layer_analysis(entry, layer)
+        la = state.layer_analysis(entry, layer, gated=gated)
     with cols[1]:
         m = choose_matrix(la, key="cx_expert")
     with cols[2]:
