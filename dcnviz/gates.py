@@ -52,12 +52,6 @@ def recorded_mean_gates(
     return mean_gates(loaded.model, splits.val, max_rows=rows), f"gate-weighted over {n:,} validation inputs"
 
 
-def recorded_source(meta: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(source, data folder) a dcnviz model file recorded for its training data, or (None, None)."""
-    rec = _recorded(meta)
-    return rec.get("source"), rec.get("data_dir")
-
-
 def _recorded(meta: Any) -> dict[str, Any]:
     info = meta.get("data_info") if isinstance(meta, dict) else None
     opts = info.get("options") if isinstance(info, dict) else None
