@@ -37,7 +37,8 @@ ACTIVATIONS = ("identity", "relu", "tanh", "hard_tanh")
 EXIT_FAULT = 3
 
 
-def _embedding_dim(text: str) -> int | str:
+def _int_or_auto(text: str) -> int | str:
+    """An argparse type: an integer >= 1, or the word ``auto`` (--embedding-dim, --threads)."""
     if text == "auto":
         return "auto"
     try:
@@ -56,18 +57,6 @@ def _optional_float(text: str) -> float | None:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number or 'none'; got {text!r}") from None
-
-
-def _threads(text: str) -> int | str:
-    if text == "auto":
-        return "auto"
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto'; got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto'; got {text!r}")
-    return v
 
 
 def auto_threads(default: int, cores: int | None, load: float | None) -> int:
@@ -107,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument("--age-encoding", choices=("groups", "raw"), default=None, help="ML-100K ages (default groups)")
     d.add_argument("--split-seed", type=int, default=0, help="seed of the random 80/10/10 split")
     d.add_argument(
-        "--embedding-dim", type=_embedding_dim, default=30, metavar="E|auto", help="embedding size (auto = 6·vocab^¼)"
+        "--embedding-dim", type=_int_or_auto, default=30, metavar="E|auto", help="embedding size (auto = 6·vocab^¼)"
     )
     m = p.add_argument_group("model")
     m.add_argument("--model", choices=MODEL_NAMES, default=_MODEL_DEFAULTS.model)
@@ -135,7 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     t.add_argument("--compile", action="store_true", help="torch.compile the training forward (GPU)")
     t.add_argument(
         "--threads",
-        type=_threads,
+        type=_int_or_auto,
         default="auto",
         metavar="N|auto",
         help="CPU threads for PyTorch; auto = PyTorch's default, or 1 when other work already keeps the cores busy",
