@@ -48,24 +48,10 @@ ALL_PAGES = ("tour", "model", "crosses", "spectrum", "compare", "report", "train
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("models")
-    write_demo_models(d)
-    return d
-
-
-@pytest.fixture(scope="module")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("sample")
     write_sample(make_sample(SampleConfig(n_users=150, n_movies=60, n_ratings=3000, min_ratings=20)), d)
     return d
-
-
-@pytest.fixture
-def env(demo_dir: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("DCNVIZ_MODELS_DIR", str(demo_dir))
-    monkeypatch.setattr(dcnviz.data, "SAMPLE_DIR", sample_dir)
-    return demo_dir
 
 
 def arr(v: object) -> np.ndarray:

@@ -19,11 +19,6 @@ def ml1m(tmp_path: Path) -> Path:
     return Path(shutil.copytree(FIXTURES / "ml-1m-tiny", tmp_path / "ml-1m"))
 
 
-@pytest.fixture
-def ml100k(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(FIXTURES / "ml-100k-tiny", tmp_path / "ml-100k"))
-
-
 def _edit_line(path: Path, line_no: int, new: str) -> None:
     lines = path.read_text(encoding="latin-1").splitlines()
     lines[line_no - 1] = new

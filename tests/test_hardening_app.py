@@ -33,9 +33,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_app_support import NAMES, ROOT, goto, ok, planted_full_model, start, write_demo_models
+from test_app_support import NAMES, ROOT, goto, ok, planted_full_model, start
 
-import dcnviz.data
 from dcnviz.app import state
 from dcnviz.checkpoint import MAX_HEADER_BYTES, load_model, model_to_bytes
 from dcnviz.sample import SampleConfig, make_sample, write_sample
@@ -44,24 +43,10 @@ PEERS = ROOT / "tests" / "fixtures" / "peers"
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("models")
-    write_demo_models(d)
-    return d
-
-
-@pytest.fixture(scope="module")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("sample")
     write_sample(make_sample(SampleConfig(n_users=120, n_movies=50, n_ratings=2500, min_ratings=20)), d)
     return d
-
-
-@pytest.fixture
-def env(demo_dir: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("DCNVIZ_MODELS_DIR", str(demo_dir))
-    monkeypatch.setattr(dcnviz.data, "SAMPLE_DIR", sample_dir)
-    return demo_dir
 
 
 def upload(at: AppTest, name: str, data: bytes) -> AppTest:

@@ -23,19 +23,9 @@ from dcnviz.errors import DataFormatError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_app_support import APP, PAGES, write_demo_models
+from test_data_malformed import _edit_line
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
-
-
-@pytest.fixture
-def ml100k(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(FIXTURES / "ml-100k-tiny", tmp_path / "ml-100k"))
-
-
-def _edit_line(path: Path, line_no: int, new: str) -> None:
-    lines = path.read_text(encoding="latin-1").splitlines()
-    lines[line_no - 1] = new
-    path.write_text("\n".join(lines) + "\n", encoding="latin-1")
 
 
 def test_100k_user_missing_from_u_user(ml100k: Path) -> None:

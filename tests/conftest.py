@@ -1,0 +1,41 @@
+"""Fixtures shared by several test modules.
+
+* ``ml100k``: a writable copy of the tiny synthetic MovieLens-100K fixture (malformed-data tests edit it).
+* ``demo_dir`` / ``env``: the app's shipped-model folder pointed at tiny demo models, and the bundled
+  sample pointed at the requesting module's own ``sample_dir`` fixture (each app test module sizes its
+  sample).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_app_support import write_demo_models
+
+import dcnviz.data
+
+DATA_FIXTURES = Path(__file__).parent / "fixtures" / "data"
+
+
+@pytest.fixture
+def ml100k(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(DATA_FIXTURES / "ml-100k-tiny", tmp_path / "ml-100k"))
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("models")
+    write_demo_models(d)
+    return d
+
+
+@pytest.fixture
+def env(demo_dir: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DCNVIZ_MODELS_DIR", str(demo_dir))
+    monkeypatch.setattr(dcnviz.data, "SAMPLE_DIR", sample_dir)
+    return demo_dir
