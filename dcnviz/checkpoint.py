@@ -7,16 +7,17 @@ One self-describing file per model. Tensors:
 
 The safetensors header metadata holds ``format = "dcnviz"``, ``format_version`` and ``meta``, a
 JSON document with the model config, FeatureSpec, training config, metrics, history, library
-versions and creation time. Loading never unpickles anything: the header is validated by hand
-(sizes, dtypes, offsets) before safetensors reads a byte of tensor data, and the tensors must match
-the architecture the metadata describes.
+versions and creation time. Writing uses the ``safetensors`` library; reading is dcnviz's own (the
+header validated by hand — sizes, dtypes, offsets, tensor count, JSON depth — then
+:func:`numpy.frombuffer`), never unpickles anything, and the tensors must match the architecture the
+metadata describes. :func:`dcnviz.modelfile.open_model_file` is the front door that uses these
+readers; :func:`load_model` is its shortcut for "a dcnviz file, with its model built".
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import itertools
 import json
 import math
@@ -24,15 +25,18 @@ import os
 import platform
 import struct
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from dcnviz.errors import CheckpointError, ConfigError
 from dcnviz.model import DCNModel, ModelConfig
 from dcnviz.spec import FeatureSpec
+from dcnviz.untrusted import MAX_NAME_CHARS, MAX_TENSORS, clip, loads_json, shown, shown_list
 
 FORMAT = "dcnviz"
 FORMAT_VERSION = 1
@@ -42,6 +46,20 @@ DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024
 # safetensors dtype name -> bytes per element; the float/int types a DCN model can hold.
 DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+NUMPY_DTYPES = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U8": "u1",
+}
+NUMPY_DTYPES["BOOL"] = "?"
+MAX_FIELDS = 10_000  # fields of a FeatureSpec
+MAX_DIMS = 16  # dimensions of one tensor
+MAX_DIM = 1 << 40  # no dimension, and no product of non-zero dimensions, reaches this
 
 
 @dataclass
@@ -163,9 +181,11 @@ def save_model(path: str | os.PathLike[str], model: DCNModel, **kwargs: Any) -> 
 def parse_safetensors_header(data: bytes) -> tuple[dict[str, Any], dict[str, str]]:
     """Validate a safetensors header without trusting it; return (tensor entries, metadata).
 
-    Checks: the 8-byte length prefix fits the file, the header is UTF-8 JSON of the expected
-    shape, every dtype is known, every shape is a list of non-negative ints, every byte range lies
-    inside the data section, matches its shape × dtype size, and no two ranges overlap.
+    Checks: the 8-byte length prefix fits the file, the header lists at most :data:`MAX_TENSORS`
+    tensors (counted in the raw bytes, before the JSON is parsed), is UTF-8 JSON of the expected
+    shape and depth with no absurdly long integers, every dtype is known, every shape is a list of
+    non-negative ints below 2**40 (zero-length tensors included), every byte range lies inside the
+    data section, matches its shape × dtype size, and no two ranges overlap.
     """
     if len(data) < 8:
         raise CheckpointError(f"not a safetensors file: only {len(data)} bytes, fewer than the 8-byte header length")
@@ -177,71 +197,99 @@ def parse_safetensors_header(data: bytes) -> tuple[dict[str, Any], dict[str, str
             f"file is truncated or not safetensors: header claims {n} bytes but only {len(data) - 8} follow"
         )
     raw = data[8 : 8 + n]
+    count = raw.count(b'"data_offsets"')  # an upper bound on the tensors, found without parsing
+    if count > MAX_TENSORS:
+        raise CheckpointError(f"safetensors header lists {count:,} tensors, more than the {MAX_TENSORS:,} dcnviz reads")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise CheckpointError(f"safetensors header is not UTF-8 (byte {e.start})") from None
-    try:
-        header = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"safetensors header is not valid JSON: {e.msg} at char {e.pos}") from None
-    except RecursionError:
-        raise CheckpointError("safetensors header is nested too deeply to be a tensor index") from None
+    header = loads_json(text, "safetensors header", max_depth=4, error=CheckpointError)
     if not isinstance(header, dict):
         raise CheckpointError("safetensors header must be a JSON object")
     metadata = header.pop("__metadata__", {}) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise CheckpointError("safetensors __metadata__ must map strings to strings")
+    if len(header) > MAX_TENSORS:
+        raise CheckpointError(f"safetensors header lists {len(header):,} tensors, more than the {MAX_TENSORS:,} read")
     body = len(data) - 8 - n
     ranges = []
     for name, entry in header.items():
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-            raise CheckpointError(f"tensor {name!r}: header entry must have dtype, shape and data_offsets")
+            raise CheckpointError(f"tensor {shown(name)}: header entry must have dtype, shape and data_offsets")
         dtype, shape, offs = entry["dtype"], entry["shape"], entry["data_offsets"]
         if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
-            raise CheckpointError(f"tensor {name!r}: unsupported dtype {dtype!r}")
+            raise CheckpointError(f"tensor {shown(name)}: unsupported dtype {shown(dtype)}")
         if not isinstance(shape, list) or not all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
         ):
-            raise CheckpointError(f"tensor {name!r}: shape must be a list of non-negative ints; got {shape!r}")
+            raise CheckpointError(
+                f"tensor {shown(name)}: shape must be a list of non-negative ints; got {shown(shape)}"
+            )
+        check_shape(shape, f"tensor {shown(name)}")
         if (
             not isinstance(offs, list)
             or len(offs) != 2
             or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs)
         ):
-            raise CheckpointError(f"tensor {name!r}: data_offsets must be two ints; got {offs!r}")
+            raise CheckpointError(f"tensor {shown(name)}: data_offsets must be two ints; got {shown(offs)}")
         start, stop = offs
         if not (0 <= start <= stop <= body):
             raise CheckpointError(
-                f"tensor {name!r}: byte range [{start}, {stop}) lies outside the {body}-byte data section"
+                f"tensor {shown(name)}: byte range [{start}, {stop}) lies outside the {body}-byte data section"
             )
         numel = math.prod(shape)
         if numel * DTYPE_SIZES[dtype] != stop - start:
             raise CheckpointError(
-                f"tensor {name!r}: shape {shape} of {dtype} needs {numel * DTYPE_SIZES[dtype]} bytes, "
+                f"tensor {shown(name)}: shape {shape} of {dtype} needs {numel * DTYPE_SIZES[dtype]} bytes, "
                 f"but its range holds {stop - start}"
             )
         ranges.append((start, stop, name))
     ranges.sort()
     for (_, e0, a), (s1, _, b) in itertools.pairwise(ranges):
         if s1 < e0:
-            raise CheckpointError(f"tensors {a!r} and {b!r} have overlapping byte ranges")
+            raise CheckpointError(f"tensors {shown(a)} and {shown(b)} have overlapping byte ranges")
     return header, metadata
 
 
-def read_safetensors(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Validated safetensors bytes → (tensors, metadata). Never unpickles."""
-    header, metadata = parse_safetensors_header(data)
-    from safetensors import SafetensorError
-    from safetensors.torch import load
+def check_shape(shape: Any, what: str) -> None:
+    """Refuse a tensor shape with a dimension, or a product of its non-zero dimensions, of 2**40 or more.
 
-    try:
-        tensors = load(data)
-    except SafetensorError as e:  # anything our own checks missed
-        raise CheckpointError(f"safetensors could not read the file: {e}") from None
-    if set(tensors) != set(header):
-        raise CheckpointError("safetensors returned a different tensor set than its header lists")
-    return tensors, metadata
+    A zero-length tensor holds no data whatever its other dimensions, so only this keeps
+    ``[0, 10**30]`` (which NumPy and torch cannot even represent) out.
+    """
+    dims = [int(s) for s in shape]
+    if len(dims) > MAX_DIMS:
+        raise CheckpointError(f"{what} has {len(dims)} dimensions; at most {MAX_DIMS} are read")
+    nonzero = math.prod(s for s in dims if s)
+    if any(s >= MAX_DIM for s in dims) or nonzero >= MAX_DIM:
+        raise CheckpointError(f"{what} has shape {shown(dims, 80)}: a dimension of 2**40 or more is not a weight")
+
+
+def _np_dtype(dtype: str) -> np.dtype[Any]:
+    return np.dtype(NUMPY_DTYPES[dtype])
+
+
+def read_safetensors(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Validated safetensors bytes → (NumPy arrays in file order, metadata). Never unpickles.
+
+    The arrays are read-only views of ``data`` (BF16 is widened to float32, which NumPy lacks); no
+    parser but :func:`parse_safetensors_header` and :func:`numpy.frombuffer` touches the bytes.
+    """
+    header, metadata = parse_safetensors_header(data)
+    start = 8 + struct.unpack("<Q", data[:8])[0]
+    out: dict[str, np.ndarray] = {}
+    for name, entry in header.items():
+        a, b = entry["data_offsets"]
+        shape = tuple(entry["shape"])
+        if entry["dtype"] == "BF16":
+            raw = np.frombuffer(data, dtype="<u2", count=math.prod(shape), offset=start + a)
+            arr = (raw.astype("<u4") << 16).view("<f4").reshape(shape)
+        else:
+            dt = _np_dtype(entry["dtype"])
+            arr = np.frombuffer(data, dtype=dt, count=(b - a) // dt.itemsize, offset=start + a).reshape(shape)
+        out[name] = arr
+    return out, metadata
 
 
 def read_source(source: str | os.PathLike[str] | bytes, max_bytes: int) -> bytes:
@@ -253,18 +301,24 @@ def read_source(source: str | os.PathLike[str] | bytes, max_bytes: int) -> bytes
         return data
     path = Path(source)
     if not path.is_file():
-        raise CheckpointError(f"no model file at {str(path)!r}")
+        raise CheckpointError(f"no model file at {shown(str(path))}")
     size = path.stat().st_size
     if size > max_bytes:
-        raise CheckpointError(f"{path.name} is {size} bytes, over the {max_bytes}-byte limit")
+        raise CheckpointError(f"{clip(path.name, 80)} is {size} bytes, over the {max_bytes}-byte limit")
     return path.read_bytes()
 
 
-def is_dcnviz_file(metadata: dict[str, str]) -> bool:
+def is_dcnviz_file(metadata: Mapping[str, str]) -> bool:
     return metadata.get("format") == FORMAT
 
 
-def _check_sizes_fit_file(spec: FeatureSpec, config: ModelConfig, tensors: dict[str, torch.Tensor]) -> None:
+NOT_DCNVIZ = (
+    "not a dcnviz model file (its metadata has no format=dcnviz); "
+    "to inspect a peer library's weights use the importers (inspect --format ...)"
+)
+
+
+def _check_sizes_fit_file(spec: FeatureSpec, config: ModelConfig, tensors: Mapping[str, Any]) -> None:
     """Refuse metadata that implies more layers, experts or width than the file's tensors can hold.
 
     Building even a shape-only (meta-device) skeleton takes time per layer and per expert, so
@@ -294,35 +348,52 @@ def _check_sizes_fit_file(spec: FeatureSpec, config: ModelConfig, tensors: dict[
         )
 
 
-def load_model(source: str | os.PathLike[str] | bytes, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadedModel:
-    """Read a dcnviz model file (a path or its bytes).
+@dataclass(frozen=True, eq=False)
+class DcnvizContents:
+    """What a dcnviz file holds, validated against its own metadata; the real model is not built yet.
 
-    Raises :class:`CheckpointError` naming what is wrong: not safetensors, truncated, not a dcnviz
-    file, unknown format version, metadata that is not JSON, tensors that do not match the
-    architecture in the metadata. Non-finite weights load, with a warning in ``warnings``.
+    ``skeleton`` is the model built on the meta device (shapes only, no memory): the tensors were
+    checked against it, and :func:`build_model` makes the real one.
     """
-    data = read_source(source, max_bytes)
-    sha = hashlib.sha256(data).hexdigest()
-    tensors, metadata = read_safetensors(data)
+
+    spec: FeatureSpec
+    config: ModelConfig
+    meta: dict[str, Any]  # the metadata document: model/train config, FeatureSpec, metrics, history, data info
+    skeleton: DCNModel  # on the meta device
+    tensors: Mapping[str, np.ndarray]  # "model.<key>" and "initial_cross.<key>", checked shapes, float dtypes
+    warnings: tuple[str, ...] = ()
+
+
+def read_dcnviz(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> DcnvizContents:
+    """Check a dcnviz file's tensors against its metadata (read by :func:`read_safetensors`).
+
+    Raises :class:`CheckpointError` naming what is wrong: not a dcnviz file, unknown format version,
+    metadata that is not JSON (or nested/sized beyond reason), tensors that do not match the
+    architecture in the metadata. Non-finite weights pass, with a warning.
+    """
     if not is_dcnviz_file(metadata):
-        raise CheckpointError(
-            "not a dcnviz model file (its metadata has no format=dcnviz); "
-            "to inspect a peer library's weights use the importers (inspect --format ...)"
-        )
+        raise CheckpointError(NOT_DCNVIZ)
     version = metadata.get("format_version", "")
     if version != str(FORMAT_VERSION):
-        raise CheckpointError(f"unknown dcnviz format version {version!r}; this dcnviz reads version {FORMAT_VERSION}")
-    try:
-        meta = json.loads(metadata.get("meta", ""))
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"model metadata is not valid JSON: {e.msg} at char {e.pos}") from None
-    except RecursionError:
-        raise CheckpointError("model metadata is nested too deeply to be a model description") from None
+        raise CheckpointError(
+            f"unknown dcnviz format version {shown(version)}; this dcnviz reads version {FORMAT_VERSION}"
+        )
+    meta = loads_json(metadata.get("meta", ""), "model metadata", error=CheckpointError)
     if not isinstance(meta, dict):
         raise CheckpointError("model metadata must be a JSON object")
     for key in ("model_config", "feature_spec"):
         if key not in meta:
             raise CheckpointError(f"model metadata lacks {key!r}")
+    fields = meta["feature_spec"].get("fields") if isinstance(meta["feature_spec"], dict) else None
+    if isinstance(fields, list) and len(fields) > MAX_FIELDS:
+        raise CheckpointError(f"feature spec lists {len(fields):,} fields, more than the {MAX_FIELDS:,} dcnviz reads")
+    if isinstance(fields, list):
+        for f in fields:
+            name = f.get("name") if isinstance(f, dict) else None
+            if isinstance(name, str) and len(name) > MAX_NAME_CHARS:
+                raise CheckpointError(
+                    f"feature spec names a field {shown(name)}, longer than the {MAX_NAME_CHARS:,} characters read"
+                )
     try:
         spec = FeatureSpec.from_json(meta["feature_spec"])
         config = ModelConfig.from_json(meta["model_config"])
@@ -338,26 +409,58 @@ def load_model(source: str | os.PathLike[str] | bytes, *, max_bytes: int = DEFAU
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing:
-        raise CheckpointError(f"model file lacks tensors the metadata implies: {missing[:5]}")
+        raise CheckpointError(f"model file lacks tensors the metadata implies: {shown_list(missing)}")
     if unexpected:
-        raise CheckpointError(f"model file has tensors the metadata does not describe: {unexpected[:5]}")
+        raise CheckpointError(f"model file has tensors the metadata does not describe: {shown_list(unexpected)}")
     for k, shape in expected.items():
         if tuple(tensors[k].shape) != shape:
             raise CheckpointError(
                 f"tensor {k!r} has shape {list(tensors[k].shape)}, but the metadata implies {list(shape)}"
             )
-        if not tensors[k].is_floating_point():
-            raise CheckpointError(f"tensor {k!r} has dtype {tensors[k].dtype}; weights must be floating point")
-    warnings = []
-    bad = [k for k, t in tensors.items() if not bool(torch.isfinite(t).all())]
+        if tensors[k].dtype.kind != "f":
+            raise CheckpointError(f"tensor {k!r} has dtype {_dtype_name(tensors[k])}; weights must be floating point")
+    warnings: list[str] = []
+    bad = [k for k, t in tensors.items() if not bool(np.isfinite(t).all())]
     if bad:
         warnings.append(
             f"{len(bad)} tensor(s) hold NaN or Inf values, e.g. {bad[0]!r}; analyses of them are unreliable"
         )
-    model = DCNModel(spec, config)
-    model.load_state_dict({k[len("model.") :]: v.float() for k, v in tensors.items() if k.startswith("model.")})
+    return DcnvizContents(
+        spec=spec, config=config, meta=meta, skeleton=skeleton, tensors=tensors, warnings=tuple(warnings)
+    )
+
+
+def _dtype_name(a: np.ndarray) -> str:
+    """The tensor's dtype as torch names it (``torch.int64``), as earlier messages did."""
+    return str(torch.from_numpy(np.zeros(0, dtype=a.dtype)).dtype)
+
+
+def build_model(contents: DcnvizContents) -> DCNModel:
+    """The real :class:`DCNModel` of a checked dcnviz file (float32 weights, eval mode)."""
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(a, dtype=np.float32))  # a copy: ``a`` may view read-only bytes
+
+    model = DCNModel(contents.spec, contents.config)
+    t = contents.tensors
+    model.load_state_dict({k[len("model.") :]: tensor(v) for k, v in t.items() if k.startswith("model.")})
     model.initial_cross = {
-        k[len("initial_cross.") :]: v.float() for k, v in tensors.items() if k.startswith("initial_cross.")
+        k[len("initial_cross.") :]: tensor(v) for k, v in t.items() if k.startswith("initial_cross.")
     }
     model.eval()
-    return LoadedModel(model=model, meta=meta, sha256=sha, warnings=warnings)
+    return model
+
+
+def load_model(source: str | os.PathLike[str] | bytes, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadedModel:
+    """Read a dcnviz model file (a path or its bytes) and build its model.
+
+    The same reader as :func:`dcnviz.modelfile.open_model_file` (which also reads peer files and
+    builds the model only when asked). Raises :class:`CheckpointError` naming what is wrong: not
+    safetensors, truncated, not a dcnviz file, unknown format version, metadata that is not JSON,
+    tensors that do not match the architecture in the metadata. Non-finite weights load, with a
+    warning in ``warnings``.
+    """
+    from dcnviz.modelfile import open_model_file
+
+    mf = open_model_file(source, format="dcnviz", max_bytes=max_bytes)
+    return LoadedModel(model=mf.build_model(), meta=dict(mf.meta), sha256=mf.sha256, warnings=list(mf.warnings))

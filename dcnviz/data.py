@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 import re
 import time
@@ -42,6 +41,7 @@ import torch
 from dcnviz.encoded import DatasetSplits, Encoded
 from dcnviz.errors import ConfigError, DataFormatError
 from dcnviz.spec import FeatureSpec, Field, FieldKind, rule_of_thumb_dim
+from dcnviz.untrusted import loads_json
 
 SOURCES: tuple[str, ...] = ("sample", "ml-1m", "ml-100k", "csv", "parquet")
 MOVIELENS_FEATURES: tuple[str, ...] = ("user_id", "movie_id", "gender", "age", "occupation", "zip")
@@ -650,10 +650,7 @@ def read_schema(schema: str | None) -> TableSchema | None:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise ConfigError(f"schema file {path} is not UTF-8 text") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{where} is not valid JSON: line {e.lineno} column {e.colno}: {e.msg}") from None
+    obj = loads_json(text, where, error=ConfigError, position="line")
     return TableSchema.from_json(obj, where=where)
 
 

@@ -6,9 +6,25 @@ Everything a user can cause (a bad file, a bad option, broken data) raises a sub
 
 from __future__ import annotations
 
+MAX_MESSAGE_CHARS = 4000  # a message quoting a file never prints more than this
+
 
 class DcnvizError(ValueError):
-    """Base class of every error dcnviz raises on purpose."""
+    """Base class of every error dcnviz raises on purpose.
+
+    Its text is bounded and printable whatever a file put into it: control characters other than
+    newline and tab are escaped and the message is cut to :data:`MAX_MESSAGE_CHARS` characters (the
+    places that quote a file cut each quote much shorter; this is the backstop for the CLI's stderr
+    and the app's message box).
+    """
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if len(text) > MAX_MESSAGE_CHARS:
+            text = text[: MAX_MESSAGE_CHARS - 40] + f"… (message cut; {len(text):,} characters)"
+        if not text.isprintable():
+            text = "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+        return text
 
 
 class ConfigError(DcnvizError):

@@ -1,22 +1,57 @@
 """Mean gates of a dcnviz mixture model over the validation split it recorded (paper Eq. 3).
 
 A mixture layer's effective W is Σ_k G_k(x_l) W_k, which depends on the input. Because each W_k is
-fixed, its average over inputs is Σ_k E_x[G_k(x_l)] W_k: :func:`recorded_mean_gates` recreates the
-model file's validation split (as ``python -m dcnviz evaluate`` does) and returns E_x[G(x_l)] per cross
-layer, for ``analysis.analyze(..., gate_weights=...)``. Used by ``inspect --gates-data`` and the app.
+fixed, its average over inputs is Σ_k E_x[G_k(x_l)] W_k: :func:`mean_gates_on` runs the model of an
+opened file (:class:`dcnviz.modelfile.ModelFile`) over the validation split of the data options given
+(the recorded split, recreated by :meth:`dcnviz.modelfile.RecordedData.options_at`) and returns
+E_x[G(x_l)] per cross layer, for ``analysis.analyze(..., gate_weights=...)``. The CLI
+(``inspect --gates-data``) and the app (on data of this server only) use it.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dcnviz.errors import ConfigError
 
+if TYPE_CHECKING:
+    from dcnviz.modelfile import ModelFile
+
 DEFAULT_GATE_ROWS = 20_000
+
+
+def check_mixture(mf: ModelFile) -> None:
+    """Raise :class:`ConfigError` unless ``mf`` is a dcnviz mixture model (whose gates can be run)."""
+    if mf.config is None:
+        raise ConfigError(
+            f"mean gates need a dcnviz model file (the gates are computed by running the model on data); "
+            f"this file is {mf.detected}"
+        )
+    if mf.config.model != "dcn-mix" and not mf.config.experts:
+        raise ConfigError(f"mean gates apply to mixture models (dcn-mix); this file is {mf.config.model!r}")
+
+
+def mean_gates_on(mf: ModelFile, options: Any, *, rows: int = DEFAULT_GATE_ROWS) -> tuple[list[np.ndarray | None], str]:
+    """(E_x[G(x_l)] per cross layer, a label such as "gate-weighted over 7,286 validation inputs") of the
+    model in ``mf`` over the first ``rows`` rows of the validation split of ``options`` (a
+    :class:`~dcnviz.data.DataOptions`).
+
+    Raises:
+        ConfigError: not a mixture model, or ``rows`` < 1; DataFormatError / FileNotFoundError: the
+        data is not where ``options`` says.
+    """
+    from dcnviz.analysis import mean_gates
+    from dcnviz.data import load_splits
+
+    if rows < 1:
+        raise ConfigError(f"rows must be >= 1; got {rows}")
+    check_mixture(mf)
+    splits = load_splits(options, spec=mf.spec)
+    n = min(rows, len(splits.val))
+    return mean_gates(mf.build_model(), splits.val, max_rows=rows), f"gate-weighted over {n:,} validation inputs"
 
 
 def recorded_mean_gates(
@@ -27,32 +62,22 @@ def recorded_mean_gates(
     schema: str | None = None,
     rows: int = DEFAULT_GATE_ROWS,
 ) -> tuple[list[np.ndarray | None], str]:
-    """(E_x[G(x_l)] per cross layer, a label such as "gate-weighted over 7,286 validation inputs").
+    """:func:`mean_gates_on` for a model file of your own, as the command line reads it.
 
-    ``source``/``data_dir``/``schema`` say where the data is now (default: what the file recorded).
+    ``source``/``data_dir``/``schema`` say where the data is now; left out, what the file recorded
+    (:meth:`~dcnviz.modelfile.RecordedData.cli_options`: the recorded folder is used, so call this
+    only on files you trust to name your own folders; the app does not).
 
     Raises:
         ConfigError: not a mixture model, or ``rows`` < 1; CheckpointError: not a dcnviz model file;
         DataFormatError / FileNotFoundError: the data is not where it is said to be.
     """
-    from dcnviz.analysis import mean_gates
-    from dcnviz.checkpoint import load_model
-    from dcnviz.commands.evaluate import recorded_options
-    from dcnviz.data import load_splits
+    from dcnviz.modelfile import RecordedData, open_model_file
 
     if rows < 1:
         raise ConfigError(f"rows must be >= 1; got {rows}")
-    loaded = load_model(source_file)
-    if loaded.config.model != "dcn-mix" and not loaded.config.experts:
-        raise ConfigError(f"mean gates apply to mixture models (dcn-mix); this file is {loaded.config.model!r}")
-    recorded = _recorded(loaded.meta)
-    where = argparse.Namespace(data=source or recorded.get("source") or "sample", data_dir=data_dir, schema=schema)
-    splits = load_splits(recorded_options(loaded.meta, where), spec=loaded.spec)
-    n = min(rows, len(splits.val))
-    return mean_gates(loaded.model, splits.val, max_rows=rows), f"gate-weighted over {n:,} validation inputs"
-
-
-def _recorded(meta: Any) -> dict[str, Any]:
-    info = meta.get("data_info") if isinstance(meta, dict) else None
-    opts = info.get("options") if isinstance(info, dict) else None
-    return dict(opts) if isinstance(opts, dict) else {}
+    mf = open_model_file(source_file, format="dcnviz")
+    check_mixture(mf)
+    recorded = mf.data or RecordedData()
+    options, _ = recorded.cli_options(source or recorded.source or "sample", data_dir=data_dir, schema=schema)
+    return mean_gates_on(mf, options, rows=rows)

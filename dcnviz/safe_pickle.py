@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from dcnviz.errors import CheckpointError
+from dcnviz.untrusted import MAX_TENSORS, clip, shown
 
 MAX_MEMBERS = 100_000  # zip entries beyond this are refused
 MAX_PICKLE_BYTES = 64 * 1024 * 1024  # data.pkl (structure only; tensor data lives in storages)
@@ -61,12 +62,32 @@ ZIP_ERRORS = (
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 
 
-@dataclass(frozen=True)
-class StorageType:
-    """Stand-in for ``torch.FloatStorage`` & co.: only says which dtype the storage bytes hold."""
+class _NoBuild:
+    """Mixin: ``BUILD`` (``__setstate__``) on this object is refused, so a pickle cannot rewrite it."""
 
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise CheckpointError(f"data.pkl applies BUILD to {type(self).__name__}, which a checkpoint never does")
+
+
+class StorageType(_NoBuild):
+    """Stand-in for ``torch.FloatStorage`` & co.: only says which dtype the storage bytes hold.
+
+    Made afresh for every load (:meth:`RestrictedUnpickler.find_class`), immutable, and refusing BUILD:
+    no pickle can change what the next load sees.
+    """
+
+    __slots__ = ("dtype", "name")
     name: str
     dtype: torch.dtype
+
+    def __init__(self, name: str, dtype: torch.dtype) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "dtype", dtype)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise CheckpointError(f"data.pkl tries to change the storage type {self.name}")
 
     @property
     def itemsize(self) -> int:
@@ -88,15 +109,23 @@ _STORAGE_TYPES = {
 }
 
 
-@dataclass
-class Storage:
-    """Bytes of one storage record, read from the archive."""
+class Storage(_NoBuild):
+    """Bytes of one storage record, read from the archive (immutable; BUILD on it is refused)."""
 
+    __slots__ = ("_base", "data", "dtype", "key")
     key: str
     dtype: torch.dtype
     data: bytes
+    _base: torch.Tensor | None
 
-    _base: torch.Tensor | None = None
+    def __init__(self, key: str, dtype: torch.dtype, data: bytes) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "dtype", dtype)
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "_base", None)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise CheckpointError(f"data.pkl tries to change the storage record {shown(self.key)}")
 
     @property
     def numel(self) -> int:
@@ -105,8 +134,8 @@ class Storage:
     def base(self) -> torch.Tensor:
         """The storage as a flat tensor (made once, shared by every view of it)."""
         if self._base is None:
-            self._base = torch.frombuffer(bytearray(self.data), dtype=self.dtype)  # (numel,)
-        return self._base
+            object.__setattr__(self, "_base", torch.frombuffer(bytearray(self.data), dtype=self.dtype))  # (numel,)
+        return self._base  # type: ignore[return-value]
 
 
 @dataclass
@@ -191,12 +220,31 @@ def _torch_size(*args: Any) -> tuple[int, ...]:
     return _ints(args[0] if args else (), "Size")
 
 
-class _Marker:
-    """A type the pickle may name (``torch.Tensor``, ``torch.nn.Parameter``) that is never instantiated."""
+class _Callable(_NoBuild):
+    """A per-load wrapper around one allowed function: the pickle can call it, never rewrite it.
+
+    BUILD on a bare function (or on a bound method, whose ``__dict__`` is its function's) would change
+    that function for the whole process; the wrapper is fresh per load and refuses BUILD.
+    """
+
+    __slots__ = ("fn", "qual")
+    qual: str
+    fn: Any
+
+    def __init__(self, qual: str, fn: Any) -> None:
+        object.__setattr__(self, "qual", qual)
+        object.__setattr__(self, "fn", fn)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise CheckpointError(f"data.pkl tries to change {self.qual}")
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
 
 
 # Globals the pickle may name. Strings name RestrictedUnpickler methods (bounds-checked
-# re-implementations of torch's rebuilders); everything else here is data or harmless.
+# re-implementations of torch's rebuilders); functions are wrapped per load (:class:`_Callable`);
+# the storage types and markers are made afresh per load.
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor_v2"): "_rebuild_tensor_v2",
     ("torch._utils", "_rebuild_tensor"): "_rebuild_tensor",
@@ -205,17 +253,20 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch._tensor", "_rebuild_from_type_v2"): "_rebuild_from_type_v2",
     ("collections", "OrderedDict"): _ordered_dict,
     ("torch", "Size"): _torch_size,
-    ("torch", "Tensor"): _Marker,
-    ("torch.nn.parameter", "Parameter"): _Marker,
-    **{("torch", name): StorageType(name, dtype) for name, dtype in _STORAGE_TYPES.items()},
-    **{("torch.storage", name): StorageType(name, dtype) for name, dtype in _STORAGE_TYPES.items()},
+    ("torch", "Tensor"): "marker",
+    ("torch.nn.parameter", "Parameter"): "marker",
+    **{("torch", name): dtype for name, dtype in _STORAGE_TYPES.items()},
+    **{("torch.storage", name): dtype for name, dtype in _STORAGE_TYPES.items()},
 }
 
 
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only :data:`ALLOWED_GLOBALS`; everything else becomes :class:`Inert`.
 
-    ``budget`` bounds the bytes of tensors it may materialise (views of one storage included).
+    Every object it hands the pickle is made for this load alone (a fresh storage type, a fresh
+    wrapper of each allowed function, a fresh marker class), so nothing one file does with
+    ``BUILD`` reaches another load. ``budget`` bounds the bytes of tensors it may materialise
+    (views of one storage included).
     """
 
     def __init__(self, pkl: bytes, archive: _Archive, *, budget: int) -> None:
@@ -223,14 +274,26 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._archive = archive
         self._storages: dict[str, Storage] = {}
         self._budget = budget
+        self._resolved: dict[tuple[str, str], Any] = {}
         self.refused: list[str] = []  # fully qualified names of the globals that were *not* resolved
 
     def find_class(self, module: str, name: str) -> Any:
-        allowed = ALLOWED_GLOBALS.get((module, name))
-        if isinstance(allowed, str):
-            return getattr(self, allowed)
+        key = (module, name)
+        if key in self._resolved:
+            return self._resolved[key]
+        allowed = ALLOWED_GLOBALS.get(key)
+        qual = f"{module}.{name}"
         if allowed is not None:
-            return allowed
+            if allowed == "marker":
+                out: Any = type(name, (), {"__module__": __name__})  # a type that is never instantiated
+            elif isinstance(allowed, str):
+                out = _Callable(qual, getattr(self, allowed))
+            elif isinstance(allowed, torch.dtype):
+                out = StorageType(name, allowed)
+            else:
+                out = _Callable(qual, allowed)
+            self._resolved[key] = out
+            return out
         # protocol-2 pickles use Python 2 names (__builtin__.exec, commands.Popen): say the Python 3 ones
         if (module, name) in _compat_pickle.NAME_MAPPING:
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
@@ -243,27 +306,27 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         if not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage":
-            raise CheckpointError(f"unsupported persistent id in data.pkl: {str(pid)[:80]}")
+            raise CheckpointError(f"unsupported persistent id in data.pkl: {clip(str(pid), 120)}")
         _, storage_type, key, _location, numel = pid
         if not isinstance(storage_type, StorageType):
             return _inert_type("torch", "storage")()
         if not isinstance(key, str) or not isinstance(numel, int) or isinstance(numel, bool) or numel < 0:
-            raise CheckpointError(f"malformed storage reference in data.pkl: {str(pid)[:80]}")
+            raise CheckpointError(f"malformed storage reference in data.pkl: {clip(str(pid), 120)}")
         cached = self._storages.get(key)
         if cached is not None:
             if cached.dtype != storage_type.dtype or cached.numel != numel:
-                raise CheckpointError(f"storage {key!r} is referenced with two different types or sizes")
+                raise CheckpointError(f"storage {shown(key)} is referenced with two different types or sizes")
             return cached
         expected = numel * storage_type.itemsize
         if expected > self._archive.budget:
             raise CheckpointError(
-                f"storage {key!r} claims {numel} elements ({expected} bytes), over the "
+                f"storage {shown(key)} claims {numel} elements ({expected} bytes), over the "
                 f"{self._archive.budget}-byte read budget left"
             )
         data = self._archive.read(f"data/{key}", limit=expected)
         if len(data) != expected:
             raise CheckpointError(
-                f"storage {key!r} should hold {numel} {storage_type.name} elements ({expected} bytes); "
+                f"storage {shown(key)} should hold {numel} {storage_type.name} elements ({expected} bytes); "
                 f"the archive record has {len(data)} bytes"
             )
         storage = Storage(key=key, dtype=storage_type.dtype, data=data)
@@ -287,7 +350,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         if not isinstance(storage, Storage):
             raise CheckpointError(f"tensor storage must come from the archive; got {type(storage).__name__}")
         if not isinstance(storage_offset, int) or isinstance(storage_offset, bool) or storage_offset < 0:
-            raise CheckpointError(f"tensor storage offset must be an int >= 0; got {storage_offset!r}")
+            raise CheckpointError(f"tensor storage offset must be an int >= 0; got {shown(storage_offset, 40)}")
         shape, strides = _ints(size, "size"), _ints(stride, "stride")
         if len(shape) != len(strides) or len(shape) > 16:
             raise CheckpointError(f"tensor size {list(shape)[:17]} and stride {list(strides)[:17]} do not match")
@@ -302,12 +365,15 @@ class RestrictedUnpickler(pickle.Unpickler):
             )
         self._budget -= nbytes
         if not numel:
+            from dcnviz.checkpoint import check_shape
+
+            check_shape(shape, "a tensor in data.pkl")
             return TensorRef(torch.empty(shape, dtype=storage.dtype))
         last = storage_offset + sum((n - 1) * s for n, s in zip(shape, strides, strict=True))
         if last >= storage.numel:
             raise CheckpointError(
                 f"tensor of size {list(shape)}, stride {list(strides)}, offset {storage_offset} reaches element "
-                f"{last}, past the end of its {storage.numel}-element storage {storage.key!r}"
+                f"{last}, past the end of its {storage.numel}-element storage {shown(storage.key)}"
             )
         return TensorRef(torch.as_strided(storage.base(), shape, strides, storage_offset).clone())
 
@@ -320,9 +386,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         return data if isinstance(data, TensorRef) else _inert_type("torch._utils", "_rebuild_parameter")()
 
     def _rebuild_from_type_v2(self, func: Any, new_type: Any, args: Any, state: Any) -> Any:
-        """``torch._tensor._rebuild_from_type_v2``: only when ``func`` is one of these rebuilders."""
-        mine = (self._rebuild_tensor_v2, self._rebuild_tensor, self._rebuild_parameter)
-        if any(func == m for m in mine) and isinstance(args, tuple):
+        """``torch._tensor._rebuild_from_type_v2``: only when ``func`` is one of this load's rebuilders."""
+        mine = [
+            self._resolved.get(("torch._utils", n))
+            for n in ("_rebuild_tensor_v2", "_rebuild_tensor", "_rebuild_parameter", "_rebuild_parameter_with_state")
+        ]
+        if isinstance(func, _Callable) and any(func is m for m in mine) and isinstance(args, tuple):
             return func(*args)
         return _inert_type("torch._tensor", "_rebuild_from_type_v2")()
 
@@ -342,23 +411,24 @@ class _Archive:
             raise CheckpointError(f"not a torch checkpoint archive: expected one '<name>/data.pkl', found {len(pkls)}")
         self.root = pkls[0][: -len("data.pkl")]
         self.names = {i.filename for i in infos}
+        self.unpacked = sum(i.file_size for i in infos)  # bytes the archive holds, unpacked
         self.budget = max_bytes  # bytes still allowed to be read (storages and data.pkl together)
 
     def read(self, name: str, *, limit: int) -> bytes:
         """Read record ``<root>/<name>``: at most ``limit + 1`` bytes, and never past the read budget."""
         full = self.root + name
         if full not in self.names:
-            raise CheckpointError(f"the archive has no record {full!r}")
+            raise CheckpointError(f"the archive has no record {shown(full)}")
         size = self.zf.getinfo(full).file_size
         if min(size, limit) > self.budget:
             raise CheckpointError(
-                f"record {full!r} ({size} bytes) is over the remaining {self.budget}-byte read budget"
+                f"record {shown(full)} ({size} bytes) is over the remaining {self.budget}-byte read budget"
             )
         try:
             with self.zf.open(full) as f:
                 out = f.read(min(limit, self.budget) + 1)
         except ZIP_ERRORS as e:
-            raise CheckpointError(f"cannot read {full!r} from the archive: {e}") from None
+            raise CheckpointError(f"cannot read {shown(full)} from the archive: {e}") from None
         self.budget -= len(out)
         return out
 
@@ -370,7 +440,7 @@ def check_zip_members(infos: list[zipfile.ZipInfo], *, compressed_size: int, max
     total = 0
     for info in infos:
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise CheckpointError(f"zip entry {info.filename!r} uses unsupported compression {info.compress_type}")
+            raise CheckpointError(f"zip entry {shown(info.filename)} uses unsupported compression {info.compress_type}")
         total += info.file_size
     if total > max_bytes:
         raise CheckpointError(f"zip archive unpacks to {total} bytes, over the {max_bytes}-byte limit")
@@ -401,41 +471,363 @@ LEGACY_MESSAGE = (
 )
 
 
-def check_opcodes(pkl: bytes) -> None:
-    """Walk the pickle's opcodes once (:func:`pickletools.genops`) before it is unpickled.
+MAX_OPCODES = 2_000_000  # a 20,000-tensor state dict needs about 500,000
+MAX_DEPTH = 100  # nesting of the objects the pickle builds (a state dict: under 10; RecBole's config: ~10)
+MAX_LONG_BYTES = 64  # LONG1/LONG4 integers (sizes, offsets, seeds: at most 8 bytes)
+MAX_INT_DIGITS = 100
+_TRACKED_STR = 256  # strings shorter than this are remembered (module and class names for STACK_GLOBAL)
+_REBUILDERS = {"torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v3"}
+# Tensor kinds whose rebuilders are refused before torch sees them: dcnviz reads dense CPU tensors only.
+_REFUSED_KINDS = {
+    "sparse": "a sparse tensor",
+    "nested": "a nested tensor",
+    "meta": "a meta-device tensor (shape only, no values)",
+    "qtensor": "a quantized tensor",
+    "wrapper_subclass": "a tensor subclass",
+    "device_tensor": "a tensor of another device",
+    "xla": "an XLA tensor",
+    "mtia": "an MTIA tensor",
+    "mkldnn": "an MKL-DNN tensor",
+}
 
-    The C unpickler allocates a counted bytes argument (``BINBYTES8``, ``BYTEARRAY8``) at the length
-    the pickle *claims* before reading it, so a flipped length byte asks for up to 2**64 bytes (a
-    ``MemoryError``, or a huge allocation under a lower claim). ``genops`` reads every argument with
-    bounded reads and stops at the first opcode that is unknown or runs past the end, which turns
-    those files into a clear error instead.
+
+@dataclass
+class PickleScan:
+    """What :func:`scan_pickle` found, counted before anything is unpickled."""
+
+    opcodes: int = 0
+    depth: int = 0  # deepest nesting of built objects (exact for tuples, whose hash recurses)
+    globals: list[str] = field(default_factory=list)  # every global named, in order of appearance
+    tensors: int = 0  # calls of torch's tensor rebuilders
+    logical_bytes: int = 0  # elements × element size of every tensor view, as it would be analysed
+    storages: dict[str, int] = field(default_factory=dict)  # storage key -> bytes it claims
+
+
+_ITEMSIZE = {
+    "DoubleStorage": 8,
+    "FloatStorage": 4,
+    "HalfStorage": 2,
+    "BFloat16Storage": 2,
+    "LongStorage": 8,
+    "IntStorage": 4,
+    "ShortStorage": 2,
+    "CharStorage": 1,
+    "ByteStorage": 1,
+    "BoolStorage": 1,
+    "UntypedStorage": 1,
+}
+
+
+def _refused_kind(qual: str) -> str | None:
+    module, _, name = qual.rpartition(".")
+    if module.startswith("torch.nested") or (module == "torch" and name.startswith("nested")):
+        return _REFUSED_KINDS["nested"]
+    if module in ("torch._utils", "torch._tensor", "torch") and name.startswith("_rebuild"):
+        for key, what in _REFUSED_KINDS.items():
+            if key in name:
+                return what
+    return None
+
+
+def scan_pickle(pkl: bytes) -> PickleScan:
+    """Walk a pickle's opcodes once, as a stack machine over *shapes* of values, before it is unpickled.
+
+    Bounded reads (:func:`pickletools.genops` reads every argument against the bytes present, so a
+    counted string claiming 2**64 bytes is an error, not an allocation) and, in linear time:
+
+    * at most :data:`MAX_OPCODES` opcodes;
+    * memo indices: a ``PUT`` index beyond what the pickle could have stored (the C unpickler grows its
+      memo table to the index: ``LONG_BINPUT 2**27`` asks for ~2 GB) and a ``GET`` of an index never
+      written are refused;
+    * nesting depth of the objects built (:data:`MAX_DEPTH`): a tuple nested 10**6 deep used as a dict
+      key overflows the C stack when it is hashed;
+    * integers longer than :data:`MAX_INT_DIGITS` digits or :data:`MAX_LONG_BYTES` bytes;
+    * every tensor rebuild call's size, for the elements it would *view* (a stride-0 4096 × 4096 view
+      of one number is 16.7 M elements backed by 4 bytes), and its storage's claimed size;
+    * globals that rebuild tensor kinds dcnviz does not read (sparse, nested, meta, quantized,
+      subclasses) are refused by name.
+
+    Raises :class:`CheckpointError` naming the first problem.
     """
+    scan = PickleScan()
+    stack: list[Any] = []  # (depth, value) per entry; value: int | str | tuple | ("G", name) | ("P", size, key)
+    marks: list[int] = []
+    memo: dict[int, Any] = {}
+    puts = 0
+    MARK = object()
+
+    def pop() -> Any:
+        if not stack or stack[-1] is MARK:
+            raise CheckpointError(f"data.pkl is not a valid pickle: stack underflow at opcode {scan.opcodes}")
+        return stack.pop()
+
+    def pop_mark() -> list[Any]:
+        if not marks:
+            raise CheckpointError(f"data.pkl is not a valid pickle: no MARK at opcode {scan.opcodes}")
+        k = marks.pop()
+        items = stack[k + 1 :]
+        del stack[k:]
+        return items
+
+    def push(depth: int, value: Any = None) -> None:
+        if depth > MAX_DEPTH:
+            raise CheckpointError(
+                f"data.pkl nests objects more than {MAX_DEPTH} levels deep; a checkpoint's structure is shallow "
+                "(deep nesting crashes unpicklers)"
+            )
+        scan.depth = max(scan.depth, depth)
+        stack.append((depth, value))
+
+    def container(items: list[Any], track: bool) -> None:
+        depth = 1 + max((it[0] for it in items), default=0)
+        value = None
+        if track and len(items) <= 32 and all(it[1] is not None for it in items):
+            value = tuple(it[1] for it in items)
+        push(depth, value)
+
+    def grow(target_index: int, items: list[Any]) -> None:
+        """APPEND/SETITEM/BUILD into the object at ``stack[target_index]``: its own depth grows."""
+        if target_index < 0 or target_index >= len(stack) or stack[target_index] is MARK:
+            raise CheckpointError(f"data.pkl is not a valid pickle: nothing to add to at opcode {scan.opcodes}")
+        d, v = stack[target_index]
+        depth = max([d, *(1 + it[0] for it in items)])
+        if depth > MAX_DEPTH:
+            push(depth)  # raises
+        scan.depth = max(scan.depth, depth)
+        stack[target_index] = (depth, v)
+
+    def global_(qual: str) -> None:
+        what = _refused_kind(qual)
+        if what is not None:
+            raise CheckpointError(f"the checkpoint holds {what} ({shown(qual)}); dcnviz reads dense tensors only")
+        if len(scan.globals) < 1000:
+            scan.globals.append(qual)
+        push(0, ("G", qual))
+
+    def int_(v: int) -> None:
+        if abs(v) >= 10**MAX_INT_DIGITS:
+            raise CheckpointError(f"data.pkl holds an integer of {len(str(abs(v))):,} digits; at most {MAX_INT_DIGITS}")
+        push(0, v)
+
+    def reduce(func: Any, args: Any) -> None:
+        f, a = func[1], args[1]
+        value = None
+        if isinstance(f, tuple) and f[:1] == ("G",) and f[1] in _REBUILDERS and isinstance(a, tuple) and len(a) >= 4:
+            scan.tensors += 1
+            storage, size = a[0], a[2]
+            if isinstance(size, tuple) and all(isinstance(n, int) for n in size):
+                if any(n < 0 for n in size):
+                    raise CheckpointError(f"a tensor in data.pkl has a negative size {list(size)[:17]}")
+                itemsize = storage[1] if isinstance(storage, tuple) and storage[:1] == ("P",) else 8
+                scan.logical_bytes += math.prod(size) * itemsize
+            value = ("T",)
+        push(1 + max(func[0], args[0]), value)
+
     try:
-        for _ in pickletools.genops(pkl):
-            pass
-    except (ValueError, EOFError, OverflowError) as e:  # UnicodeDecodeError is a ValueError
+        arg: Any
+        for op, arg, _pos in pickletools.genops(pkl):
+            scan.opcodes += 1
+            if scan.opcodes > MAX_OPCODES:
+                raise CheckpointError(
+                    f"data.pkl has more than {MAX_OPCODES:,} opcodes; a checkpoint's structure needs far fewer"
+                )
+            name = op.name
+            if name in ("PROTO", "FRAME", "STOP"):
+                continue
+            if name in ("INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"):
+                if isinstance(arg, bool):  # INT 01/00 is True/False
+                    push(0, None)
+                else:
+                    if name in ("LONG1", "LONG4") and abs(arg).bit_length() > 8 * MAX_LONG_BYTES:
+                        raise CheckpointError(
+                            f"data.pkl holds an integer of {abs(arg).bit_length():,} bits; at most {8 * MAX_LONG_BYTES}"
+                        )
+                    int_(arg)
+            elif name in ("STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE"):
+                push(0, arg if isinstance(arg, str) and len(arg) < _TRACKED_STR else "")
+            elif name in (
+                "BINUNICODE8",
+                "BINBYTES",
+                "SHORT_BINBYTES",
+                "BINBYTES8",
+                "BYTEARRAY8",
+                "FLOAT",
+                "BINFLOAT",
+                "NONE",
+                "NEWTRUE",
+                "NEWFALSE",
+                "NEXT_BUFFER",
+                "EXT1",
+                "EXT2",
+                "EXT4",
+            ):
+                push(0, "" if "UNICODE" in name else None)
+            elif name == "READONLY_BUFFER":
+                stack.append(pop())
+            elif name in ("EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"):
+                push(1)
+            elif name == "EMPTY_TUPLE":
+                push(1, ())
+            elif name == "MARK":
+                marks.append(len(stack))
+                stack.append(MARK)
+            elif name in ("TUPLE", "LIST", "DICT", "FROZENSET"):
+                container(pop_mark(), track=name == "TUPLE")
+            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+                n = int(name[-1])
+                items = [pop() for _ in range(n)][::-1]
+                container(items, track=True)
+            elif name == "POP":
+                if stack and stack[-1] is MARK:
+                    pop_mark()
+                else:
+                    pop()
+            elif name == "POP_MARK":
+                pop_mark()
+            elif name == "DUP":
+                top = pop()
+                stack += [top, top]
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                idx = len(memo) if name == "MEMOIZE" else int(arg)
+                puts += 1
+                if idx > 2 * puts + 1024:  # pickle numbers its memo 0, 1, 2, ...
+                    raise CheckpointError(
+                        f"data.pkl stores into memo slot {idx:,} after {puts:,} stores; an unpickler would "
+                        "allocate a table that large (a memory bomb)"
+                    )
+                if not stack or stack[-1] is MARK:
+                    raise CheckpointError(
+                        f"data.pkl is not a valid pickle: nothing to memoise at opcode {scan.opcodes}"
+                    )
+                memo[idx] = stack[-1]
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                idx = int(arg)
+                if idx not in memo:
+                    raise CheckpointError(f"data.pkl reads memo slot {idx:,}, which it never wrote")
+                d, v = memo[idx]
+                push(d, v)
+            elif name == "GLOBAL":
+                module, _, cls = str(arg).partition(" ")
+                global_(f"{module}.{cls}")
+            elif name == "STACK_GLOBAL":
+                cls, module = pop()[1], pop()[1]
+                if not isinstance(module, str) or not isinstance(cls, str) or not module or not cls:
+                    raise CheckpointError("data.pkl names a global by something other than two short strings")
+                global_(f"{module}.{cls}")
+            elif name in ("REDUCE", "NEWOBJ"):
+                args = pop()
+                reduce(pop(), args)
+            elif name == "NEWOBJ_EX":
+                kwargs, args, cls = pop(), pop(), pop()
+                push(1 + max(kwargs[0], args[0], cls[0]))
+            elif name == "INST":
+                module, _, cls = str(arg).partition(" ")
+                items = pop_mark()
+                global_(f"{module}.{cls}")
+                g = pop()
+                push(1 + max([g[0], *(it[0] for it in items)]))
+            elif name == "OBJ":
+                items = pop_mark()
+                if not items:
+                    raise CheckpointError("data.pkl is not a valid pickle: OBJ without a class")
+                push(1 + max(it[0] for it in items))
+            elif name == "BUILD":
+                state = pop()
+                grow(len(stack) - 1, [state])
+            elif name == "APPEND":
+                value = pop()
+                grow(len(stack) - 1, [value])
+            elif name == "SETITEM":
+                value, key = pop(), pop()
+                grow(len(stack) - 1, [key, value])
+            elif name in ("APPENDS", "SETITEMS", "ADDITEMS"):
+                items = pop_mark()
+                grow(len(stack) - 1, items)
+            elif name == "PERSID":
+                push(1)
+            elif name == "BINPERSID":
+                pid = pop()
+                v = pid[1]
+                value = None
+                if isinstance(v, tuple) and len(v) == 5 and v[0] == "storage":
+                    stype, key, numel = v[1], v[2], v[4]
+                    itemsize = _ITEMSIZE.get(stype[1].rpartition(".")[2], 8) if isinstance(stype, tuple) else 8
+                    if isinstance(key, str) and isinstance(numel, int):
+                        if numel < 0:
+                            raise CheckpointError(f"storage {shown(key)} claims {numel} elements")
+                        scan.storages.setdefault(key, numel * itemsize)
+                    value = ("P", itemsize)
+                push(1 + pid[0], value)
+            else:  # an opcode this walk does not model: refuse rather than guess
+                raise CheckpointError(f"data.pkl uses the pickle opcode {name}, which dcnviz does not read")
+    except CheckpointError:
+        raise
+    except ValueError as e:  # UnicodeDecodeError, bad digits, Python's 4,300-digit int limit, bad arguments
+        text = str(e)
+        if "digits" in text and "integer" in text:
+            raise CheckpointError(
+                f"data.pkl holds an integer of more than 4,300 digits; at most {MAX_INT_DIGITS} are read"
+            ) from None
+        raise CheckpointError(f"data.pkl is not a valid pickle: {text[:200]}") from None
+    except (EOFError, OverflowError) as e:
         raise CheckpointError(f"data.pkl is not a valid pickle: {str(e)[:200]}") from None
+    if scan.tensors > MAX_TENSORS:
+        raise CheckpointError(f"data.pkl rebuilds {scan.tensors:,} tensors, more than the {MAX_TENSORS:,} dcnviz reads")
+    return scan
+
+
+def view_budget(archive_bytes: int) -> int:
+    """Bytes of tensor *views* a file of ``archive_bytes`` (unpacked) may ask to analyse: twice what it holds
+    (tied weights under two names), plus 1 MiB for tiny files. The work of an analysis follows the
+    elements viewed, not the bytes stored."""
+    return 2 * archive_bytes + (1 << 20)
+
+
+def check_views(scan: PickleScan, archive_bytes: int) -> None:
+    """Refuse a pickle whose tensor views ask for more elements than the file holds (see :func:`view_budget`)."""
+    budget = view_budget(archive_bytes)
+    if scan.logical_bytes > budget:
+        raise CheckpointError(
+            f"the checkpoint's tensors view {scan.logical_bytes:,} bytes of values from an archive of "
+            f"{archive_bytes:,} bytes (at most {budget:,}): views that repeat stored values (stride 0) are refused"
+        )
+
+
+def _open_checked(data: bytes, *, max_bytes: int) -> tuple[_Archive, bytes, PickleScan]:
+    """Open a torch zip archive, read its ``data.pkl`` (bounded) and pre-scan it (:func:`scan_pickle`)."""
+    if is_legacy_torch(data):
+        raise CheckpointError(LEGACY_MESSAGE)
+    archive = _Archive(data, max_bytes=max_bytes)
+    if f"{archive.root}byteorder" in archive.names:
+        byteorder = archive.read("byteorder", limit=16).decode("ascii", "replace").strip()
+        if byteorder != "little":
+            raise CheckpointError(
+                f"the archive's byte order is {shown(byteorder, 20)}; dcnviz reads little-endian files only"
+            )
+    pkl = archive.read("data.pkl", limit=MAX_PICKLE_BYTES)
+    if len(pkl) > MAX_PICKLE_BYTES:
+        raise CheckpointError(f"data.pkl is over {MAX_PICKLE_BYTES} bytes; too large to be a checkpoint's structure")
+    scan = scan_pickle(pkl)
+    check_views(scan, archive.unpacked)
+    return archive, pkl, scan
+
+
+def prescan_torch_zip(data: bytes, *, max_bytes: int) -> PickleScan:
+    """The checks of :func:`load_torch_zip` that run before any unpickler: archive, sizes, :func:`scan_pickle`.
+
+    Run on every torch zip file before ``torch.load(weights_only=True)`` sees it.
+    """
+    return _open_checked(data, max_bytes=max_bytes)[2]
 
 
 def load_torch_zip(data: bytes, *, max_bytes: int) -> SafeLoadResult:
     """Unpickle a torch zip checkpoint with :class:`RestrictedUnpickler`; never runs its globals.
 
-    Raises :class:`CheckpointError` for legacy files, broken archives, bombs, malformed pickles and
-    storages that do not match their records.
+    Raises :class:`CheckpointError` for legacy files, broken archives, bombs, malformed pickles
+    (:func:`scan_pickle`) and storages that do not match their records.
     """
-    if is_legacy_torch(data):
-        raise CheckpointError(LEGACY_MESSAGE)
-    archive = _Archive(data, max_bytes=max_bytes)
-    order = archive.names
-    if f"{archive.root}byteorder" in order:
-        byteorder = archive.read("byteorder", limit=16).decode("ascii", "replace").strip()
-        if byteorder != "little":
-            raise CheckpointError(f"the archive's byte order is {byteorder!r}; dcnviz reads little-endian files only")
-    pkl = archive.read("data.pkl", limit=MAX_PICKLE_BYTES)
-    if len(pkl) > MAX_PICKLE_BYTES:
-        raise CheckpointError(f"data.pkl is over {MAX_PICKLE_BYTES} bytes; too large to be a checkpoint's structure")
-    check_opcodes(pkl)
-    unpickler = RestrictedUnpickler(pkl, archive, budget=max_bytes)
+    archive, pkl, _ = _open_checked(data, max_bytes=max_bytes)
+    unpickler = RestrictedUnpickler(pkl, archive, budget=view_budget(archive.unpacked))
     try:
         root = unpickler.load()
     except CheckpointError:
@@ -453,7 +845,9 @@ def load_torch_zip(data: bytes, *, max_bytes: int) -> SafeLoadResult:
         RecursionError,
         UnicodeDecodeError,
     ) as e:
-        raise CheckpointError(f"data.pkl is not a valid checkpoint pickle: {type(e).__name__}: {e}") from None
+        raise CheckpointError(
+            f"data.pkl is not a valid checkpoint pickle: {type(e).__name__}: {clip(str(e), 200)}"
+        ) from None
     return SafeLoadResult(root=root, refused_globals=list(unpickler.refused))
 
 

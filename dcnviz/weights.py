@@ -107,6 +107,8 @@ class CrossModelWeights:
 def _np(t: object) -> np.ndarray:
     import torch
 
+    if isinstance(t, np.ndarray):
+        return t.astype(np.float64)  # a copy, also of read-only views into a file's bytes
     assert isinstance(t, torch.Tensor)
     return t.detach().to("cpu", dtype=torch.float64).numpy()
 
@@ -159,17 +161,31 @@ def _layer_from_module(layer: object, state: Mapping[str, object] | None = None)
     raise TypeError(f"not a dcnviz cross layer: {type(layer).__name__}")
 
 
-def from_model(model: DCNModel) -> CrossModelWeights:
-    """Common form of a dcnviz model, with its saved initial cross weights as the Fig. 3a baseline."""
+def from_model(
+    model: DCNModel,
+    cross_state: Mapping[str, object] | None = None,
+    initial_cross: Mapping[str, object] | None = None,
+) -> CrossModelWeights:
+    """Common form of a dcnviz model, with its saved initial cross weights as the Fig. 3a baseline.
+
+    ``cross_state`` and ``initial_cross`` (the cross network's state dicts, keys ``layers.<l>.<name>``,
+    tensors or arrays) replace the model's own parameters: with both, ``model`` may be a shape-only
+    skeleton built on the meta device, as :mod:`dcnviz.checkpoint` checks files with.
+    """
     layers = model.cross_layers()
-    current = [_layer_from_module(layer) for layer in layers]
+
+    def layer_state(state: Mapping[str, object], i: int) -> dict[str, object]:
+        prefix = f"layers.{i}."
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+    if cross_state is None:
+        current = [_layer_from_module(layer) for layer in layers]
+    else:
+        current = [_layer_from_module(layer, layer_state(cross_state, i)) for i, layer in enumerate(layers)]
+    init_state = model.initial_cross if initial_cross is None else initial_cross
     initial = None
-    if model.initial_cross and layers:
-        initial = []
-        for i, layer in enumerate(layers):
-            prefix = f"layers.{i}."
-            state = {k[len(prefix) :]: v for k, v in model.initial_cross.items() if k.startswith(prefix)}
-            initial.append(_layer_from_module(layer, state))
+    if init_state and layers:
+        initial = [_layer_from_module(layer, layer_state(init_state, i)) for i, layer in enumerate(layers)]
     c = model.config
     desc = f"dcnviz {c.model}"
     if layers:

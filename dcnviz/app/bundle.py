@@ -1,11 +1,11 @@
 """Any model file → one :class:`ModelBundle`: its cross weights in common form plus what the file says.
 
-Plain Python (no Streamlit), shared by the app's pages, its HTML report and notebook users. A dcnviz
-model file (safetensors with ``format=dcnviz`` metadata) is read by :func:`dcnviz.checkpoint.load_model`
-so that its FeatureSpec, model config, training recipe, metrics and history reach the model card;
-every other file goes through :func:`dcnviz.importers.load_cross_weights` (format detected from the
-keys, or forced). Nothing is unpickled or executed: both readers guarantee it. Every failure a file can
-cause is a :class:`~dcnviz.errors.DcnvizError` with a message naming what is wrong.
+Plain Python (no Streamlit), shared by the app's pages, its HTML report and notebook users.
+:class:`ModelBundle` is :class:`dcnviz.modelfile.ModelFile` and :func:`load_bundle` a wrapper of
+:func:`dcnviz.modelfile.open_model_file`, the one reader of model files (dcnviz files with their
+FeatureSpec, model config, training recipe, metrics and history for the model card; peer files with
+the format detected from the keys, or forced). Nothing is unpickled or executed. Every failure a file
+can cause is a :class:`~dcnviz.errors.DcnvizError` with a message naming what is wrong.
 
 The card tables (:func:`architecture_table`, :func:`feature_table`, :func:`layer_table`,
 :func:`recipe_table`, :func:`metrics_table`) hold only strings in their ``value`` columns, so any
@@ -19,19 +19,15 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from dcnviz.checkpoint import DEFAULT_MAX_FILE_BYTES, is_dcnviz_file, load_model, parse_safetensors_header
-from dcnviz.errors import CheckpointError, ConfigError
-from dcnviz.importers import LIBRARY_NAMES, load_cross_weights
-from dcnviz.importers.names import apply_names
-from dcnviz.model import ModelConfig
-from dcnviz.spec import FeatureSpec
-from dcnviz.weights import CrossModelWeights, from_model
+from dcnviz.checkpoint import DEFAULT_MAX_FILE_BYTES
+from dcnviz.errors import CheckpointError
+from dcnviz.modelfile import ModelFile, open_model_file
+from dcnviz.untrusted import clip
 
 KIND_NAMES = {
     "full": "full rank (Eq. 1)",
@@ -40,56 +36,11 @@ KIND_NAMES = {
     "vector": "DCN-V1 vector (W = 1 wᵀ)",
 }
 
-
-@dataclass(frozen=True, eq=False)
-class ModelBundle:
-    """A loaded model file: cross weights in common form and everything the file said about the model.
-
-    Shared between sessions by the app's cache: treat it as read-only.
-    """
-
-    weights: CrossModelWeights  # cross layers in paper orientation, with feature blocks
-    format: str  # dcnviz | torchrec | deepctr | fuxictr | recbole | tfrs
-    detected: str  # what was found, e.g. "DeepCTR-Torch DCNMix: 2 layers, K=4 experts, r=8, d=40"
-    sha256: str  # of the file's bytes
-    size: int  # file size in bytes
-    filename: str = ""  # the file's name (display only)
-    spec: FeatureSpec | None = None  # dcnviz files: the FeatureSpec
-    config: ModelConfig | None = None  # dcnviz files: the architecture
-    meta: Mapping[str, Any] = field(default_factory=dict)  # dcnviz files: train config, metrics, history, data info
-    dense_params: int | None = None  # dcnviz files: parameters excluding embedding tables (Table 6's count)
-    warnings: tuple[str, ...] = ()  # e.g. NaN weights, unsure feature order
-
-    @property
-    def library(self) -> str:
-        return LIBRARY_NAMES.get(self.format, self.format)
-
-    @property
-    def names(self) -> list[str]:
-        """Feature (block) names in x0 order."""
-        return [b.name for b in self.weights.blocks]
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.weights.layers)
-
-    @property
-    def history(self) -> list[dict[str, Any]]:
-        h = self.meta.get("history") if self.meta else None
-        return [r for r in h if isinstance(r, dict)] if isinstance(h, list) else []
+ModelBundle = ModelFile  # the app's name for an opened model file (dcnviz.modelfile.ModelFile)
 
 
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _dcnviz_metadata(data: bytes) -> bool:
-    """True when ``data`` is safetensors whose metadata says ``format=dcnviz`` (header checks only)."""
-    try:
-        _, metadata = parse_safetensors_header(data)
-    except CheckpointError:
-        return False
-    return is_dcnviz_file(metadata)
 
 
 def load_bundle(
@@ -99,8 +50,11 @@ def load_bundle(
     names: Sequence[Any] | Mapping[str, Any] | None = None,
     filename: str = "",
     max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    trusted: bool = False,
 ) -> ModelBundle:
-    """Read a model file's bytes: a dcnviz file, or a peer library's state dict (see module docstring).
+    """Read a model file's bytes: a dcnviz file, or a peer library's state dict.
+
+    A wrapper of :func:`dcnviz.modelfile.open_model_file`, taking the app's one "names" upload:
 
     Args:
         data: the file's bytes.
@@ -110,56 +64,26 @@ def load_bundle(
             :func:`dcnviz.importers.read_names_or_feature_map`.
         filename: used in messages and on the card only.
         max_bytes: larger files are refused.
+        trusted: dcnviz's own file (a shipped model): no isolated worker.
 
     Raises:
         DcnvizError: the file is unreadable, hostile, of another format than forced, or ``names`` do
         not fit x0 (the message says which).
     """
     if len(data) > max_bytes:
-        raise CheckpointError(f"{filename or 'the file'} is {len(data):,} bytes, over the {max_bytes:,}-byte limit")
-    sha = sha256_of(data)
+        raise CheckpointError(
+            f"{clip(filename, 80) if filename else 'the file'} is {len(data):,} bytes, "
+            f"over the {max_bytes:,}-byte limit"
+        )
     feature_map = names if isinstance(names, Mapping) else None  # a FuxiCTR feature_map.json
-    names_list = list(names) if names and feature_map is None else None
-    label = filename or "the file"
-    if format in ("auto", "dcnviz") and _dcnviz_metadata(data):
-        if feature_map is not None:
-            raise ConfigError(
-                f"a FuxiCTR feature_map.json names the blocks of FuxiCTR models only; {label} is a dcnviz model "
-                "file, which carries its own feature names"
-            )
-        loaded = load_model(data, max_bytes=max_bytes)
-        cw = from_model(loaded.model)
-        if names_list:
-            cw.blocks = apply_names(cw.blocks, cw.d, names_list)
-        return ModelBundle(
-            weights=cw,
-            format="dcnviz",
-            detected=cw.detected,
-            sha256=sha,
-            size=len(data),
-            filename=filename,
-            spec=loaded.spec,
-            config=loaded.config,
-            meta=dict(loaded.meta),
-            dense_params=loaded.model.dense_param_count(),
-            warnings=tuple(loaded.warnings) + tuple(cw.warnings),
-        )
-    cw = load_cross_weights(
-        data, format=format, names=names_list, filename=filename or None, max_bytes=max_bytes, feature_map=feature_map
-    )
-    if feature_map is not None and cw.format != "fuxictr":
-        raise ConfigError(
-            f"a FuxiCTR feature_map.json names the blocks of FuxiCTR models only; {label} was read as "
-            f"{LIBRARY_NAMES.get(cw.format, cw.format)} ({cw.detected})"
-        )
-    return ModelBundle(
-        weights=cw,
-        format=cw.format,
-        detected=cw.detected,
-        sha256=sha,
-        size=len(data),
-        filename=filename,
-        warnings=tuple(cw.warnings),
+    return open_model_file(
+        data,
+        names=list(names) if names and feature_map is None else None,
+        feature_map=feature_map,
+        format=format,
+        filename=filename or None,
+        max_bytes=max_bytes,
+        trusted=trusted,
     )
 
 

@@ -20,11 +20,15 @@ from typing import Any
 
 import streamlit as st
 
+from dcnviz import isolation
 from dcnviz.analysis import DEFAULT_TOLERANCES, LayerAnalysis, ModelAnalysis, analyze_layer, check_tolerances
 from dcnviz.app.bundle import ModelBundle, load_bundle, sha256_of
 from dcnviz.app.jobs import TrainingJob
 from dcnviz.errors import DcnvizError
-from dcnviz.gates import recorded_mean_gates
+from dcnviz.gates import mean_gates_on
+from dcnviz.modelfile import ServerDataset, server_datasets
+
+isolation.start()  # the warm fork server that parses uploads (dcnviz.isolation), ready by the first upload
 
 MODELS_ENV = "DCNVIZ_MODELS_DIR"  # overrides the folder of shipped models (tests use it)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -174,21 +178,28 @@ def entry_bytes(entry: ModelEntry) -> bytes:
 
 
 @st.cache_resource(max_entries=16, show_spinner="Reading the model file…")
-def _bundle(sha: str, fmt: str, names_json: str, _data: bytes, _filename: str, _max_bytes: int) -> ModelBundle:
+def _bundle(
+    sha: str, fmt: str, names_json: str, _data: bytes, _filename: str, _max_bytes: int, _trusted: bool
+) -> ModelBundle:
     names = json.loads(names_json) if names_json else None
-    return load_bundle(_data, format=fmt, names=names, filename=_filename, max_bytes=_max_bytes)
+    return load_bundle(_data, format=fmt, names=names, filename=_filename, max_bytes=_max_bytes, trusted=_trusted)
 
 
 def bundle_of(entry: ModelEntry) -> ModelBundle:
-    """The loaded model (cached by content hash, format and names). Raises DcnvizError for a bad file."""
-    limit = max(upload_limit_bytes(), entry.size)  # shipped files are trusted to be read whole
-    return _bundle(entry.sha256, entry.format, entry.names_json, entry_bytes(entry), entry.filename, limit)
+    """The loaded model (cached by content hash, format and names). Raises DcnvizError for a bad file.
+
+    Shipped models are ours: read in this process. Uploads go through the isolated worker
+    (:mod:`dcnviz.isolation`) for containers whose parsers dcnviz does not own.
+    """
+    shipped = entry.origin == "shipped"
+    limit = max(upload_limit_bytes(), entry.size) if shipped else upload_limit_bytes()
+    return _bundle(entry.sha256, entry.format, entry.names_json, entry_bytes(entry), entry.filename, limit, shipped)
 
 
 def load_upload(data: bytes, *, filename: str, format: str, names: list[Any] | dict[str, Any] | None) -> ModelBundle:
     """Load an upload through the same cache (so the pages reuse the result). Raises DcnvizError."""
     names_json = json.dumps(names) if names else ""
-    return _bundle(sha256_of(data), format, names_json, data, filename, upload_limit_bytes())
+    return _bundle(sha256_of(data), format, names_json, data, filename, upload_limit_bytes(), False)
 
 
 @st.cache_resource(max_entries=256, show_spinner="Computing block norms and singular values…")
@@ -206,38 +217,67 @@ def _layer_analysis(
 
 
 def layer_analysis(
-    entry: ModelEntry, index: int, tolerances: tuple[float, ...] = DEFAULT_TOLERANCES, *, gated: bool = False
+    entry: ModelEntry,
+    index: int,
+    tolerances: tuple[float, ...] = DEFAULT_TOLERANCES,
+    *,
+    gate_data: ServerDataset | None = None,
 ) -> LayerAnalysis:
     """Block norms and spectrum of one cross layer (and its experts), cached per content and tolerances.
 
-    ``gated``: a mixture layer is the gate-weighted average of its experts (:func:`mean_gates_of`) when
-    that is available, else (and by default) the mean of its experts.
+    ``gate_data``: a mixture layer is the gate-weighted average of its experts over that dataset of this
+    server (:func:`mean_gates_of`) when that works, else (and by default) the mean of its experts.
     """
     tols = check_tolerances(tolerances)
     gates, label = None, ""
-    if gated:
-        g = mean_gates_of(entry)
+    if gate_data is not None:
+        g = mean_gates_of(entry, gate_data)
         if not isinstance(g, str) and g[0][index] is not None:
             gates, label = g[0][index], g[1]
     return _layer_analysis(entry.sha256, entry.format, entry.names_json, index, tols, label, bundle_of(entry), gates)
 
 
 @st.cache_resource(max_entries=16, show_spinner="Running the model on its validation inputs for the mean gates…")
-def _mean_gates(sha: str, _data: bytes) -> tuple[tuple[Any, ...], str] | str:
+def _mean_gates(
+    sha: str, source: str, data_dir: str | None, label: str, _bundle: ModelBundle
+) -> tuple[tuple[Any, ...], str] | str:
     try:
-        gates, label = recorded_mean_gates(_data)
+        if _bundle.data is None:
+            raise DcnvizError("not a dcnviz model file")
+        options, _ = _bundle.data.options_at(source, data_dir=data_dir)
+        gates, weighting = mean_gates_on(_bundle, options)
     except (DcnvizError, OSError) as e:
-        return f"the model's recorded validation data could not be loaded: {e}"
-    return tuple(gates), label
+        return f"the model could not be run on {label}: {e}"
+    return tuple(gates), weighting
 
 
-def mean_gates_of(entry: ModelEntry) -> tuple[tuple[Any, ...], str] | str:
-    """(E_x[G(x_l)] per cross layer, a label) of a dcnviz mixture model over the validation split it
-    recorded (:func:`dcnviz.gates.recorded_mean_gates`), cached by content; or why not (a str)."""
+def gate_datasets(entry: ModelEntry) -> list[ServerDataset] | str:
+    """The data on this server a dcnviz mixture model can be run on for its mean gates (the kind it was
+    trained on: :meth:`dcnviz.modelfile.ModelFile.server_data`), or why there is none (a str).
+
+    Only data the server offers (:func:`dcnviz.modelfile.server_datasets`) is ever read: a folder that an
+    uploaded file names is never looked at.
+    """
     b = bundle_of(entry)
     if b.format != "dcnviz" or not any(layer.kind == "mixture" for layer in b.weights.layers):
         return "gate weighting needs a dcnviz mixture model file: the gates are computed by running the model on data"
-    return _mean_gates(entry.sha256, entry_bytes(entry))
+    found = b.server_data(server_datasets())
+    if found:
+        return found
+    source = (b.data.source if b.data else None) or "sample"
+    if source in ("csv", "parquet"):
+        return f"the model was trained on its own {source} table, which is not on this server"
+    return (
+        f"the model was trained on {source} data, which is not on this server (the operator can provide MovieLens "
+        "folders in $DCNVIZ_DATA_DIR or the project's data/ folder)"
+    )
+
+
+def mean_gates_of(entry: ModelEntry, dataset: ServerDataset) -> tuple[tuple[Any, ...], str] | str:
+    """(E_x[G(x_l)] per cross layer, a label) of a dcnviz mixture model over the validation split it
+    recorded, recreated on ``dataset`` of this server (:func:`dcnviz.gates.mean_gates_on`), cached by
+    content; or why not (a str)."""
+    return _mean_gates(entry.sha256, dataset.source, dataset.data_dir, dataset.label, bundle_of(entry))
 
 
 def model_analysis(entry: ModelEntry, tolerances: tuple[float, ...] = DEFAULT_TOLERANCES) -> ModelAnalysis:

@@ -32,57 +32,30 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def recorded_options(meta: dict[str, Any], args: argparse.Namespace) -> Any:
-    """The file's DataOptions with the data location of ``args`` (source, folder, schema)."""
-    from dcnviz.data import DataOptions
-
-    info = meta.get("data_info") or {}
-    recorded = info.get("options") if isinstance(info, dict) else None
-    if isinstance(recorded, dict):
-        base = dict(recorded)
-        if base.get("source") != args.data:
-            print(
-                f"warning: the model was trained on {base.get('source')!r} data; evaluating on {args.data!r}",
-                file=sys.stderr,
-            )
-        same_kind = base.get("source") in ("csv", "parquet") and args.data in ("csv", "parquet")
-        if base.get("source") in ("csv", "parquet") or args.data in ("csv", "parquet"):
-            # MovieLens field choices do not apply to own tables and vice versa
-            keep = {"seed", "embedding_dim"} | ({"schema"} if same_kind else set())
-            base = {k: v for k, v in base.items() if k in keep}
-        base["source"] = args.data
-        if args.data_dir is not None:
-            base["data_dir"] = args.data_dir
-        elif args.data == "sample" and recorded.get("source") != "sample":
-            base["data_dir"] = None
-        if args.schema is not None:
-            base["schema"] = args.schema
-        return DataOptions.from_json(base)
-    print("warning: the model file records no data options; using the defaults (split seed 0)", file=sys.stderr)
-    return DataOptions(source=args.data, data_dir=args.data_dir, schema=args.schema)
-
-
 def run(args: argparse.Namespace) -> int:
-    from dcnviz.checkpoint import load_model
     from dcnviz.data import load_splits
     from dcnviz.errors import ConfigError
+    from dcnviz.modelfile import RecordedData, open_model_file
     from dcnviz.train import evaluate, resolve_device
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1; got {args.batch_size}")
-    loaded = load_model(args.file)
-    for w in loaded.warnings:
+    mf = open_model_file(args.file, format="dcnviz")
+    for w in mf.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    options = recorded_options(loaded.meta, args)
-    splits = load_splits(options, spec=loaded.spec)
-    model = loaded.model.to(resolve_device(args.device))
+    # where the data is now: --data-dir / --schema, else the folder the file recorded (the user's own file)
+    options, warnings = (mf.data or RecordedData()).cli_options(args.data, data_dir=args.data_dir, schema=args.schema)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    splits = load_splits(options, spec=mf.spec)
+    model = mf.build_model().to(resolve_device(args.device))
     out: dict[str, Any] = {
         "test": evaluate(model, splits.test, batch_size=args.batch_size),
         "val": evaluate(model, splits.val, batch_size=args.batch_size),
     }
-    recorded = loaded.meta.get("metrics") or {}
+    recorded = mf.metrics
     out["rows"] = splits.info.get("rows", {})
-    if isinstance(recorded, dict) and "test" in recorded:
+    if "test" in recorded:
         out["recorded"] = {"test": recorded.get("test"), "val": recorded.get("val")}
     print(json.dumps(_finite(out), allow_nan=False))
     return 0

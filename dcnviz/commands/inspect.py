@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,9 @@ from dcnviz.analysis import (
 )
 from dcnviz.data import SOURCES
 from dcnviz.errors import ConfigError
-from dcnviz.importers import load_cross_weights, read_names_file
+from dcnviz.importers import read_names_file
+from dcnviz.modelfile import ModelFile, open_model_file
+from dcnviz.untrusted import clip
 from dcnviz.weights import CrossModelWeights
 
 FORMATS = ("auto", "dcnviz", "torchrec", "deepctr", "fuxictr", "recbole", "tfrs")
@@ -115,6 +118,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 # ------------------------------------------------------------------------------------------ loading
 
 
+def open_file(
+    path: str | os.PathLike[str],
+    *,
+    format: str = "auto",
+    names_path: str | None = None,
+    feature_map_path: str | None = None,
+) -> ModelFile:
+    """Any supported file, opened through the front door (:func:`dcnviz.modelfile.open_model_file`)."""
+    names = read_names_file(names_path) if names_path else None
+    return open_model_file(path, format=format, names=names, feature_map=feature_map_path)
+
+
 def load_weights(
     path: str | os.PathLike[str],
     *,
@@ -122,22 +137,27 @@ def load_weights(
     names_path: str | None = None,
     feature_map_path: str | None = None,
 ) -> CrossModelWeights:
-    """Any supported file → common form (:func:`dcnviz.importers.load_cross_weights`)."""
-    names = read_names_file(names_path) if names_path else None
-    return load_cross_weights(path, format=format, names=names, feature_map=feature_map_path)
+    """Any supported file → common form (:func:`open_file`)."""
+    return open_file(path, format=format, names_path=names_path, feature_map_path=feature_map_path).weights
 
 
 def gate_weights_from_data(
-    path: str | os.PathLike[str], *, source: str, data_dir: str | None, schema: str | None, rows: int
+    mf: ModelFile, *, source: str, data_dir: str | None, schema: str | None, rows: int
 ) -> tuple[list[np.ndarray | None], str]:
-    """E_x[G(x_l)] per cross layer of a dcnviz model file over its recorded validation split
-    (:func:`dcnviz.gates.recorded_mean_gates`), with the CLI's messages."""
-    from dcnviz.gates import recorded_mean_gates
+    """E_x[G(x_l)] per cross layer of a dcnviz mixture file over its recorded validation split
+    (:func:`dcnviz.gates.mean_gates_on`), with the CLI's messages; the data location defaults to the
+    recorded one (the file is the user's own). Data warnings go to stderr."""
+    from dcnviz.gates import check_mixture, mean_gates_on
+    from dcnviz.modelfile import RecordedData
 
     if rows < 1:
         raise ConfigError(f"--gates-rows must be >= 1; got {rows}")
     try:
-        return recorded_mean_gates(path, source=source, data_dir=data_dir, schema=schema, rows=rows)
+        check_mixture(mf)
+        options, warnings = (mf.data or RecordedData()).cli_options(source, data_dir=data_dir, schema=schema)
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        return mean_gates_on(mf, options, rows=rows)
     except ConfigError as e:
         raise ConfigError(f"--gates-data: {e}") from None
 
@@ -222,13 +242,13 @@ def summary_text(
     """A readable summary: top crosses and ranks per layer."""
     lines = []
     head = f"{source}: " if source else ""
-    lines.append(f"{head}{an.detected or an.format} (format {an.format})")
-    feats = "  ".join(f"{b.name}[{b.start}:{b.stop}]" for b in an.blocks)
+    lines.append(f"{clip(head, 200)}{an.detected or an.format} (format {an.format})")
+    feats = "  ".join(f"{clip(b.name, 60)}[{b.start}:{b.stop}]" for b in an.blocks)
     lines.append(f"x0: d = {an.d}, {len(an.blocks)} feature block{'s' if len(an.blocks) != 1 else ''}: {feats}")
     if an.init_label:
         lines.append(f"initial matrices: {an.init_label}")
     for w in an.warnings:
-        lines.append(f"warning: {w}")
+        lines.append(f"warning: {clip(w, 1000)}")
     if not an.layers:
         lines.append("no cross layers: nothing to inspect (a plain DNN has no W)")
         return "\n".join(lines)
@@ -254,10 +274,10 @@ def summary_text(
         if len(t):
             self_note = "self-crosses included" if include_self else "self-crosses excluded"
             lines.append(f"  top {len(t)} crosses ({self_note}):")
-            width = max(len(f"{a} × {b}") for a, b in zip(t.feature_i, t.feature_j, strict=True))
+            width = max(len(f"{clip(a, 60)} × {clip(b, 60)}") for a, b in zip(t.feature_i, t.feature_j, strict=True))
             sep = "×" if mode == "symmetric" else "←"
             for row in t.itertuples():
-                pair = f"{row.feature_i} {sep} {row.feature_j}"
+                pair = f"{clip(row.feature_i, 60)} {sep} {clip(row.feature_j, 60)}"
                 lines.append(
                     f"    {row.rank:>2}. {pair:<{width}}  {row.value:.4g}  ({100 * row.share:.1f}% of the view's Σ²)"
                 )
@@ -281,7 +301,8 @@ def summary_text(
 def run(args: argparse.Namespace) -> int:
     if args.top < 0:
         raise ConfigError(f"--top must be >= 0; got --top {args.top}")
-    cw = load_weights(args.file, format=args.format, names_path=args.names, feature_map_path=args.feature_map)
+    mf = open_file(args.file, format=args.format, names_path=args.names, feature_map_path=args.feature_map)
+    cw = mf.weights
     gates: list[np.ndarray | None] | None = None
     gate_label = ""
     if args.gates_data is not None:
@@ -291,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
                 f"this file is {cw.detected} (peer mixtures are described with uniform gates)"
             )
         gates, gate_label = gate_weights_from_data(
-            args.file,
+            mf,
             source=args.gates_data,
             data_dir=args.gates_data_dir,
             schema=args.gates_schema,

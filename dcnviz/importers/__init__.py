@@ -18,21 +18,20 @@ else x0 is one block ``"x0"``. ``names`` (a list, or a NAMES.json/CSV read by
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from dcnviz.checkpoint import DEFAULT_MAX_FILE_BYTES, is_dcnviz_file, load_model, read_source
-from dcnviz.errors import CheckpointError, ConfigError, DataFormatError, ImportFormatError
+from dcnviz.checkpoint import DEFAULT_MAX_FILE_BYTES
+from dcnviz.errors import CheckpointError, DataFormatError, ImportFormatError
 from dcnviz.importers import deepctr, fuxictr, recbole, tfrs, torchrec
 from dcnviz.importers.common import Imported, numel
-from dcnviz.importers.containers import read_tensor_file
+from dcnviz.importers.containers import TensorFile, read_tensor_file
 from dcnviz.importers.names import apply_names, read_names_file
 from dcnviz.spec import Block
-from dcnviz.weights import CrossModelWeights, from_model
+from dcnviz.untrusted import loads_json, shown_list
+from dcnviz.weights import CrossModelWeights
 
 FORMATS = ("auto", "dcnviz", "torchrec", "deepctr", "fuxictr", "recbole", "tfrs")
 PEER_FORMATS = ("torchrec", "deepctr", "fuxictr", "recbole", "tfrs")
@@ -52,6 +51,7 @@ __all__ = [
     "FORMATS",
     "CrossModelWeights",
     "detect_format",
+    "import_tensor_file",
     "load_cross_weights",
     "read_names_file",
     "read_names_or_feature_map",
@@ -111,9 +111,9 @@ def detect_format(tensors: Mapping[str, Any]) -> str:
     stripped, _ = strip_wrappers(tensors)
     found = _candidates(tensors) or _candidates(stripped)
     if not found:
-        sample = list(tensors)[:8]
         raise ImportFormatError(
-            f"no known cross-network layout in the file's {len(tensors)} tensor(s) (first keys: {sample}); "
+            f"no known cross-network layout in the file's {len(tensors)} tensor(s) "
+            f"(first keys: {shown_list(tensors, 8)}); "
             f"supported: {', '.join(LIBRARY_NAMES[f] for f in FORMATS[1:])}"
         )
     if len(found) > 1:
@@ -132,17 +132,16 @@ def _import_peer(fmt: str, tensors: Mapping[str, Any], feature_map: Any) -> Impo
         if not tfrs.looks_like(tensors):
             raise ImportFormatError(
                 f"not TensorFlow Recommenders Cross weights: expected {tfrs.EXPECTED}; "
-                f"the file's first keys are {list(tensors)[:8]}"
+                f"the file's first keys are {shown_list(tensors, 8)}"
             )
         return tfrs.load(tensors)
     mod = _MODULES[fmt]
     roots = mod.roots(tensors) or mod.roots(stripped)
     src = tensors if mod.roots(tensors) else stripped
     if not roots:
-        sample = list(tensors)[:8]
         raise ImportFormatError(
             f"not a {LIBRARY_NAMES[fmt]} state dict: none of its cross-network keys were found "
-            f"(expected {mod.EXPECTED}); the file's first keys are {sample}"
+            f"(expected {mod.EXPECTED}); the file's first keys are {shown_list(tensors, 8)}"
         )
     if len(roots) > 1:
         raise ImportFormatError(
@@ -168,9 +167,10 @@ def read_names_or_feature_map(raw: bytes) -> list[Any] | dict[str, Any]:
     if not raw.lstrip().startswith(b"{"):
         return read_names_file(raw)
     try:
-        obj = json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise DataFormatError(f"the names file is not valid UTF-8 JSON: {e}") from None
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataFormatError(f"the names file is not UTF-8 (byte {e.start})") from None
+    obj = loads_json(text, "the names file", error=DataFormatError)
     if not isinstance(obj, dict) or "features" not in obj:
         raise DataFormatError(
             "a names file that is a JSON object must be a FuxiCTR feature_map.json (with a 'features' entry); "
@@ -188,8 +188,12 @@ def load_cross_weights(
     filename: str | None = None,
     max_bytes: int = DEFAULT_MAX_FILE_BYTES,
     feature_map: Any = None,
+    trusted: bool = False,
 ) -> CrossModelWeights:
     """Read the cross network of a dcnviz or peer-library model file into the common form.
+
+    A wrapper of :func:`dcnviz.modelfile.open_model_file` (which also returns the FeatureSpec,
+    configs, recorded data options and metrics of dcnviz files): ``open_model_file(...).weights``.
 
     Args:
         source: a path, or the file's bytes (an upload).
@@ -200,30 +204,33 @@ def load_cross_weights(
         filename: the upload's name, used in messages only (the container is recognised by content).
         max_bytes: larger files are refused before they are read.
         feature_map: FuxiCTR ``feature_map.json`` (path, bytes or parsed dict) for x0 order and types.
+        trusted: the file is your own: parse torch/npz/HDF5 containers in this process, not in the
+            isolated worker (:mod:`dcnviz.isolation`).
 
     Raises:
         CheckpointError: unreadable, hostile or oversized file (ImportFormatError: layout mismatch);
         ConfigError: ``format`` unknown, or ``names`` that do not fit x0.
     """
-    if format not in FORMATS:
-        raise ConfigError(f"format must be one of {FORMATS}; got format={format!r}")
-    data = read_source(source, max_bytes)
-    label = filename or (Path(source).name if not isinstance(source, bytes | bytearray | memoryview) else "upload")
-    tf = read_tensor_file(data, max_bytes=max_bytes)
-    if tf.container == "safetensors" and is_dcnviz_file(tf.metadata):
-        if format not in ("auto", "dcnviz"):
-            raise ImportFormatError(f"{label} is a dcnviz model file (metadata format=dcnviz), not {format}")
-        loaded = load_model(data, max_bytes=max_bytes)
-        cw = from_model(loaded.model)
-        cw.warnings = [*loaded.warnings, *cw.warnings]  # e.g. NaN/Inf weights, as for peer files
-        if names:
-            cw.blocks = apply_names(cw.blocks, cw.d, names)
-        return cw
-    if format == "dcnviz":
-        raise ImportFormatError(
-            f"{label} is not a dcnviz model file: dcnviz files are safetensors with metadata format=dcnviz "
-            f"(this is {tf.container})"
-        )
+    from dcnviz.modelfile import open_model_file
+
+    return open_model_file(
+        source,
+        names=names,
+        feature_map=feature_map,
+        format=format,
+        filename=filename,
+        max_bytes=max_bytes,
+        trusted=trusted,
+    ).weights
+
+
+def import_tensor_file(
+    tf: TensorFile, *, format: str, names: list[Any] | None, feature_map: Any, label: str
+) -> CrossModelWeights:
+    """A peer library's tensors (read by :func:`~dcnviz.importers.containers.read_tensor_file`) in common form.
+
+    ``format`` is ``auto`` (detected from the keys) or a peer format; ``label`` names the file in messages.
+    """
     fmt = detect_format(tf.tensors) if format == "auto" else format
     if fmt == "dcnviz":
         raise ImportFormatError(

@@ -20,7 +20,6 @@ U/V/C, zero biases.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -49,6 +48,7 @@ from dcnviz.importers.common import (
 )
 from dcnviz.importers.common import baseline as draw_baseline
 from dcnviz.spec import Block
+from dcnviz.untrusted import loads_json, shown, shown_list
 from dcnviz.weights import CrossLayerWeights
 
 NAME = "FuxiCTR"
@@ -172,7 +172,7 @@ def feature_map_features(feature_map: Any) -> list[tuple[str, str]]:
 
         path = Path(feature_map)
         if not path.is_file():
-            raise DataFormatError(f"no feature map at {str(path)!r}")
+            raise DataFormatError(f"no feature map at {shown(str(path))}")
         if path.stat().st_size > 16 * 1024 * 1024:
             raise DataFormatError(f"{path.name}: a feature map over 16 MiB is not plausible")
         obj = _parse_json(path.read_text(encoding="utf-8", errors="replace"))
@@ -197,10 +197,7 @@ def feature_map_features(feature_map: Any) -> list[tuple[str, str]]:
 
 
 def _parse_json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataFormatError(f"feature_map.json is not valid JSON: {e.msg} (line {e.lineno})") from None
+    return loads_json(text, "feature_map.json", error=DataFormatError)
 
 
 def _blocks(t: Mapping[str, Array], root: str, d: int, feature_map: Any, warnings: list[str]) -> list[Block] | None:
@@ -212,7 +209,7 @@ def _blocks(t: Mapping[str, Array], root: str, d: int, feature_map: Any, warning
         order = [(n, k) for n, k in feature_map_features(feature_map) if k != "meta"]
         missing = [n for n, _ in order if n not in tables]
         if missing:
-            warnings.append(f"feature_map.json lists features with no embedding in the file: {missing[:5]}")
+            warnings.append(f"feature_map.json lists features with no embedding in the file: {shown_list(missing)}")
             return None
     else:
         order = [(n, "numeric" if s[-1] == 1 and s[0] > 1 else "categorical") for n, s in tables.items()]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from dcnviz.errors import ConfigError, DataFormatError
 from dcnviz.spec import Block
+from dcnviz.untrusted import MAX_NAME_CHARS, duplicates, loads_json, shown, shown_list
 
 MAX_NAMES_BYTES = 1024 * 1024
 MAX_NAMES = 10_000
@@ -37,7 +37,7 @@ def read_names_file(path_or_bytes: str | os.PathLike[str] | bytes) -> list[Any]:
         path = Path(path_or_bytes)
         label = path.name
         if not path.is_file():
-            raise DataFormatError(f"no names file at {str(path)!r}")
+            raise DataFormatError(f"no names file at {shown(str(path))}")
         if path.stat().st_size > MAX_NAMES_BYTES:
             raise DataFormatError(f"{label} is over {MAX_NAMES_BYTES} bytes; a names file is one line per feature")
         raw = path.read_bytes()
@@ -49,11 +49,7 @@ def read_names_file(path_or_bytes: str | os.PathLike[str] | bytes) -> list[Any]:
         raise DataFormatError(f"{label} is not UTF-8 (byte {e.start})") from None
     stripped = text.lstrip()
     if stripped.startswith(("[", "{")):
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"{label} is not valid JSON: {e.msg} (line {e.lineno})") from None
-        return validate_names(obj, label)
+        return validate_names(loads_json(text, label, error=DataFormatError, position="line"), label)
     rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
     if rows and [c.strip().lower() for c in rows[0]][:2] in (["name"], ["name", "width"]):
         rows = rows[1:]
@@ -66,7 +62,7 @@ def read_names_file(path_or_bytes: str | os.PathLike[str] | bytes) -> list[Any]:
             try:
                 width = int(cells[1])
             except ValueError:
-                raise DataFormatError(f"{label} row {i}: width {cells[1]!r} is not an integer") from None
+                raise DataFormatError(f"{label} row {i}: width {shown(cells[1], 40)} is not an integer") from None
             out.append({"name": cells[0], "width": width})
         else:
             raise DataFormatError(f"{label} row {i}: expected 'name' or 'name,width'; got {len(cells)} columns")
@@ -85,20 +81,24 @@ def validate_names(obj: Any, label: str = "names") -> list[Any]:
         names = []
         for i, n in enumerate(obj):
             if set(n) != {"name", "width"}:
-                raise DataFormatError(f"{label} entry {i}: expected keys name and width; got {sorted(n)}")
+                raise DataFormatError(f"{label} entry {i}: expected keys name and width; got {shown_list(sorted(n))}")
             w = n["width"]
             if not isinstance(n["name"], str) or not isinstance(w, int) or isinstance(w, bool) or w < 1:
                 raise DataFormatError(
-                    f"{label} entry {i}: name must be a string and width an int >= 1; got {n['name']!r}, {w!r}"
+                    f"{label} entry {i}: name must be a string and width an int >= 1; "
+                    f"got {shown(n['name'], 60)}, {shown(w, 40)}"
                 )
             names.append(n["name"].strip())
     else:
         raise DataFormatError(f"{label} must list only names, or only {{name, width}} objects, not a mix")
     if any(not n for n in names):
         raise DataFormatError(f"{label} has an empty name")
-    dup = sorted({n for n in names if names.count(n) > 1})
+    long = next((n for n in names if len(n) > MAX_NAME_CHARS), None)
+    if long is not None:
+        raise DataFormatError(f"{label} has a name {shown(long)}, longer than the {MAX_NAME_CHARS:,} characters read")
+    dup = duplicates(names)
     if dup:
-        raise DataFormatError(f"{label} has duplicate names: {dup[:5]}")
+        raise DataFormatError(f"{label} has duplicate names: {shown_list(dup)}")
     if isinstance(obj[0], str):
         return names
     return [{"name": nm, "width": int(n["width"])} for nm, n in zip(names, obj, strict=True)]

@@ -8,6 +8,7 @@ from dcnviz.analysis import MODE_EXPLANATIONS, MODES, MatrixAnalysis
 from dcnviz.app import state, ui
 from dcnviz.app.bundle import ModelBundle
 from dcnviz.figures import fig_block_norms, fig_weight_matrix
+from dcnviz.modelfile import ServerDataset
 
 MODE_LABELS = {"raw": "raw ‖W_ij‖ (paper)", "normalized": "normalised by block size", "symmetric": "symmetric pair"}
 
@@ -30,8 +31,9 @@ CHANGE_HELP = (
 
 GATES_HELP = (
     "A mixture layer's W is Σ_k G_k(x) W_k and depends on the input. On: weight each expert by its mean gate "
-    "E_x[G_k(x_l)] over the validation inputs the model file recorded (dcnviz mixture models whose training data "
-    "is on this machine; the synthetic sample always is). Off: the plain mean of the experts (uniform gates)."
+    "E_x[G_k(x_l)] over the validation split the model file recorded, recreated on data of this server (dcnviz "
+    "mixture models trained on the bundled sample, or on MovieLens the operator provides). Off: the plain mean of "
+    "the experts (uniform gates)."
 )
 
 
@@ -57,20 +59,31 @@ def choose_matrix(la: MatrixAnalysis, key: str) -> MatrixAnalysis:
     return la if pick < 0 else experts[int(pick)]
 
 
-def gates_toggle(entry: state.ModelEntry, bundle: ModelBundle, layer: int) -> bool:
-    """For a dcnviz mixture layer, offer the gate-weighted average of the experts; True when it is on and available."""
+def gates_toggle(entry: state.ModelEntry, bundle: ModelBundle, layer: int) -> ServerDataset | None:
+    """For a dcnviz mixture layer, offer the gate-weighted average of the experts over data of this server;
+    the dataset to weight over when that is on and works, else None."""
     if bundle.format != "dcnviz" or bundle.weights.layers[layer].kind != "mixture":
-        return False
+        return None
     if not st.toggle("Weight experts by their mean gates", key="cx_gates", help=GATES_HELP):
-        return False
-    g = state.mean_gates_of(entry)
+        return None
+    found = state.gate_datasets(entry)
+    if isinstance(found, str):
+        st.info(f"Shown with uniform gates: {found}.")
+        return None
+    dataset = found[0]
+    if len(found) > 1:
+        dataset = st.selectbox("Data for the mean gates", found, key="cx_gates_data", format_func=lambda ds: ds.label)
+    g = state.mean_gates_of(entry, dataset)
     if isinstance(g, str):
         st.info(f"Shown with uniform gates: {g}")
-        return False
+        return None
     weights = g[0][layer]
     if weights is not None:
-        st.caption("Mean gates E_x[G_k(x_l)]: " + ", ".join(f"expert {k} {w:.3f}" for k, w in enumerate(weights)))
-    return True
+        st.caption(
+            f"Mean gates E_x[G_k(x_l)] on {dataset.label}: "
+            + ", ".join(f"expert {k} {w:.3f}" for k, w in enumerate(weights))
+        )
+    return dataset
 
 
 def render() -> None:
@@ -82,9 +95,9 @@ def render() -> None:
     cols = st.columns([1, 1, 1])
     with cols[0]:
         layer = ui.layer_picker(bundle, key="cx_layer")
-    gated = gates_toggle(entry, bundle, layer)
+    gate_data = gates_toggle(entry, bundle, layer)
     with ui.guard():
-        la = state.layer_analysis(entry, layer, gated=gated)
+        la = state.layer_analysis(entry, layer, gate_data=gate_data)
     with cols[1]:
         m = choose_matrix(la, key="cx_expert")
     with cols[2]:

@@ -19,6 +19,7 @@ from dcnviz.app.bundle import (
 from dcnviz.errors import DcnvizError
 from dcnviz.figures import fig_training_curves
 from dcnviz.importers import FORMATS, LIBRARY_NAMES, read_names_or_feature_map
+from dcnviz.untrusted import markdown_text
 
 FORMAT_LABELS = {"auto": "detect from the file (recommended)", **LIBRARY_NAMES}
 PROCESSED = "dcnviz_upload_done"  # session_state: signature of the last upload turned into a model
@@ -32,7 +33,8 @@ def upload_section() -> None:
         "DCN model from **torchrec, DeepCTR-Torch, FuxiCTR, RecBole** (`.pt`, `.pth`, `.bin`, `.ckpt`, "
         "`.safetensors`, `.npz`) or **TensorFlow Recommenders** weights (`.npz`; Keras `.weights.h5` when h5py "
         "is installed). Pickled files are read tensor-by-tensor with a restricted reader: nothing in them is "
-        "ever executed. Your upload stays in this browser session and is never saved on the server."
+        "ever executed, and they are parsed in a separate, memory- and time-limited worker process. Your upload "
+        "stays in this browser session and is never saved on the server."
     )
     up = st.file_uploader("Model file", key="up_file", help=f"At most {limit} MB (server.maxUploadSize).")
     c1, c2 = st.columns(2)
@@ -65,7 +67,7 @@ def upload_section() -> None:
         names = read_names_or_feature_map(names_bytes) if names_bytes else None
         bundle = state.load_upload(data, filename=up.name, format=fmt, names=names)
     except DcnvizError as e:
-        st.error(f"Could not read **{up.name}**: {e}")
+        st.error(f"Could not read **{markdown_text(up.name)}**: {e}")
         return
     st.session_state[PROCESSED] = signature
     key = f"upload:{bundle.sha256[:12]}:{fmt}:{sha256_of(names_bytes)[:8]}"
