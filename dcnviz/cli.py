@@ -1,10 +1,11 @@
-"""``python -m dcnviz <command>``: train, evaluate, download, inspect, paper.
+"""``dcnviz <command>`` (the same as ``python -m dcnviz <command>``): train, evaluate, download, inspect, paper, app.
 
 Each command lives in ``dcnviz/commands/<name>.py`` with ``register(subparsers)``, which adds its
-parser and sets ``func`` to a ``run(args) -> int``. Progress goes to stderr; machine-readable results
-go to stdout (for ``--json`` / train: the last stdout line is one JSON object). Expected failures
-(:class:`~dcnviz.errors.DcnvizError`) print ``error: <message>`` to stderr and exit with status 2,
-without a traceback.
+parser and sets ``func`` to a ``run(args) -> int``. ``app`` serves the Streamlit app and passes its
+remaining ``--section.option`` arguments through to Streamlit (:mod:`dcnviz.commands.app`). Progress
+goes to stderr; machine-readable results go to stdout (for ``--json`` / train: the last stdout line is
+one JSON object). Expected failures (:class:`~dcnviz.errors.DcnvizError`) print ``error: <message>``
+to stderr and exit with status 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from dcnviz import __version__
 from dcnviz.errors import DcnvizError
 
-COMMANDS = ("train", "evaluate", "download", "inspect", "paper")
+COMMANDS = ("train", "evaluate", "download", "inspect", "paper", "app")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dcnviz", description=__doc__.splitlines()[0])
+    prog = "dcnviz" if Path(sys.argv[0]).name == "dcnviz" else "python -m dcnviz"  # the console script or -m
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"dcnviz {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
@@ -31,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "app":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "app":
+        args.streamlit_args = extra  # Streamlit's own options, checked by dcnviz.commands.app
     try:
         return int(args.func(args) or 0)
     except DcnvizError as e:

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dcnviz import resources
 from dcnviz.encoded import DatasetSplits, Encoded
 from dcnviz.errors import ConfigError, DataFormatError
 from dcnviz.spec import FeatureSpec, Field, FieldKind, rule_of_thumb_dim
@@ -75,7 +76,7 @@ LABEL = "label"  # name of the label column in a Table's frame
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 MIN_EXAMPLES = 10  # fewer labelled rows cannot make three non-empty splits
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+SAMPLE_DIR = resources.SAMPLE_DIR  # the bundled sample_data/ (checkout or installed package)
 
 
 def _default_features() -> tuple[str, ...]:

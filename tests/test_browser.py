@@ -11,6 +11,7 @@ Playwright is a failure; elsewhere the test skips with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -68,32 +69,19 @@ def chromium() -> str:
     return CHROMIUM
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """The app served by `streamlit run` on a free port, with tiny demo models and a tiny sample."""
-    models = tmp_path / "models"
-    write_demo_models(models)
-    sample = tmp_path / "sample"
-    write_sample(make_sample(SampleConfig(n_users=150, n_movies=60, n_ratings=3000, min_ratings=20)), sample)
+@contextlib.contextmanager
+def serve(cmd: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run a Streamlit server command (it must take --server.port) until the block ends; yield (url, process).
+
+    The server log is copied to ``tests/artifacts/<log name>`` at the end.
+    """
     port = _free_port()
-    env = dict(os.environ, DCNVIZ_MODELS_DIR=str(models), DCNVIZ_SAMPLE_DIR=str(sample), PYTHONUNBUFFERED="1")
-    log = (tmp_path / "server.log").open("w")
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless=true",
-        f"--server.port={port}",
-        "--server.address=127.0.0.1",
-        "--browser.gatherUsageStats=false",
-        "--server.fileWatcherType=none",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = log_path.open("w")
+    full = [*cmd, f"--server.port={port}", "--server.headless=true", "--server.address=127.0.0.1"]
+    proc = subprocess.Popen(full, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 120
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
@@ -103,9 +91,9 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.flush()
-                raise AssertionError(f"streamlit did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
+                raise AssertionError(f"the server did not start ({full}):\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield url, tmp_path / "server.log"
+        yield url, proc
     finally:
         proc.terminate()
         try:
@@ -114,9 +102,31 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             proc.kill()
             proc.wait()
         log.close()
-        server_log = (tmp_path / "server.log").read_text()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "server.log").write_text(server_log)
+        (ARTIFACTS / log_path.name).write_text(log_path.read_text())
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The app served by `streamlit run` on a free port, with tiny demo models and a tiny sample."""
+    models = tmp_path / "models"
+    write_demo_models(models)
+    sample = tmp_path / "sample"
+    write_sample(make_sample(SampleConfig(n_users=150, n_movies=60, n_ratings=3000, min_ratings=20)), sample)
+    env = dict(os.environ, DCNVIZ_MODELS_DIR=str(models), DCNVIZ_SAMPLE_DIR=str(sample), PYTHONUNBUFFERED="1")
+    # the app's own settings (.streamlit/config.toml: no usage statistics, no file watcher) apply as they are
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py"]
+    with serve(cmd, cwd=ROOT, env=env, log_path=tmp_path / "server.log") as (url, _):
+        yield url, tmp_path / "server.log"
+
+
+def inotify_watches(pid: int) -> int:
+    """How many inotify watches process ``pid`` holds (Linux: ``inotify wd:`` lines in /proc/PID/fdinfo)."""
+    n = 0
+    for fd in Path(f"/proc/{pid}/fdinfo").iterdir():
+        with contextlib.suppress(OSError):
+            n += fd.read_text().count("inotify wd:")
+    return n
 
 
 def _nav(page, title: str) -> None:  # type: ignore[no-untyped-def]

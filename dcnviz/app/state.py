@@ -27,11 +27,11 @@ from dcnviz.app.jobs import TrainingJob
 from dcnviz.errors import DcnvizError
 from dcnviz.gates import mean_gates_on
 from dcnviz.modelfile import ServerDataset, server_datasets
+from dcnviz.resources import MODELS_DIR
 
 isolation.start()  # the warm fork server that parses uploads (dcnviz.isolation), ready by the first upload
 
 MODELS_ENV = "DCNVIZ_MODELS_DIR"  # overrides the folder of shipped models (tests use it)
-REPO_ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = "dcnviz_models"  # session_state: {key: ModelEntry} of uploaded and trained models
 CURRENT = "model_key"  # session_state / sidebar selectbox: the key of the model the pages show
 PENDING = "dcnviz_select_next"  # session_state: a key to select on the next run (set before the widget exists)
@@ -40,9 +40,10 @@ COLLECTED = "dcnviz_collected_jobs"  # session_state: ids of finished jobs whose
 
 
 def models_dir() -> Path:
-    """Folder of the shipped demo models: ``$DCNVIZ_MODELS_DIR`` or ``<repo>/models``."""
+    """Folder of the shipped demo models: ``$DCNVIZ_MODELS_DIR``, else the repository's ``models/`` (or the
+    installed package's copy, :data:`dcnviz.resources.MODELS_DIR`)."""
     env = os.environ.get(MODELS_ENV)
-    return Path(env) if env else REPO_ROOT / "models"
+    return Path(env) if env else MODELS_DIR
 
 
 def upload_limit_mb() -> int:

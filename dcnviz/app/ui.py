@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -18,8 +19,20 @@ from dcnviz.app.bundle import ModelBundle
 from dcnviz.errors import DcnvizError
 from dcnviz.figures import figure_html, table_csv
 
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
 ORIGIN_SUFFIX = {"shipped": "", "uploaded": " · uploaded", "trained": " · trained here"}  # plain text: any font
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+def page(name: str) -> str:
+    """The absolute path of page ``name`` (``"crosses"``), for ``st.Page`` and ``st.page_link``.
+
+    Absolute, so links work whichever script Streamlit runs (``app.py`` or the installed entry script).
+    """
+    path = PAGES_DIR / f"{name}.py"
+    if not path.is_file():
+        raise ValueError(f"no app page named {name!r} in {PAGES_DIR}")
+    return str(path)
 
 
 def slug(text: str) -> str:

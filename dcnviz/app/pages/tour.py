@@ -15,8 +15,6 @@ from dcnviz.app.bundle import pair_rank, sample_ground_truth
 from dcnviz.figures import fig_block_norms, fig_spectrum
 from dcnviz.layers import LATEX
 
-PAGES = "dcnviz/app/pages"
-
 
 def known_answer(meta: Mapping[str, Any], pairs: pd.DataFrame) -> None:
     """For a model trained on the bundled sample: where its planted crosses and the control pair rank."""
@@ -54,7 +52,7 @@ def render() -> None:
             "There is no model to walk through yet (the `models/` folder is empty). Upload a model on the "
             "**Model** page or train one on **Train**; it then appears in the sidebar."
         )
-        st.page_link(f"{PAGES}/train.py", label="Train a model", icon=":material/model_training:")
+        st.page_link(ui.page("train"), label="Train a model", icon=":material/model_training:")
         return
     entry, bundle = ui.require_model()
     st.caption(f"Walking through **{entry.label}** ({bundle.detected}). Pick another model in the sidebar.")
@@ -95,7 +93,7 @@ def render() -> None:
         + (f"In this model the strongest pairs are {', '.join(lines)}." if lines else "")
     )
     known_answer(bundle.meta, la.top_crosses("symmetric"))
-    st.page_link(f"{PAGES}/crosses.py", label="More views on Feature crosses", icon=":material/grid_on:")
+    st.page_link(ui.page("crosses"), label="More views on Feature crosses", icon=":material/grid_on:")
 
     st.header("3 · The spectrum: the low-rank lesson")
     sp = la.spectrum
@@ -110,7 +108,7 @@ def render() -> None:
         msg + ". The paper saw learned W's spectra decay far faster than their random start, so a low-rank "
         "W ≈ U Vᵀ (Eq. 2) with r ≈ d/4 keeps the accuracy at a fraction of the cost."
     )
-    st.page_link(f"{PAGES}/spectrum.py", label="Tolerances and rank tables on Spectrum", icon=":material/show_chart:")
+    st.page_link(ui.page("spectrum"), label="Tolerances and rank tables on Spectrum", icon=":material/show_chart:")
 
     st.header("4 · What to try next")
     st.markdown(
@@ -121,12 +119,12 @@ def render() -> None:
         "- Export everything as one offline HTML report."
     )
     c = st.columns(3)
-    c[0].page_link(f"{PAGES}/model.py", label="Model card / upload", icon=":material/description:")
-    c[1].page_link(f"{PAGES}/compare.py", label="Compare", icon=":material/compare:")
-    c[2].page_link(f"{PAGES}/train.py", label="Train", icon=":material/model_training:")
+    c[0].page_link(ui.page("model"), label="Model card / upload", icon=":material/description:")
+    c[1].page_link(ui.page("compare"), label="Compare", icon=":material/compare:")
+    c[2].page_link(ui.page("train"), label="Train", icon=":material/model_training:")
     c = st.columns(3)
-    c[0].page_link(f"{PAGES}/paperlab.py", label="Paper lab", icon=":material/science:")
-    c[1].page_link(f"{PAGES}/report.py", label="Report", icon=":material/summarize:")
+    c[0].page_link(ui.page("paperlab"), label="Paper lab", icon=":material/science:")
+    c[1].page_link(ui.page("report"), label="Report", icon=":material/summarize:")
 
 
 if __name__ == "__main__":

@@ -221,7 +221,7 @@ def live_view(job: TrainingJob) -> None:
             on_click="ignore",
             icon=":material/download:",
         )
-    st.page_link("dcnviz/app/pages/crosses.py", label="See its feature crosses", icon=":material/grid_on:")
+    st.page_link(ui.page("crosses"), label="See its feature crosses", icon=":material/grid_on:")
 
 
 def render() -> None:

@@ -1,0 +1,1 @@
+"""The script `dcnviz app` hands to Streamlit (alone in its folder: Streamlit puts the folder on sys.path)."""
