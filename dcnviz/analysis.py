@@ -241,9 +241,11 @@ def top_crosses(
 
     Columns: ``rank`` (from 1), ``i`` / ``feature_i`` (output feature, the row), ``j`` / ``feature_j``
     (input feature, the column), ``value`` and ``share`` (value² over the sum of value² of every cell
-    of the view; in the raw and symmetric views that is the share of ‖W‖_F²). In the ``symmetric``
-    view each unordered pair appears once (i ≤ j). Self-crosses (i = j) are left out unless
-    ``include_self``. Ties keep (i, j) order.
+    of the view; in the raw and symmetric views that is the share of ‖W‖_F²), and ``pair_share``: the
+    share of both directions (i, j) and (j, i) together — the same number for the same pair in every
+    view's table (in the ``symmetric`` view it is ``share``). In the ``symmetric`` view each unordered
+    pair appears once (i ≤ j). Self-crosses (i = j) are left out unless ``include_self``. Ties keep
+    (i, j) order.
 
     >>> N = np.array([[9.0, 1.0, 2.0], [0.5, 4.0, 3.0], [0.0, 0.0, 1.0]])
     >>> top_crosses(N, ["a", "b", "c"], n=2)[["feature_i", "feature_j", "value"]].values.tolist()
@@ -272,6 +274,8 @@ def top_crosses(
         order = order[:n]
     labels = list(names)
     ii, jj, vals = ii[order], jj[order], vals[order]
+    # both directions (i, j) and (j, i) together, a self-cross once; the symmetric view's values already are
+    both = vals**2 if mode == "symmetric" else np.where(ii == jj, vals**2, vals**2 + N[jj, ii] ** 2)
     return pd.DataFrame(
         {
             "rank": np.arange(1, len(order) + 1),
@@ -281,6 +285,7 @@ def top_crosses(
             "feature_j": [labels[b] for b in jj],
             "value": vals,
             "share": vals**2 / total if total > 0 else np.zeros(len(order)),
+            "pair_share": both / total if total > 0 else np.zeros(len(order)),
         }
     )
 

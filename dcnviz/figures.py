@@ -12,14 +12,22 @@ that a table does not already hold).
 
 Colour: the perceptual, colour-blind-safe ``Viridis`` scale for magnitudes (optionally on a log10 colour
 axis, for ranges spanning decades) and the diverging ``RdBu`` (blue < 0 < red) for differences.
-Every figure autosizes to its container (no fixed width) so it works in a narrow window. Export:
-:func:`figure_html` (standalone HTML with plotly.js inlined) and :func:`table_csv`.
+
+Sizing. Line charts autosize to their container's width. Heatmaps are the product and are drawn
+**square** (square cells, paper Fig. 6): each carries a :class:`SquareFrame` (pixel margins for the
+labels, title and colour bar around its square plot area(s), in ``layout.meta``) and a natural size
+from the number of features (:func:`natural_side`), which notebooks and the HTML report use as it is.
+:func:`square_css` turns the frame into CSS that sizes the figure to its container instead (the app's
+main column; the standalone HTML export), so the cells fill the width, the colour bar sits beside them
+and the whole map stays within the window's height, for 2 to ~40 features. Export: :func:`figure_html`
+(standalone HTML with plotly.js inlined) and :func:`table_csv`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -87,6 +95,217 @@ def _cell_text(N: np.ndarray, fmt: str = ".3g") -> list[list[str]]:
     return [[format(x, fmt) if np.isfinite(x) else "" for x in row] for row in N]
 
 
+def _cell_font(k: int) -> dict[str, int]:
+    """Size of the numbers printed in the cells: larger cells (fewer features) get larger numbers."""
+    return {"size": 14 if k <= 6 else 13 if k <= 9 else 12}
+
+
+# --------------------------------------------------------------------------------------------------
+# Square heatmaps: one frame, used by every heatmap builder and by the app's layout helper
+
+_CHAR_PX = 7.2  # average width of a 12 px label character (Plotly's default font)
+_MAX_LABEL = 24  # longer feature names are shortened on the axes (hover shows them whole)
+MIN_SIDE, MAX_SIDE = 360, 720  # natural side of the square plot area, px (2 features … 20+ features)
+COLORBAR_PX = 104  # colour bar: 14 px bar + 12 px gap + tick labels + its title
+
+
+@dataclass(frozen=True)
+class SquareFrame:
+    """Pixel margins around a figure's square plot area(s): labels left and below, title above, colour bar right.
+
+    ``panels`` square plot areas sit side by side, ``gap`` px apart (the Compare page's A | B).
+    A figure's total size for plot areas of side ``s`` is :meth:`size` (s).
+
+    >>> SquareFrame(left=80, right=100, top=40, bottom=60).size(400)
+    (580, 500)
+    >>> SquareFrame(left=80, right=100, top=40, bottom=60, panels=2, gap=90).size(300)
+    (870, 400)
+    """
+
+    left: int
+    right: int
+    top: int
+    bottom: int
+    panels: int = 1
+    gap: int = 0
+
+    @property
+    def horizontal(self) -> int:
+        """Pixels of the width that are not plot area."""
+        return self.left + self.right + (self.panels - 1) * self.gap
+
+    @property
+    def vertical(self) -> int:
+        return self.top + self.bottom
+
+    def size(self, side: int) -> tuple[int, int]:
+        """(width, height) in px of the figure whose square plot areas have side ``side``."""
+        return self.horizontal + self.panels * side, self.vertical + side
+
+
+_META_KEY = "dcnviz_square"
+
+
+def square_frame(fig: go.Figure) -> SquareFrame | None:
+    """The :class:`SquareFrame` a heatmap builder stored in ``fig.layout.meta`` (None for other figures)."""
+    meta = fig.layout.meta
+    if isinstance(meta, Mapping) and isinstance(meta.get(_META_KEY), Mapping):
+        return SquareFrame(**{k: int(v) for k, v in meta[_META_KEY].items()})
+    return None
+
+
+def natural_side(k: int) -> int:
+    """Side (px) of the square plot area when nothing else decides it (notebooks, the HTML report).
+
+    36 px per feature, within [MIN_SIDE, MAX_SIDE]: 2–10 features get 360 px, 20 or more 720 px.
+
+    >>> natural_side(2), natural_side(12), natural_side(40)
+    (360, 432, 720)
+    """
+    return int(min(MAX_SIDE, max(MIN_SIDE, 36 * k)))
+
+
+def short_label(name: str, limit: int = _MAX_LABEL) -> str:
+    """An axis label: ``name`` shortened in the middle to at most ``limit`` characters.
+
+    >>> short_label("embedding_dict.user_id_hashed_bucket_feature")
+    'embedding_di…ket_feature'
+    """
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 2 + (limit - 1) % 2
+    return name[:head] + "…" + name[len(name) - (limit - 1 - head) :]
+
+
+def _tick_font(k: int) -> int:
+    return 12 if k <= 24 else 11 if k <= 32 else 10
+
+
+def square_layout(
+    fig: go.Figure,
+    labels: Sequence[str],
+    *,
+    title: str,
+    panels: int = 1,
+    colorbar: bool = True,
+    axis_titles: bool = True,
+    label_axes: bool = True,
+    side: int | None = None,
+) -> SquareFrame:
+    """Lay out a heatmap figure square: margins from its labels, the colour bar beside the plot, square cells.
+
+    Sets ``layout.width``/``height`` to the natural size (``side`` px plot areas, default
+    :func:`natural_side`), stores the :class:`SquareFrame` in ``layout.meta`` and returns it. Every
+    x/y axis of the figure gets the same treatment (``scaleanchor`` keeps cells square if margins
+    ever differ from the estimate). ``label_axes``: the tick labels are the (shortened) ``labels``.
+    """
+    k = max(1, len(labels))
+    font = _tick_font(k)
+    longest = max((len(short_label(str(x))) for x in labels), default=1) * _CHAR_PX * font / 12
+    side = natural_side(k) if side is None else int(side)
+    flat = longest + 10 <= 300 / k  # the label fits under its column even at a small size: no rotation
+    below = 18 if flat else int(0.72 * (longest + font)) + 8
+    frame = SquareFrame(
+        left=int(longest) + (30 if axis_titles else 12),
+        right=COLORBAR_PX if colorbar else 12,
+        top=44 if title else 14,
+        bottom=below + (28 if axis_titles else 6),
+        panels=panels,
+        gap=int(longest) + 24 if panels > 1 else 0,
+    )
+    width, height = frame.size(side)
+    fig.update_layout(
+        title={"text": title, "x": 0.0, "xanchor": "left", "y": 1.0, "yanchor": "top", "pad": {"t": 10}},
+        autosize=True,
+        width=width,
+        height=height,
+        font=_FONT,
+        margin={"l": frame.left, "r": frame.right, "t": frame.top, "b": frame.bottom, "pad": 2},
+        meta={_META_KEY: asdict(frame)},
+    )
+    ticks: dict[str, Any] = {"tickfont": {"size": font}, "automargin": True, "showgrid": False}
+    if label_axes:
+        full = list(labels)
+        ticks.update(tickmode="array", tickvals=full, ticktext=[short_label(str(x)) for x in full])
+    fig.update_xaxes(tickangle=0 if flat else -45, side="bottom", constrain="domain", **ticks)
+    fig.update_yaxes(autorange="reversed", constrain="domain", **ticks)
+    for i in range(1, panels + 1):  # square cells in every panel
+        suffix = "" if i == 1 else str(i)
+        fig.update_layout({f"yaxis{suffix}": {"scaleanchor": f"x{suffix}", "scaleratio": 1}})
+    if colorbar:
+        fig.update_traces(
+            colorbar={"x": 1.0, "xanchor": "left", "xpad": 12, "thickness": 14, "len": 1.0, "y": 0.5},
+            selector={"type": "heatmap"},
+        )
+    return frame
+
+
+def square_css(frame: SquareFrame, selector: str, *, max_height: str = "85vh") -> str:
+    """CSS that sizes a square-framed figure to its container: plot areas as wide as the container allows,
+    capped so the whole figure fits in ``max_height`` (the window's height by default).
+
+    ``selector`` is the element whose width is the available space (it becomes a CSS size container);
+    the rule sizes the Plotly chart inside it (``.js-plotly-plot`` and Streamlit's ``.stPlotlyChart``
+    wrapper). Plotly, with ``autosize`` on, fills the sized box and keeps cells square.
+    """
+    n, h, v = frame.panels, frame.horizontal, frame.vertical
+    side = f"min(calc((100cqw - {h}px) / {n}), calc({max_height} - {v}px))"
+    box = (
+        f"--dcnviz-side: max(120px, {side}); width: calc({n} * var(--dcnviz-side) + {h}px) !important; "
+        f"height: calc(var(--dcnviz-side) + {v}px) !important; max-width: 100%;"
+    )
+    return (
+        f"{selector} {{ container-type: inline-size; height: auto !important; overflow: visible !important; }}\n"
+        f"{selector} > div {{ height: auto !important; }}\n"  # Streamlit's frame around the chart
+        f"{selector} .stPlotlyChart, {selector} .js-plotly-plot, {selector} .dcnviz-square {{ {box} }}"
+    )
+
+
+def _block_heatmap(
+    N: np.ndarray,
+    labels: list[str],
+    *,
+    mode: str,
+    log_color: bool,
+    show: bool,
+    colorbar_title: str | None = None,
+    zrange: tuple[float, float] | None = None,
+    **kw: Any,
+) -> go.Heatmap:
+    """The heatmap trace of a block-norm table (shared by the single and the side-by-side figures)."""
+    z, ticks = _log_colour(N) if log_color else (N, {})
+    what = _MODE_TITLES[mode]
+    if mode == "symmetric":
+        hover = "features %{y} × %{x}<br>" + what + " = %{customdata:.4g}<extra></extra>"
+    else:
+        hover = "output feature i: %{y}<br>input feature j: %{x}<br>" + what + " = %{customdata:.4g}<extra></extra>"
+    title = colorbar_title if colorbar_title is not None else what + (" (log)" if log_color else "")
+    if zrange is not None:
+        lo, hi = zrange
+        kw.update(zmin=math.log10(lo) if log_color and lo > 0 else lo, zmax=math.log10(hi) if log_color else hi)
+    return go.Heatmap(
+        z=z,
+        x=labels,
+        y=labels,
+        customdata=N,  # the values themselves (z is their log10 on a log colour axis); k × k, so cheap
+        hovertemplate=hover,
+        colorscale=MAGNITUDE_SCALE,
+        colorbar={"title": {"text": title, "side": "right"}, **ticks},
+        text=_cell_text(N) if show else None,
+        texttemplate="%{text}" if show else None,
+        textfont=_cell_font(len(labels)),
+        xgap=1,
+        ygap=1,
+        **kw,
+    )
+
+
+def _axis_titles(fig: go.Figure, mode: str, **kw: Any) -> None:
+    sym = mode == "symmetric"
+    fig.update_xaxes(title_text="feature j" if sym else "input feature j (columns of W)", **kw)
+    fig.update_yaxes(title_text="feature i" if sym else "output feature i (rows of W)", **kw)
+
+
 def fig_block_norms(
     norms: np.ndarray | pd.DataFrame,
     names: Sequence[str] | None = None,
@@ -101,49 +320,84 @@ def fig_block_norms(
     ``norms`` is a (k, k) table from :func:`dcnviz.analysis.block_norms` (with ``names``) or a
     DataFrame from :func:`~dcnviz.analysis.block_norm_frame`. ``log_color`` puts the colour axis on a
     log10 scale (hover still shows the value). Cell values are printed when k ≤ 12 unless
-    ``show_values`` says otherwise.
+    ``show_values`` says otherwise. Square cells, colour bar beside the map (:func:`square_layout`).
     """
     if mode not in MODES:
         raise ConfigError(f"block-norm mode must be one of {MODES}; got mode={mode!r}")
     N, labels = _names(norms, names)
-    k = len(labels)
-    z, ticks = _log_colour(N) if log_color else (N, {})
-    what = _MODE_TITLES[mode]
-    if mode == "symmetric":
-        hover = "features %{y} × %{x}<br>" + what + " = VALUE<extra></extra>"
-    else:
-        hover = "output feature i: %{y}<br>input feature j: %{x}<br>" + what + " = VALUE<extra></extra>"
-    show = k <= 12 if show_values is None else show_values
-    heat = go.Heatmap(
-        z=z,
-        x=labels,
-        y=labels,
-        customdata=N,  # the values themselves (z is their log10 on a log colour axis); k × k, so cheap
-        hovertemplate=hover.replace("VALUE", "%{customdata:.4g}"),
-        colorscale=MAGNITUDE_SCALE,
-        colorbar={"title": {"text": what + (" (log)" if log_color else ""), "side": "right"}, **ticks},
-        text=_cell_text(N) if show else None,
-        texttemplate="%{text}" if show else None,
-        xgap=1,
-        ygap=1,
-    )
-    fig = go.Figure(heat)
-    side = "feature" if mode == "symmetric" else None
-    fig.update_xaxes(
-        title_text=f"{side} j" if side else "input feature j (columns of W)",
-        tickangle=-45,
-        automargin=True,
-        side="bottom",
-        constrain="domain",
-    )
-    fig.update_yaxes(
-        title_text=f"{side} i" if side else "output feature i (rows of W)",
-        autorange="reversed",
-        automargin=True,
-        scaleanchor="x",
-        constrain="domain",
-    )
-    return _layout(fig, title or f"Block norms {what}", height=max(360, min(900, 120 + 28 * k)))
+    show = len(labels) <= 12 if show_values is None else show_values
+    fig = go.Figure(_block_heatmap(N, labels, mode=mode, log_color=log_color, show=show))
+    square_layout(fig, labels, title=title or f"Block norms {_MODE_TITLES[mode]}")
+    _axis_titles(fig, mode)
+    return fig
+
+
+def fig_block_norms_pair(
+    a: np.ndarray | pd.DataFrame,
+    names_a: Sequence[str] | None,
+    b: np.ndarray | pd.DataFrame,
+    names_b: Sequence[str] | None,
+    *,
+    mode: str = "raw",
+    titles: tuple[str, str] = ("A", "B"),
+    title: str = "",
+    shared_scale: bool = True,
+    log_color: bool = False,
+) -> go.Figure:
+    """Two block-norm heatmaps side by side in one figure (the Compare page): A left, B right, square cells.
+
+    ``shared_scale``: one colour scale (0 … the larger maximum) and one colour bar, so equal colours
+    mean equal norms; otherwise each map has its own. When both have the same feature names the rows
+    are labelled once, on the left.
+    """
+    if mode not in MODES:
+        raise ConfigError(f"block-norm mode must be one of {MODES}; got mode={mode!r}")
+    NA, la = _names(a, names_a)
+    NB, lb = _names(b, names_b)
+    same = la == lb
+    k = max(len(la), len(lb))
+    show = k <= 12
+    fig = make_subplots(rows=1, cols=2, subplot_titles=list(titles))
+    top = float(np.nanmax([np.nanmax(NA), np.nanmax(NB)])) if NA.size and NB.size else 1.0
+    low = 0.0
+    if log_color:
+        pos = np.concatenate([NA[NA > 0], NB[NB > 0]])
+        low = float(pos.min()) / 10.0 if pos.size else 1e-12
+    what = _MODE_TITLES[mode] + (" (log)" if log_color else "")
+    for col, (N, labels) in enumerate(((NA, la), (NB, lb)), start=1):
+        trace = _block_heatmap(
+            N,
+            labels,
+            mode=mode,
+            log_color=log_color,
+            show=show,
+            colorbar_title=what,
+            zrange=(low, top) if shared_scale else None,
+            showscale=col == 2 or not shared_scale,
+        )
+        fig.add_trace(trace, row=1, col=col)
+    frame = square_layout(fig, la + lb, title=title, panels=2, label_axes=False)
+    gap = 24 if same else frame.gap  # B's row labels need the gap only when they differ from A's
+    top = max(frame.top, 40)  # room for the panel titles
+    frame = SquareFrame(**{**asdict(frame), "gap": gap + (0 if shared_scale else COLORBAR_PX), "top": top})
+    width, height = frame.size(natural_side(k))
+    fig.update_layout(width=width, height=height, meta={_META_KEY: asdict(frame)}, margin={"t": frame.top})
+    span = width - frame.left - frame.right  # the paper's width in px at the natural size
+    end_a = (span - frame.gap) / 2 / span
+    fig.update_xaxes(domain=[0.0, end_a], row=1, col=1)
+    fig.update_xaxes(domain=[1.0 - end_a, 1.0], row=1, col=2)
+    for col, labels in ((1, la), (2, lb)):
+        short = [short_label(x) for x in labels]
+        fig.update_xaxes(tickmode="array", tickvals=labels, ticktext=short, row=1, col=col)
+        fig.update_yaxes(tickmode="array", tickvals=labels, ticktext=short, row=1, col=col)
+    if same:
+        fig.update_yaxes(showticklabels=False, row=1, col=2)
+    if not shared_scale:
+        fig.data[0].colorbar.update(x=end_a, xanchor="left", xpad=12)
+    fig.update_xaxes(title_text="feature j" if mode == "symmetric" else "input feature j")
+    fig.update_yaxes(title_text="feature i" if mode == "symmetric" else "output feature i", row=1, col=1)
+    fig.layout.margin.l = frame.left
+    return fig
 
 
 def _pool_abs(W: np.ndarray, f: int) -> np.ndarray:
@@ -206,7 +460,7 @@ def fig_weight_matrix(
         + (" = %{customdata:.4g}" if log_color else " = %{z:.4g}")
         + "<extra></extra>",
         colorscale=MAGNITUDE_SCALE,
-        colorbar={"title": {"text": what + (" (log)" if log_color else "")}, **ticks},
+        colorbar={"title": {"text": what + (" (log)" if log_color else ""), "side": "right"}, **ticks},
     )
     fig = go.Figure(heat)
     line = {"color": "rgba(255,255,255,0.9)", "width": 1}
@@ -218,11 +472,13 @@ def fig_weight_matrix(
     fig.update_layout(shapes=shapes)
     centres = [labels[min(len(labels) - 1, int((int(b.start) + int(b.stop) - 1) / 2) // f)] for b in blocks]
     names = unique_labels([b.name for b in blocks])
-    axis = {"tickmode": "array", "tickvals": centres, "ticktext": names, "automargin": True, "constrain": "domain"}
-    fig.update_xaxes(title_text="input slot (columns of W)", tickangle=-45, **axis)
-    fig.update_yaxes(title_text="output slot (rows of W)", autorange="reversed", scaleanchor="x", **axis)
     pooled = f" (max-pooled {f}×{f})" if f > 1 else ""
-    return _layout(fig, (title or f"|W|, d = {d}") + pooled, height=640)
+    # the same square frame as the block-norm map (labels are the feature names, at block centres)
+    square_layout(fig, names, title=(title or f"|W|, d = {d}") + pooled, label_axes=False)
+    axis = {"tickmode": "array", "tickvals": centres, "ticktext": [short_label(n) for n in names]}
+    fig.update_xaxes(title_text="input slot (columns of W)", **axis)
+    fig.update_yaxes(title_text="output slot (rows of W)", **axis)
+    return fig
 
 
 def _as_list(spectra: Spectrum | Sequence[Spectrum]) -> list[Spectrum]:
@@ -429,7 +685,7 @@ def fig_difference(
     title: str = "",
     label: str = "B − A",
 ) -> go.Figure:
-    """Difference heatmap (e.g. of two models' block norms) on a diverging scale centred at 0."""
+    """Difference heatmap (e.g. of two models' block norms) on a diverging scale centred at 0, square cells."""
     D, labels = _names(diff, names)
     k = len(labels)
     m = float(np.nanmax(np.abs(D))) if np.isfinite(D).any() else 0.0
@@ -444,30 +700,44 @@ def fig_difference(
             zmin=-m,
             zmax=m,
             colorscale=DIVERGING_SCALE,
-            colorbar={"title": {"text": label}},
+            colorbar={"title": {"text": label, "side": "right"}},
             hovertemplate="output feature i: %{y}<br>input feature j: %{x}<br>" + label + " = %{z:+.4g}<extra></extra>",
             text=_cell_text(D, "+.2g") if show else None,
             texttemplate="%{text}" if show else None,
+            textfont=_cell_font(k),
             xgap=1,
             ygap=1,
         )
     )
-    fig.update_xaxes(title_text="input feature j", tickangle=-45, automargin=True, constrain="domain")
-    fig.update_yaxes(
-        title_text="output feature i", autorange="reversed", automargin=True, scaleanchor="x", constrain="domain"
-    )
-    return _layout(fig, title or f"Difference of block norms ({label})", height=max(360, min(900, 120 + 28 * k)))
+    square_layout(fig, labels, title=title or f"Difference of block norms ({label})")
+    fig.update_xaxes(title_text="input feature j")
+    fig.update_yaxes(title_text="output feature i")
+    return fig
 
 
 def figure_html(fig: go.Figure) -> str:
-    """A standalone HTML page of ``fig`` with plotly.js inlined: it opens offline and loads no remote script."""
-    return str(
-        fig.to_html(
-            include_plotlyjs=True,
-            include_mathjax=False,
-            full_html=True,
-            config={"responsive": True, "displaylogo": False},
-        )
+    """A standalone HTML page of ``fig`` with plotly.js inlined: it opens offline and loads no remote script.
+
+    A square heatmap (:func:`square_frame`) is sized to the browser window by :func:`square_css`.
+    """
+    config = {"responsive": True, "displaylogo": False}
+    frame = square_frame(fig)
+    if frame is None:
+        return str(fig.to_html(include_plotlyjs=True, include_mathjax=False, full_html=True, config=config))
+    fluid = go.Figure(fig).update_layout(width=None, height=None)
+    div = fluid.to_html(
+        include_plotlyjs=True,
+        include_mathjax=False,
+        full_html=False,
+        config=config,
+        default_width="100%",
+        default_height="100%",
+    )
+    css = square_css(frame, ".dcnviz-wrap", max_height="94vh")
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<style>body {{ margin: 8px; font-family: sans-serif; }}\n{css}</style></head>"
+        f'<body><div class="dcnviz-wrap"><div class="dcnviz-square">{div}</div></div></body></html>'
     )
 
 

@@ -92,7 +92,7 @@ def test_tour_walks_through_the_first_shipped_model(env: Path) -> None:
     heat = charts(at)[0]
     assert heat["data"][0]["x"] == NAMES
     text = " ".join(m.value for m in at.markdown)
-    strongest = re.search(r"strongest pairs are \*\*(\w+) × (\w+)\*\*", text)
+    strongest = re.search(r"strongest pairs \(both directions together\) are \*\*(\w+) × (\w+)\*\*", text)
     assert strongest and set(strongest.groups()) == set(PLANTED)  # the planted pair is named first
 
 
@@ -171,12 +171,12 @@ def test_crosses_switch_layer_mode_log_and_experts(env: Path) -> None:
 def test_spectrum_several_tolerances_rank_table_and_baseline(env: Path) -> None:
     at = goto(start(), "spectrum")
     ok(at)
-    at.multiselect(key="sp_tols").set_value([0.5, 0.01, 0.001]).run()
+    at.multiselect(key="sp_tols").set_value(["0.5", "0.01", "0.001"]).run()
     ok(at)
-    table = at.dataframe[0].value
-    assert {"R_0.5", "R_0.01", "R_0.001", "initial R_0.5"} <= set(table.columns)
-    assert list(table.layer) == [0, 1]
-    assert (table.rank_bound == 16).all()  # d = 4 + 4 + 2 + 3 + 3
+    table = at.dataframe[0].value  # learned R_T with the initial matrix's in brackets, one column per T
+    assert {"R_0.5 (initial)", "R_0.01 (initial)", "R_0.001 (initial)"} <= set(table.columns)
+    assert list(table.matrix) == ["layer 0", "layer 1"]
+    assert (table["rank bound"] == 16).all()  # d = 4 + 4 + 2 + 3 + 3
     assert any("saved initial weights" in c.value for c in at.caption), "the baseline's origin is labelled"
     fig = charts(at)[0]
     names = [t["name"] for t in fig["data"]]
@@ -188,7 +188,7 @@ def test_spectrum_several_tolerances_rank_table_and_baseline(env: Path) -> None:
     ok(at)
     table = at.dataframe[0].value
     assert len(table) == 2 + 2 * 2  # 2 layers + 2 experts each
-    assert (table[table.expert == ""].rank_bound == 6).all()  # min(d, Σ r_k) = 2·3
+    assert (table[~table.matrix.str.contains("expert")]["rank bound"] == 6).all()  # min(d, Σ r_k) = 2·3
     assert "Σ r_k" in " ".join(m.value for m in at.markdown)
 
 
@@ -199,7 +199,7 @@ def test_spectrum_several_tolerances_rank_table_and_baseline(env: Path) -> None:
 def test_model_card_of_a_shipped_model(env: Path) -> None:
     at = goto(start(), "model")
     ok(at)
-    frames = [d.value for d in at.dataframe]
+    frames = [t.value for t in at.table] + [d.value for d in at.dataframe]  # property/value tables are static
     arch = next(f for f in frames if "property" in f and "model" in set(f.property))
     assert dict(zip(arch.property, arch.value, strict=True))["model"] == "dcnv2"
     feats = next(f for f in frames if "feature" in f)
@@ -235,7 +235,7 @@ def test_upload_peer_state_dict_detected_with_names_file(env: Path) -> None:
     data = (PEERS / "deepctr_dcn_matrix.pt").read_bytes()
     at = upload(start(), "deepctr.pt", data)
     ok(at)
-    frames = [d.value for d in at.dataframe]
+    frames = [t.value for t in at.table] + [d.value for d in at.dataframe]
     arch = next(f for f in frames if "property" in f and "file format" in set(f.property))
     assert "DeepCTR-Torch" in dict(zip(arch.property, arch.value, strict=True))["file format"]
     feats = next(f for f in frames if "feature" in f)
@@ -333,18 +333,17 @@ def test_compare_shows_both_models_and_their_difference(env: Path, tmp_path: Pat
     at = goto(start(), "compare")
     ok(at)
     figs = charts(at)
-    assert len(figs) == 4  # A, B, B − A, spectra
+    assert len(figs) == 3  # A | B side by side, B − A, spectra
     diff = next(d.value for d in at.dataframe if d.value.index.name == "output feature i")
-    za, zb = (arr(f["data"][0]["customdata"]) for f in figs[:2])
+    za, zb = (arr(t["customdata"]) for t in figs[0]["data"])
     np.testing.assert_allclose(diff.to_numpy(), zb - za, rtol=1e-6, atol=1e-9)
     top = max(za.max(), zb.max())  # one colour scale for both heatmaps
-    assert all(f["data"][0]["zmin"] == 0 and f["data"][0]["zmax"] == pytest.approx(top) for f in figs[:2])
+    assert all(t["zmin"] == 0 and t["zmax"] == pytest.approx(top) for t in figs[0]["data"])
     at.radio(key="cmp_mode").set_value("symmetric").run()
     ok(at)
     # a peer model with other blocks: the heatmaps show, the difference explains why it cannot be taken
     at = upload(at, "deepctr.pt", (PEERS / "deepctr_dcn_matrix.pt").read_bytes())
-    goto(at, "compare")
-    at.selectbox(key="cmp_b").set_value(at.sidebar.selectbox(key="model_key").value).run()
+    goto(at, "compare")  # A is the upload (the sidebar's model), B the first shipped model
     ok(at)
     assert any("different feature blocks" in i.value for i in at.info)
 
@@ -354,7 +353,7 @@ def test_report_is_one_offline_html_file(env: Path) -> None:
     ok(at)
     at.button(key="rep_build").click().run()
     ok(at)
-    key, _, data = at.session_state[REPORT]
+    key, _, _, data = at.session_state[REPORT]
     page = data.decode("utf-8")
     assert key.startswith("shipped:")
     assert at.download_button(key="rep_download")
@@ -641,7 +640,7 @@ def test_crosses_gate_weighted_mixture_matches_the_library(env: Path, tmp_path: 
     assert main([*argv, "--hidden", "8", "--epochs", "1", "--device", "cpu", "--out", str(path)]) == 0
     at = goto(upload(start(), "mix.safetensors", path.read_bytes()), "crosses")
     ok(at)
-    assert "uniform gates" in at.selectbox(key="cx_expert").format_func(-1)
+    assert at.selectbox(key="cx_expert").format_func(-1) == "all experts (mean)"
     at.toggle(key="cx_gates").set_value(True).run()
     ok(at)
     # the heatmap is the block norms of Σ_k E[G_k] U_k V_kᵀ, with the mean gates computed by the library
@@ -652,7 +651,8 @@ def test_crosses_gate_weighted_mixture_matches_the_library(env: Path, tmp_path: 
     heat = charts(at)[0]
     np.testing.assert_allclose(arr(heat["data"][0]["z"]), block_norms(W, cw.blocks), rtol=1e-5)
     assert "gate-weighted" in heat["layout"]["title"]["text"]
-    assert label in at.selectbox(key="cx_expert").format_func(-1)
+    assert "gate-weighted" in at.selectbox(key="cx_expert").format_func(-1)
+    assert any(label in c.value for c in at.caption)
     assert any("Mean gates" in c.value for c in at.caption)
     # a shipped full-rank model has no such toggle
     at.sidebar.selectbox(key="model_key").set_value("shipped:a_dcnv2_planted.safetensors").run()

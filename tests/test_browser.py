@@ -42,7 +42,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SHIPPED_SAMPLE_MODEL = ROOT / "models"  # a demo model trained on the sample, if the folder has one
+SHIPPED_SAMPLE_MODEL = ROOT / "models"
+PEERS = ROOT / "tests" / "fixtures" / "peers"  # a demo model trained on the sample, if the folder has one
 
 
 def _missing(reason: str) -> None:
@@ -148,6 +149,27 @@ def _heatmap_labels(page) -> list[str]:  # type: ignore[no-untyped-def]
     return [t.strip() for t in chart.locator("g.xtick text").all_text_contents()]
 
 
+SIZES_JS = """() => {
+  const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+  const cs = getComputedStyle(main);
+  const column = main.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+  const charts = Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => {
+    const area = p.querySelector('.nsewdrag').getBoundingClientRect();
+    const bar = p.querySelector('.colorbar');
+    const cell = p.querySelector('g.heatmaplayer text, .textpoint text');
+    return {plot: [area.width, area.height],
+            colorbar_gap: bar ? bar.getBoundingClientRect().left - area.right : null,
+            cell_font: cell ? parseFloat(getComputedStyle(cell).fontSize) : null};
+  });
+  return {column, charts};
+}"""
+
+
+def heatmap_sizes(page) -> dict:  # type: ignore[no-untyped-def]
+    """The main column's content width and, per Plotly chart, its plot area (px), colour-bar gap and cell font."""
+    return page.evaluate(SIZES_JS)  # type: ignore[no-any-return]
+
+
 def test_upload_heatmap_and_training_in_a_real_browser(chromium: str, server: tuple[str, Path], tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -174,6 +196,33 @@ def test_upload_heatmap_and_training_in_a_real_browser(chromium: str, server: tu
             page.goto(url, wait_until="domcontentloaded")
             page.get_by_role("heading", name="dcnviz: what did the cross network learn?").wait_for(timeout=60_000)
             _idle(page)
+
+            # A peer library's file, uploaded through the file input on the Model page: its name and its
+            # heatmap on Feature crosses, the heatmap's plot area at least half of the main column's width.
+            peer = PEERS / "deepctr_dcn_matrix.pt"
+            _nav(page, "Model")
+            page.locator("input[type=file]").first.set_input_files(str(peer))
+            page.get_by_text(f"Model card: {peer.name}", exact=False).first.wait_for(timeout=60_000)
+            _idle(page)
+            _nav(page, "Feature crosses")
+            _idle(page)
+            page.get_by_test_id("stCaptionContainer").get_by_text(peer.name, exact=False).first.wait_for()
+            assert _heatmap_labels(page) == ["user", "movie", "dense"]  # the file's embedding tables
+            sizes = heatmap_sizes(page)
+            heat = sizes["charts"][0]
+            assert heat["plot"][0] >= 0.5 * sizes["column"], sizes  # the heatmap fills the column
+            assert abs(heat["plot"][0] - heat["plot"][1]) <= 2, sizes  # square cells
+            assert -2 <= heat["colorbar_gap"] <= 40, sizes  # the colour bar beside the cells
+            assert heat["cell_font"] >= 12, sizes  # readable cell numbers
+            w_plot = sizes["charts"][1]["plot"][0]  # the |W| view below: not larger than the heatmap
+            assert w_plot <= heat["plot"][0] + 2, sizes
+            page.screenshot(path=str(ARTIFACTS / "crosses-peer.png"))
+            page.set_viewport_size({"width": 1920, "height": 1080})  # a large screen: still at least half
+            page.wait_for_timeout(1500)
+            wide = heatmap_sizes(page)
+            assert wide["charts"][0]["plot"][0] >= 0.5 * wide["column"], wide
+            page.set_viewport_size({"width": 1280, "height": 1000})
+            page.wait_for_timeout(1000)
 
             # Upload on the Model page; the card shows the file's detected format.
             _nav(page, "Model")
@@ -214,3 +263,74 @@ def test_upload_heatmap_and_training_in_a_real_browser(chromium: str, server: tu
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
     assert "deprecat" not in text.lower(), text[-3000:]  # Streamlit logs its deprecation warnings
+
+
+@pytest.mark.parametrize("viewport", [(1280, 900), (1920, 1080)])
+def test_heatmap_figures_fill_the_window_with_square_cells_for_2_to_40_features(
+    chromium: str, tmp_path: Path, viewport: tuple[int, int]
+) -> None:
+    """The standalone heatmap (the figure download; the same CSS sizes it in the app) in a real browser."""
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    from dcnviz.figures import fig_block_norms, figure_html
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            for k in (2, 6, 12, 40):
+                names = [f"feature_{i}" if i % 7 else f"a_longer_feature_name_{i}" for i in range(k)]
+                N = np.random.default_rng(k).random((k, k))
+                html = tmp_path / f"k{k}.html"
+                html.write_text(figure_html(fig_block_norms(N, names, title=f"{k} features")), encoding="utf-8")
+                page.goto(html.as_uri())
+                page.locator(".js-plotly-plot .nsewdrag").wait_for()
+                page.wait_for_timeout(300)
+                got = page.evaluate(
+                    """() => {
+                      const area = document.querySelector('.nsewdrag').getBoundingClientRect();
+                      const bar = document.querySelector('.colorbar').getBoundingClientRect();
+                      const ticks = Array.from(document.querySelectorAll('g.xtick text')).map(
+                        t => parseFloat(getComputedStyle(t).fontSize));
+                      const chart = document.querySelector('.js-plotly-plot').getBoundingClientRect();
+                      return {w: area.width, h: area.height, gap: bar.left - area.right, ticks,
+                              bottom: chart.bottom, page: document.body.clientWidth, vh: window.innerHeight};
+                    }"""
+                )
+                page.screenshot(path=str(tmp_path / f"k{k}.png"))
+                assert abs(got["w"] - got["h"]) <= 2, (k, got)  # square cells
+                # as large as the window allows: half its width at least, unless its height is the limit
+                assert got["w"] >= 0.5 * got["page"] or got["bottom"] >= 0.9 * got["vh"], (k, got)
+                assert got["bottom"] <= got["vh"] + 1, (k, got)  # the whole map fits in the window
+                assert -2 <= got["gap"] <= 40, (k, got)  # the colour bar beside it (its box starts at the plot edge)
+                assert len(got["ticks"]) == k and min(got["ticks"]) >= 10, (k, got)  # every label, readable
+        finally:
+            browser.close()
+
+
+def test_the_apps_settings_apply_when_started_from_another_folder(chromium: str, tmp_path: Path) -> None:
+    """`streamlit run /path/to/app.py` from elsewhere: no usage statistics, no file watcher, minimal toolbar."""
+    from playwright.sync_api import sync_playwright
+
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py")]
+    with (
+        serve(cmd, cwd=away, env=env, log_path=tmp_path / "elsewhere.log") as (url, proc),
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_role("heading", name="dcnviz: what did the cross network learn?").wait_for(timeout=90_000)
+            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            assert page.get_by_text("Deploy", exact=True).count() == 0, "client.toolbarMode = minimal applies"
+            watches = inotify_watches(proc.pid)
+        finally:
+            browser.close()
+    text = (tmp_path / "elsewhere.log").read_text()
+    assert "Collecting usage statistics" not in text, "browser.gatherUsageStats = false applies"
+    assert watches == 0, f"server.fileWatcherType = none applies; the server holds {watches} inotify watches"

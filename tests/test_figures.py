@@ -37,7 +37,8 @@ def test_block_norm_heatmap_shows_the_table_with_feature_names_on_both_axes():
     np.testing.assert_array_equal(np.asarray(h.customdata), N)
     assert "output feature i: %{y}" in h.hovertemplate and "input feature j: %{x}" in h.hovertemplate
     assert fig.layout.yaxis.autorange == "reversed"  # row 0 on top, as a matrix is read
-    assert fig.layout.autosize is True and fig.layout.width is None
+    frame = F.square_frame(fig)  # a square heatmap: natural size for notebooks, CSS-sized in the app
+    assert frame is not None and (fig.layout.width, fig.layout.height) == frame.size(F.natural_side(3))
     assert h.texttemplate == "%{text}" and h.text[0][1] == format(N[0, 1], ".3g")
     # a DataFrame carries its own names
     fig2 = F.fig_block_norms(A.block_norm_frame(N, BLOCKS), mode="raw")
@@ -198,3 +199,64 @@ def test_training_curves_read_the_trainers_history_shape():
     assert set(by_name) == {"train_logloss", "val_logloss", "val_auc"}
     assert list(by_name["val_auc"].y[:2]) == [0.80, 0.82]
     assert by_name["val_auc"].xaxis == "x2"  # AUC in the right-hand panel
+
+
+@pytest.mark.parametrize("k", [2, 6, 12, 40])
+def test_heatmaps_are_square_with_the_colour_bar_beside_them(k: int) -> None:
+    names = [f"feature_{i}" for i in range(k)]
+    N = np.random.default_rng(k).random((k, k))
+    for fig in (F.fig_block_norms(N, names, title="t"), F.fig_difference(N - 0.5, names)):
+        frame = F.square_frame(fig)
+        assert frame is not None
+        side = F.natural_side(k)
+        assert F.MIN_SIDE <= side <= F.MAX_SIDE and (fig.layout.width, fig.layout.height) == frame.size(side)
+        # margins leave exactly a side × side plot area at the natural size: square cells, nothing to shrink
+        m = fig.layout.margin
+        assert (m.l, m.r, m.t, m.b) == (frame.left, frame.right, frame.top, frame.bottom)
+        assert fig.layout.width - m.l - m.r == fig.layout.height - m.t - m.b == side
+        assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.xaxis.constrain == "domain"
+        cb = heat(fig).colorbar
+        assert (cb.x, cb.xanchor) == (1.0, "left") and cb.xpad <= 16, "the colour bar sits right beside the cells"
+        assert list(fig.layout.xaxis.ticktext) == names and list(fig.layout.xaxis.tickvals) == names  # every label
+        shown = heat(fig).texttemplate is not None
+        assert shown == (k <= 12), "cell numbers for up to 12 features"
+        if shown:
+            assert heat(fig).textfont.size >= 12
+
+
+def test_long_feature_names_are_shortened_on_the_axes_and_whole_in_the_hover() -> None:
+    names = ["embedding_dict.user_id_hashed_bucket_feature", "movie", "c"]
+    fig = F.fig_block_norms(np.eye(3), names)
+    assert list(heat(fig).x) == names  # hover and data keep the whole name
+    short = list(fig.layout.xaxis.ticktext)
+    assert short[0] == F.short_label(names[0]) and len(short[0]) <= 24 and short[1:] == ["movie", "c"]
+    assert F.square_frame(fig).left < 24 * 8 + 40, "the margin follows the shortened label"
+
+
+def test_side_by_side_pair_shares_one_colour_scale_and_labels_rows_once() -> None:
+    a, b = np.random.default_rng(0).random((3, 3)), 2 * np.random.default_rng(1).random((3, 3))
+    fig = F.fig_block_norms_pair(a, NAMES, b, NAMES, titles=("A", "B"))
+    ha, hb = fig.data
+    np.testing.assert_array_equal(np.asarray(ha.customdata), a)
+    np.testing.assert_array_equal(np.asarray(hb.customdata), b)
+    assert ha.zmin == hb.zmin == 0 and ha.zmax == hb.zmax == pytest.approx(b.max())
+    assert (ha.showscale, hb.showscale) == (False, True)  # one colour bar, right of B
+    frame = F.square_frame(fig)
+    assert frame.panels == 2 and fig.layout.yaxis2.showticklabels is False  # same names: rows labelled once
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis2.scaleanchor == "x2"
+    (d1, d2) = fig.layout.xaxis.domain, fig.layout.xaxis2.domain
+    assert d1[1] - d1[0] == pytest.approx(d2[1] - d2[0]) and d1[1] < d2[0]  # equal panels, apart
+    own = F.fig_block_norms_pair(a, NAMES, b, ["p", "q", "r"], shared_scale=False)
+    assert all(t.showscale for t in own.data) and own.data[0].zmax is None
+    assert F.square_frame(own).gap > frame.gap  # room for B's own labels and A's colour bar
+
+
+def test_square_css_sizes_the_chart_from_its_container_and_the_window() -> None:
+    frame = F.SquareFrame(left=80, right=104, top=44, bottom=70)
+    css = F.square_css(frame, ".st-key-x_chart")
+    assert ".st-key-x_chart { container-type: inline-size;" in css
+    assert "100cqw - 184px" in css and "85vh - 114px" in css  # column width and window height, less the frame
+    assert "width: calc(1 * var(--dcnviz-side) + 184px)" in css and "height: calc(var(--dcnviz-side) + 114px)" in css
+    page = F.figure_html(F.fig_block_norms(np.eye(3), NAMES))
+    assert ".dcnviz-wrap { container-type: inline-size;" in page and 'class="dcnviz-square"' in page
+    assert "<script src=" not in page

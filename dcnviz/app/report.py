@@ -38,6 +38,7 @@ from dcnviz.app.bundle import (
     metrics_table,
     recipe_table,
 )
+from dcnviz.app.tables import rank_summary
 from dcnviz.errors import DcnvizError
 from dcnviz.figures import fig_block_norms, fig_spectrum, fig_training_curves
 
@@ -46,8 +47,12 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
        padding: 1rem; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.3rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
 h3 { font-size: 1.1rem; }
-table.tbl { border-collapse: collapse; font-size: .85rem; margin: .5rem 0 1rem; display: block; overflow-x: auto; }
-table.tbl th, table.tbl td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: left; }
+table.tbl { border-collapse: collapse; font-size: .85rem; margin: .5rem 0 1rem; display: block; overflow-x: auto;
+            max-width: 100%; }
+table.tbl th, table.tbl td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: left; vertical-align: top; }
+table.tbl td { max-width: 32rem; overflow-wrap: anywhere; }
+table.ranks th, table.ranks td { white-space: nowrap; text-align: right; }
+table.ranks td:first-child, table.ranks th:first-child { text-align: left; }
 table.tbl th { background: #f4f4f4; }
 .note { color: #555; font-size: .9rem; }
 .warn { background: #fff4e5; border-left: 4px solid #f0a020; padding: .4rem .8rem; }
@@ -61,10 +66,11 @@ HOW_TO_READ = (
 )
 
 
-def _table_html(df: pd.DataFrame, *, index: bool = False) -> str:
+def _table_html(df: pd.DataFrame, *, index: bool = False, cls: str = "") -> str:
     if df.empty:
         return '<p class="note">(nothing recorded)</p>'
-    return str(df.to_html(index=index, escape=True, classes="tbl", border=0, float_format=lambda x: f"{x:.4g}"))
+    classes = ["tbl", cls] if cls else "tbl"
+    return str(df.to_html(index=index, escape=True, classes=classes, border=0, float_format=lambda x: f"{x:.4g}"))
 
 
 class _Figures:
@@ -164,9 +170,12 @@ def build_report_html(
                 parts.append(f"<h3>{e(ex.matrix.label)}</h3>")
                 parts.append(fig(fig_block_norms(ex.norms("raw"), names, title=f"{ex.matrix.label}: block norms")))
     if analysis.layers:
+        tols = ", ".join(f"{t:g}" for t in analysis.tolerances)
+        init = " (in brackets: the initial matrix's)" if analysis.init_label else ""
         parts += [
             "<h2>Numerical ranks</h2>",
-            _table_html(rank_table(analysis, experts=experts)),
+            f'<p class="note">R_T = #{{k : σ_k ≥ T·σ_1}} at T = {e(tols)}{init}; suggested rank and stable rank.</p>',
+            _table_html(rank_summary(rank_table(analysis, experts=experts)), cls="ranks"),
         ]
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -37,6 +37,7 @@ CURRENT = "model_key"  # session_state / sidebar selectbox: the key of the model
 PENDING = "dcnviz_select_next"  # session_state: a key to select on the next run (set before the widget exists)
 TRAIN_JOB = "train_job"  # session_state: this session's TrainingJob (see dcnviz.app.jobs)
 COLLECTED = "dcnviz_collected_jobs"  # session_state: ids of finished jobs whose model is registered
+TOLERANCES = "dcnviz_tolerances"  # session_state: the tolerances T chosen on Spectrum (Report uses them too)
 
 
 def models_dir() -> Path:
@@ -298,6 +299,16 @@ def model_analysis(entry: ModelEntry, tolerances: tuple[float, ...] = DEFAULT_TO
         init_label=cw.init_label if cw.initial_layers is not None else "",
         warnings=tuple(cw.warnings),
     )
+
+
+def chosen_tolerances() -> tuple[float, ...]:
+    """The tolerances T the user chose on the Spectrum page (largest first), or the defaults."""
+    return tuple(st.session_state.get(TOLERANCES) or DEFAULT_TOLERANCES)
+
+
+def choose_tolerances(tolerances: tuple[float, ...]) -> None:
+    """Remember the tolerances for every page of this session (largest first; the defaults when empty)."""
+    st.session_state[TOLERANCES] = tuple(sorted(set(tolerances), reverse=True)) or DEFAULT_TOLERANCES
 
 
 def default_entry(entries: list[ModelEntry]) -> ModelEntry | None:

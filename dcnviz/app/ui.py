@@ -9,6 +9,7 @@ import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -17,9 +18,10 @@ import streamlit as st
 from dcnviz.app import state
 from dcnviz.app.bundle import ModelBundle
 from dcnviz.errors import DcnvizError
-from dcnviz.figures import figure_html, table_csv
+from dcnviz.figures import figure_html, short_label, square_css, square_frame, table_csv
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
+PICKER_CHARS = 30  # what the sidebar's picker shows of a model's label without cutting it off
 ORIGIN_SUFFIX = {"shipped": "", "uploaded": " · uploaded", "trained": " · trained here"}  # plain text: any font
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -55,11 +57,21 @@ def guard() -> Iterator[None]:
 
 
 def show_figure(fig: go.Figure, *, key: str, filename: str) -> None:
-    """Draw a Plotly figure full-width with a download button for a standalone HTML copy (plotly.js inlined).
+    """Draw a Plotly figure with a download button for a standalone HTML copy (plotly.js inlined).
 
+    Line charts stretch to the column's width. A square heatmap (one built with
+    :func:`dcnviz.figures.square_layout`: every heatmap of :mod:`dcnviz.figures`) is sized to the column
+    by CSS (:func:`dcnviz.figures.square_css`): square cells as large as the column and the window's
+    height allow, the colour bar beside them. Its download keeps the same behaviour in a browser window.
     The HTML is built only when the button is clicked (deferred download).
     """
-    st.plotly_chart(fig, width="stretch", key=f"{key}_chart", config=PLOTLY_CONFIG)
+    frame = square_frame(fig)
+    shown = fig
+    if frame is not None:
+        # the figure's own width/height are its natural (notebook) size; here CSS sizes it to the column
+        shown = go.Figure(fig).update_layout(width=None, height=None)
+        st.html(f"<style>{square_css(frame, f'.st-key-{key}_chart')}</style>")
+    st.plotly_chart(shown, width="stretch", key=f"{key}_chart", config=PLOTLY_CONFIG)
     st.download_button(
         "Download figure (HTML)",
         data=lambda: figure_html(fig).encode("utf-8"),
@@ -71,12 +83,28 @@ def show_figure(fig: go.Figure, *, key: str, filename: str) -> None:
     )
 
 
-def show_table(df: pd.DataFrame, *, key: str, filename: str, index: bool = False) -> None:
-    """Show a table full-width with a CSV download button."""
-    st.dataframe(df, width="stretch", hide_index=not index, key=f"{key}_table")
+def show_table(
+    df: pd.DataFrame,
+    *,
+    key: str,
+    filename: str,
+    index: bool = False,
+    csv: pd.DataFrame | None = None,
+    static: bool = False,
+    column_config: dict[str, Any] | None = None,
+) -> None:
+    """Show a table full-width with a CSV download button (of ``csv`` when the page shows a compact view).
+
+    ``static``: a plain table whose cells wrap (model-card property/value tables: long values stay
+    readable) instead of the interactive one (sorting, scrolling; cells cut at the column's width).
+    """
+    if static:
+        st.table(df, hide_index=not index)
+    else:
+        st.dataframe(df, width="stretch", hide_index=not index, key=f"{key}_table", column_config=column_config)
     st.download_button(
         "Download table (CSV)",
-        data=table_csv(df, index=index),
+        data=table_csv(df if csv is None else csv, index=index),
         file_name=f"{slug(filename)}.csv",
         mime="text/csv",
         key=f"{key}_csv",
@@ -113,7 +141,7 @@ def model_picker() -> None:
             st.info("No model yet: upload one on **Model** or train one on **Train**.")
             return
         keys = [e.key for e in entries]
-        labels = {e.key: f"{e.label}{ORIGIN_SUFFIX.get(e.origin, '')}" for e in entries}
+        labels = picker_labels(entries)
         if st.session_state.get(state.CURRENT) not in keys:
             first = state.default_entry(entries)
             st.session_state[state.CURRENT] = first.key if first else keys[0]
@@ -125,10 +153,43 @@ def model_picker() -> None:
             help="Shipped demo models, then the models you uploaded or trained in this session. "
             "Uploads and trained models are visible to you only and are never saved on the server.",
         )
+        chosen = state.entry_by_key(st.session_state.get(state.CURRENT))
+        if chosen is not None:
+            st.caption(entry_caption(chosen))
 
 
-def require_model() -> tuple[state.ModelEntry, ModelBundle]:
-    """The chosen model and its bundle; stops the page with a hint when there is none or it cannot load."""
+def entry_label(entry: state.ModelEntry) -> str:
+    """A model's name in pickers and captions: its label and where it came from."""
+    return f"{entry.label}{ORIGIN_SUFFIX.get(entry.origin, '')}"
+
+
+def picker_labels(entries: list[state.ModelEntry], limit: int = PICKER_CHARS) -> dict[str, str]:
+    """{key: label} for the sidebar picker: short enough for the sidebar (shortened in the middle; the
+    caption under the picker has the whole name) and never two alike (`` #2``, `` #3`` …)."""
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for e in entries:
+        suffix = ORIGIN_SUFFIX.get(e.origin, "")
+        text = short_label(e.label, max(8, limit - len(suffix))) + suffix
+        seen[text] = seen.get(text, 0) + 1
+        out[e.key] = text if seen[text] == 1 else f"{text} #{seen[text]}"
+    return out
+
+
+def entry_caption(entry: state.ModelEntry) -> str:
+    """The whole story of the chosen model, under the picker (wraps, so long names are readable)."""
+    origin = {"shipped": "shipped demo model", "uploaded": "uploaded in this session", "trained": "trained here"}
+    parts = [f"**{entry.label}**", origin.get(entry.origin, entry.origin)]
+    if entry.names_json:
+        parts.append("feature names from your file")
+    return " · ".join(parts)
+
+
+def require_model(*, warnings: bool = True) -> tuple[state.ModelEntry, ModelBundle]:
+    """The chosen model and its bundle; stops the page with a hint when there is none or it cannot load.
+
+    ``warnings``: say in one line when the file has warnings (the Model page shows them in full itself).
+    """
     entry = state.current_entry()
     if entry is None:
         st.info("No model to show yet. Upload a model file on the **Model** page or train one on **Train**.")
@@ -136,9 +197,51 @@ def require_model() -> tuple[state.ModelEntry, ModelBundle]:
         raise AssertionError("unreachable")  # st.stop raises; this keeps type checkers informed
     with guard():
         bundle = state.bundle_of(entry)
-    for w in bundle.warnings:
-        st.warning(w)
+    if warnings:
+        file_warnings(bundle, full=False)
     return entry, bundle
+
+
+# What reading a file reports that is information, not a problem (dcnviz.importers.containers' notes on
+# which checkpoint entry was read and what was skipped); everything else (NaN weights, an unsure feature
+# order, weights a peer does not store) is a warning about what the pages show.
+NOTE_PREFIXES = (
+    "read the tensors of the checkpoint's",
+    "skipped ",
+    "the pickle names objects that were not loaded",
+)
+
+
+def split_warnings(messages: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
+    """(warnings, informational notes) of a file's messages.
+
+    >>> split_warnings(["read the tensors of the checkpoint's 'state_dict' entry", "layer 1 holds NaN"])
+    (['layer 1 holds NaN'], ["read the tensors of the checkpoint's 'state_dict' entry"])
+    """
+    notes = [m for m in messages if m.startswith(NOTE_PREFIXES)]
+    return [m for m in messages if m not in notes], notes
+
+
+def file_warnings(bundle: ModelBundle, *, full: bool) -> None:
+    """A file's warnings and notes: in full on the Model page (``full``), as one quiet line elsewhere.
+
+    Every page used to repeat each warning as a yellow banner; now only the Model page shows them,
+    notes there go into a collapsed "Notes" box, and the other pages say in one caption that there is
+    something to read (and where).
+    """
+    warns, notes = split_warnings(bundle.warnings)
+    if full:
+        for w in warns:
+            st.warning(w, icon=":material/warning:")
+        if notes:
+            with st.expander(f"Notes from reading the file ({len(notes)})", icon=":material/info:"):
+                st.markdown("\n".join(f"- {n}" for n in notes))
+    elif warns:
+        n = len(warns)
+        st.caption(
+            f":material/warning: {n} warning{'s' if n > 1 else ''} about this file (e.g. {warns[0][:80]}"
+            f"{'…' if len(warns[0]) > 80 else ''}) — read {'them' if n > 1 else 'it'} on the **Model** page."
+        )
 
 
 def require_cross_layers(bundle: ModelBundle) -> None:

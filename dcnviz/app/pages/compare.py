@@ -15,24 +15,38 @@ from dcnviz.analysis import (
 )
 from dcnviz.app import state, ui
 from dcnviz.errors import DcnvizError
-from dcnviz.figures import fig_block_norms, fig_difference, fig_spectrum
+from dcnviz.figures import fig_block_norms_pair, fig_difference, fig_spectrum
+
+
+def _swap(a_key: str, b_key: str) -> None:
+    """B becomes the sidebar's model (A) and A becomes B."""
+    st.session_state[state.CURRENT] = b_key
+    st.session_state["cmp_b"] = a_key
 
 
 def render() -> None:
     st.title("Compare two models")
-    entries = state.all_entries()
-    if len(entries) < 2:
+    a = state.current_entry()
+    others = [e for e in state.all_entries() if a is None or e.key != a.key]
+    if a is None or not others:
         st.info("Comparing needs two models: upload one on **Model** or train one on **Train**.")
         return
-    keys = [e.key for e in entries]
-    labels = {e.key: e.label for e in entries}
-    c1, c2 = st.columns(2)
+    labels = {e.key: ui.entry_label(e) for e in others}
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     with c1:
-        ka = st.selectbox("Model A", keys, index=0, key="cmp_a", format_func=lambda k: labels[k])
+        st.markdown(f"**A** (the model chosen in the sidebar): {ui.entry_label(a)}")
+        kb = st.selectbox("Model B", list(labels), key="cmp_b", format_func=lambda k: labels[k])
     with c2:
-        kb = st.selectbox("Model B", keys, index=1, key="cmp_b", format_func=lambda k: labels[k])
-    a, b = state.entry_by_key(ka), state.entry_by_key(kb)
-    if a is None or b is None:
+        st.button(
+            "Swap A and B",
+            key="cmp_swap",
+            icon=":material/swap_horiz:",
+            on_click=_swap,
+            args=(a.key, kb),
+            help="Make B the model of every page (the sidebar's) and compare it with A.",
+        )
+    b = state.entry_by_key(kb)
+    if b is None:
         st.stop()
         return
     with ui.guard():
@@ -56,16 +70,17 @@ def render() -> None:
         key="cmp_shared",
         help="Both heatmaps span 0 … the larger maximum, so equal colours mean equal norms.",
     )
-    na, nb = la.norms(mode), lb.norms(mode)
-    top = float(max(na.max(), nb.max()))
-    cols = st.columns(2)
-    for col, tag, e, bundle, norms in ((cols[0], "A", a, ba, na), (cols[1], "B", b, bb, nb)):
-        with col:
-            st.markdown(f"**{tag}: {e.label}**  \n{bundle.detected}")
-            fig = fig_block_norms(norms, bundle.names, mode=mode, title=f"{tag} · layer {layer}")
-            if shared:
-                fig.update_traces(zmin=0.0, zmax=top)
-            ui.show_figure(fig, key=f"cmp_heat_{tag}", filename=f"{e.label}-layer{layer}-{mode}")
+    st.caption(f"A: {ba.detected}  \nB: {bb.detected}")
+    fig = fig_block_norms_pair(
+        la.norms(mode),
+        ba.names,
+        lb.norms(mode),
+        bb.names,
+        mode=mode,
+        titles=(f"A · layer {layer}", f"B · layer {layer}"),
+        shared_scale=shared,
+    )
+    ui.show_figure(fig, key="cmp_heat", filename=f"{a.label}-vs-{b.label}-layer{layer}-{mode}")
 
     st.subheader("Difference of block norms (B − A)")
     try:

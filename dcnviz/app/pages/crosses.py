@@ -44,18 +44,24 @@ def choose_matrix(la: MatrixAnalysis, key: str) -> MatrixAnalysis:
         return la
     options = list(range(-1, len(experts)))
     weighting = la.matrix.weighting or "uniform"
-    everything = (
-        "all experts: mean of U_k C_k V_kᵀ (uniform gates)"
-        if weighting == "uniform"
-        else f"all experts: Σ_k E[G_k] U_k C_k V_kᵀ ({weighting})"
-    )
+    uniform = weighting == "uniform"
     pick = st.selectbox(
         "Expert",
         options,
         key=key,
-        format_func=lambda k: everything if k < 0 else f"expert {k}",
-        help="A mixture layer (Eq. 3) has K low-rank experts; the effective W under uniform gates is their mean.",
+        format_func=lambda k: (
+            ("all experts (mean)" if uniform else "all experts (gate-weighted)")
+            if k < 0
+            else f"expert {k} of {len(experts)}"
+        ),
+        help="A mixture layer (Eq. 3) has K low-rank experts U_k C_k V_kᵀ; pick their combined W or one of them.",
     )
+    if pick < 0:
+        st.caption(
+            "W = mean of the experts' U_k C_k V_kᵀ (uniform gates)"
+            if uniform
+            else f"W = Σ_k E[G_k] U_k C_k V_kᵀ ({weighting})"
+        )
     return la if pick < 0 else experts[int(pick)]
 
 
@@ -143,11 +149,32 @@ def render() -> None:
     with c2:
         include_self = st.checkbox("Include self-crosses (i, i)", key="cx_self")
     top = m.top_crosses(mode, include_self=include_self, n=n, change=change)
-    st.caption(
-        "`feature_i` is the output feature (row of W), `feature_j` the input feature (column); `share` is "
-        "value² over the sum of all cells' value² (in the raw and symmetric views, the share of ‖W‖_F²)."
+    of = "of ‖W − W₀‖²" if change else "of ‖W‖²" if mode != "normalized" else "of the view's Σ value²"
+    if mode == "symmetric":
+        st.caption(
+            f"Each pair once; **share** = the pair's value² {of}, both directions together — the number the "
+            "Tour quotes for the same pair."
+        )
+        shown = top[["rank", "feature_i", "feature_j", "value", "pair_share"]]
+        labels = {"pair_share": "share (both directions)"}
+    else:
+        st.caption(
+            f"`feature_i` is the output feature (row of W), `feature_j` the input feature (column). **share (this "
+            f"block)** = the block's value² {of}; **share (both directions)** adds block (j, i), as the symmetric "
+            "view and the Tour do, so the same pair shows the same number there."
+        )
+        shown = top[["rank", "feature_i", "feature_j", "value", "share", "pair_share"]]
+        labels = {"share": "share (this block)", "pair_share": "share (both directions)"}
+    ui.show_table(
+        shown,
+        key="cx_top",
+        filename=f"{entry.label}-{m.matrix.label}-{mode}{suffix}-top-crosses",
+        csv=top,
+        column_config={
+            col: st.column_config.NumberColumn(label, format="percent", help=f"value² {of}")
+            for col, label in labels.items()
+        },
     )
-    ui.show_table(top, key="cx_top", filename=f"{entry.label}-{m.matrix.label}-{mode}{suffix}-top-crosses")
 
     st.subheader("The whole matrix |W|")
     st.caption(

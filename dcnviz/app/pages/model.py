@@ -91,21 +91,22 @@ def card(entry: state.ModelEntry, bundle: ModelBundle) -> None:
     st.subheader(f"Model card: {entry.label}")
     origin = {"shipped": "shipped demo model", "uploaded": "uploaded in this session", "trained": "trained here"}
     st.caption(f"{origin.get(entry.origin, entry.origin)} · `{entry.filename}` · detected: {bundle.detected}")
+    ui.file_warnings(bundle, full=True)
     tabs = st.tabs(["Architecture", "Features", "Cross layers", "Training", "Metrics"])
     with tabs[0]:
-        ui.show_table(architecture_table(bundle), key="card_arch", filename=f"{entry.label}-architecture")
+        ui.show_table(architecture_table(bundle), key="card_arch", static=True, filename=f"{entry.label}-architecture")
     with tabs[1]:
         st.caption("The blocks of x0 = [x_embed,1; …; x_embed,n; x_dense] in order (paper §3.1).")
         ui.show_table(feature_table(bundle), key="card_features", filename=f"{entry.label}-features")
     with tabs[2]:
         if bundle.n_layers:
-            ui.show_table(layer_table(bundle), key="card_layers", filename=f"{entry.label}-cross-layers")
+            ui.show_table(layer_table(bundle), key="card_layers", static=True, filename=f"{entry.label}-cross-layers")
         else:
             st.info("No cross layers: this model is a plain DNN.")
     with tabs[3]:
         recipe = recipe_table(bundle)
         if len(recipe):
-            ui.show_table(recipe, key="card_recipe", filename=f"{entry.label}-training-recipe")
+            ui.show_table(recipe, key="card_recipe", static=True, filename=f"{entry.label}-training-recipe")
         else:
             st.info(f"{bundle.library} files do not record how the model was trained.")
         if bundle.history:
@@ -118,7 +119,7 @@ def card(entry: state.ModelEntry, bundle: ModelBundle) -> None:
     with tabs[4]:
         metrics = metrics_table(bundle)
         if len(metrics):
-            ui.show_table(metrics, key="card_metrics", filename=f"{entry.label}-metrics")
+            ui.show_table(metrics, key="card_metrics", static=True, filename=f"{entry.label}-metrics")
         else:
             st.info("No metrics recorded in this file.")
 
@@ -132,7 +133,7 @@ def render() -> None:
         st.info("No model yet: upload one above, or train one on the **Train** page.")
         return
     st.caption("Choose the model in the sidebar; every page shows the chosen one.")
-    entry, bundle = ui.require_model()
+    entry, bundle = ui.require_model(warnings=False)
     card(entry, bundle)
 
 

@@ -4,31 +4,34 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dcnviz.analysis import DEFAULT_TOLERANCES
 from dcnviz.app import state, ui
 from dcnviz.app.report import build_report_html
 
-REPORT = "dcnviz_report"  # session_state: (model key, sha, html bytes) of the last report built
+REPORT = "dcnviz_report"  # session_state: (model key, sha, tolerances, html bytes) of the last report built
 
 
 def render() -> None:
     st.title("Report")
     entry, bundle = ui.require_model()
+    tols = state.chosen_tolerances()
     st.markdown(
         f"One HTML file with the model card, block-norm heatmaps (raw and symmetric) and top crosses of every "
-        f"cross layer, spectra, suggested ranks and the numerical-rank table (T = "
-        f"{', '.join(f'{t:g}' for t in DEFAULT_TOLERANCES)}) of **{entry.label}**. plotly.js is inside the "
-        "file, so it opens offline and can be shared as it is."
+        f"cross layer, spectra, suggested ranks and the numerical-rank table of **{entry.label}**. plotly.js is "
+        "inside the file, so it opens offline and can be shared as it is."
     )
-    experts = st.checkbox("Include each expert of mixture layers", value=True, key="rep_experts")
+    st.caption(
+        f"Tolerances T = {', '.join(f'{t:g}' for t in tols)}: the ones chosen on the Spectrum page (change them there)."
+    )
+    has_experts = any(layer.kind == "mixture" for layer in bundle.weights.layers)
+    experts = has_experts and st.checkbox("Include each expert of the mixture layers", value=True, key="rep_experts")
     if st.button("Build the report", key="rep_build", type="primary"):
         with st.spinner("Building the report…"), ui.guard():
-            analysis = state.model_analysis(entry)
+            analysis = state.model_analysis(entry, tols)
             page = build_report_html(bundle, analysis, title=f"dcnviz report: {entry.label}", experts=experts)
-        st.session_state[REPORT] = (entry.key, bundle.sha256, page.encode("utf-8"))
+        st.session_state[REPORT] = (entry.key, bundle.sha256, tols, page.encode("utf-8"))
     built = st.session_state.get(REPORT)
-    if built and built[0] == entry.key and built[1] == bundle.sha256:
-        data = built[2]
+    if built and built[0] == entry.key and built[1] == bundle.sha256 and built[2] == tols:
+        data = built[3]
         st.success(f"Report ready: {len(data) / 1e6:.1f} MB.")
         st.download_button(
             "Download the report (HTML)",

@@ -4,12 +4,66 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dcnviz.analysis import DEFAULT_TOLERANCES, Spectrum, rank_table
+from dcnviz.analysis import DEFAULT_TOLERANCES, Spectrum, check_tolerance, rank_table
 from dcnviz.app import state, ui
 from dcnviz.app.bundle import ModelBundle
+from dcnviz.app.tables import rank_summary
+from dcnviz.errors import ConfigError
 from dcnviz.figures import fig_rank_vs_tolerance, fig_spectrum
 
 TOLERANCE_CHOICES: tuple[float, ...] = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.001, 1e-4)
+TOLS = "sp_tols"  # the tolerance multiselect (its options are the values as text, so users can type new ones)
+TOLS_REFUSED = "sp_tols_refused"  # what the user typed that is not a tolerance, for one message
+
+
+def tolerance_text(t: float) -> str:
+    return f"{t:g}"
+
+
+def parse_tolerances(values: list[str]) -> tuple[list[float], list[str]]:
+    """(valid tolerances, largest first and unique; the entries that are not numbers in (0, 1])."""
+    good: set[float] = set()
+    bad: list[str] = []
+    for v in values:
+        try:
+            good.add(check_tolerance(float(str(v).strip())))
+        except (ConfigError, ValueError):
+            bad.append(str(v))
+    return sorted(good, reverse=True), bad
+
+
+def _tolerances_changed() -> None:
+    """Keep the chips sorted (largest T first), drop what is not a tolerance, and share the choice."""
+    good, bad = parse_tolerances(list(st.session_state.get(TOLS, [])))
+    st.session_state[TOLS] = [tolerance_text(t) for t in good]
+    st.session_state[TOLS_REFUSED] = bad
+    state.choose_tolerances(tuple(good))
+
+
+def tolerance_picker() -> tuple[float, ...]:
+    """Several tolerances at once: pick from the usual ones or type any number in (0, 1]."""
+    chosen = state.chosen_tolerances()
+    if TOLS not in st.session_state:  # first visit (or back from another page): the session's choice
+        st.session_state[TOLS] = [tolerance_text(t) for t in chosen]
+    options = sorted({*TOLERANCE_CHOICES, *chosen}, reverse=True)
+    st.multiselect(
+        "Tolerances T (several at once; type another value and press Enter)",
+        [tolerance_text(t) for t in options],
+        key=TOLS,
+        on_change=_tolerances_changed,
+        accept_new_options=True,
+        help="R_T = #{k : σ_k ≥ T·σ₁}, the number of singular values kept at tolerance T. Any number in (0, 1]; "
+        "the Report uses the same tolerances.",
+    )
+    refused = st.session_state.pop(TOLS_REFUSED, [])
+    if refused:
+        st.warning(
+            f"Not a tolerance: {', '.join(repr(v) for v in refused)}. A tolerance T is a number in (0, 1], "
+            "e.g. 0.3 or 1e-3."
+        )
+    good, _ = parse_tolerances(list(st.session_state[TOLS]))
+    return tuple(good)
+
 
 LESSON = """
 **The low-rank lesson (§3.5, Fig. 3a).** The paper found that the learned W of a cross layer has rapidly
@@ -55,14 +109,7 @@ def render() -> None:
             format_func=lambda i: f"layer {i}",
         )
     with c2:
-        chosen = st.multiselect(
-            "Tolerances T (several at once)",
-            list(TOLERANCE_CHOICES),
-            default=list(DEFAULT_TOLERANCES),
-            key="sp_tols",
-            format_func=lambda t: f"{t:g}",
-            help="R_T = #{k : σ_k ≥ T·σ₁}, the number of singular values kept at tolerance T.",
-        )
+        chosen = tolerance_picker()
     c3, c4, c5 = st.columns(3)
     with c3:
         normalized = st.toggle("σ_k / σ₁ (normalised)", value=True, key="sp_norm")
@@ -74,7 +121,7 @@ def render() -> None:
     if not layers:
         st.info("Pick at least one layer.")
         return
-    tols = tuple(sorted(chosen, reverse=True)) or DEFAULT_TOLERANCES
+    tols = chosen or DEFAULT_TOLERANCES
     if not chosen:
         st.caption(f"No tolerance chosen: using the defaults {', '.join(f'{t:g}' for t in DEFAULT_TOLERANCES)}.")
 
@@ -96,7 +143,12 @@ def render() -> None:
 
     st.subheader("Numerical rank per layer")
     table = rank_table(analysis, experts=experts)
-    ui.show_table(table, key="sp_ranks", filename=f"{entry.label}-numerical-ranks")
+    st.caption(
+        "R_T of the learned W"
+        + (", with the initial matrix's in brackets" if analysis.init_label else "")
+        + ". The CSV holds every column (σ₁, energy rank, kind, d, the suggestion)."
+    )
+    ui.show_table(rank_summary(table), key="sp_ranks", filename=f"{entry.label}-numerical-ranks", csv=table)
 
     st.subheader("Suggested ranks and rank bounds")
     for i in layers:

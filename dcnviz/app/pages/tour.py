@@ -66,7 +66,8 @@ def render() -> None:
     st.header("1 · What a cross layer is")
     st.markdown(
         f"The embedding layer turns every feature into a block of one long vector x₀ (here **{len(names)} "
-        f"features**, d = **{d}**: {', '.join(f'`{n}`' for n in names[:12])}{' …' if len(names) > 12 else ''}). "
+        f"feature{'s' if len(names) != 1 else ''}**, d = **{d}**: "
+        f"{', '.join(f'`{n}`' for n in names[:12])}{' …' if len(names) > 12 else ''}). "
         "A cross layer (paper Eq. 1) multiplies x₀, element by element, with a learned linear map of the "
         "previous layer's output:"
     )
@@ -85,12 +86,12 @@ def render() -> None:
     fig = fig_block_norms(la.norms("raw"), names, mode="raw", title="Layer 0: block norms ‖W_ij‖_F (Fig. 6b)")
     ui.show_figure(fig, key="tour_heat", filename=f"{entry.label}-layer0-block-norms")
     top = la.top_crosses("symmetric", n=3)
-    lines = [f"**{r.feature_i} × {r.feature_j}** ({r.share:.0%} of ‖W‖²)" for r in top.itertuples()]
+    lines = [f"**{r.feature_i} × {r.feature_j}** ({r.pair_share:.1%} of ‖W‖²)" for r in top.itertuples()]
     st.markdown(
         "Split W into blocks by feature: block (i, j) holds the rows of feature *i* and the columns of feature "
         "*j*, and its Frobenius norm (paper Eq. 7) says how strongly input feature *j* feeds the product with "
         "feature *i*. Bright cells are learned crosses. "
-        + (f"In this model the strongest pairs are {', '.join(lines)}." if lines else "")
+        + (f"In this model the strongest pairs (both directions together) are {', '.join(lines)}." if lines else "")
     )
     known_answer(bundle.meta, la.top_crosses("symmetric"))
     st.page_link(ui.page("crosses"), label="More views on Feature crosses", icon=":material/grid_on:")

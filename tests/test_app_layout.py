@@ -1,0 +1,253 @@
+"""AppTest (headless) tests of how the app presents things (issue 13): one source for each number a user
+compares across pages, controls that follow the user's choices, warnings shown once, labels that fit.
+
+Sizes in pixels (the heatmap filling the column) need a browser: ``tests/test_browser.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_app import PEERS, charts, upload
+from test_app_support import NAMES, goto, ok, planted_full_model, start
+
+from dcnviz.app import ui
+from dcnviz.app.pages.report import REPORT
+from dcnviz.checkpoint import model_to_bytes
+from dcnviz.commands.app import app_settings, parse_streamlit_args, streamlit_options
+from dcnviz.errors import ConfigError
+from dcnviz.sample import SampleConfig, make_sample, write_sample
+
+MIX = "shipped:b_dcnmix.safetensors"
+FULL = "shipped:a_dcnv2_planted.safetensors"
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("sample")
+    write_sample(make_sample(SampleConfig(n_users=60, n_movies=30, n_ratings=800, min_ratings=5)), d)
+    return d
+
+
+def pick(at, key: str):  # type: ignore[no-untyped-def]
+    at.sidebar.selectbox(key="model_key").set_value(key).run()
+    ok(at)
+    return at
+
+
+# --------------------------------------------------------------------------------------------------
+# Item 14: the same pair has the same share on every page, and the share is labelled
+
+
+def test_a_pairs_share_is_the_same_on_the_tour_and_on_feature_crosses(env: Path) -> None:
+    at = start()
+    text = " ".join(m.value for m in at.markdown)
+    m = re.search(r"strongest pairs \(both directions together\) are \*\*(\w+) × (\w+)\*\* \(([\d.]+)% of ‖W‖²\)", text)
+    assert m, text[:2000]
+    a, b, tour_share = m.group(1), m.group(2), float(m.group(3)) / 100
+    goto(at, "crosses")
+    raw = at.dataframe[0].value
+    assert list(raw.columns) == ["rank", "feature_i", "feature_j", "value", "share", "pair_share"]
+    rows = raw[(raw.feature_i.isin([a, b])) & (raw.feature_j.isin([a, b]))]
+    assert len(rows) >= 1 and (rows.pair_share.round(3) == round(tour_share, 3)).all()
+    assert (rows.share < rows.pair_share).all(), "one block's share is part of the pair's"
+    at.radio(key="cx_mode").set_value("symmetric").run()
+    sym = at.dataframe[0].value
+    assert list(sym.columns) == ["rank", "feature_i", "feature_j", "value", "pair_share"]
+    assert round(float(sym.pair_share.iloc[0]), 3) == round(tour_share, 3)
+    assert any("both directions together" in c.value for c in at.caption)
+
+
+# --------------------------------------------------------------------------------------------------
+# Item 15: type a tolerance; the chips stay sorted; what is not a tolerance is named
+
+
+def test_tolerances_can_be_typed_and_stay_sorted(env: Path) -> None:
+    at = goto(start(), "spectrum")
+    box = at.multiselect(key="sp_tols")
+    assert box.value == ["0.5", "0.1", "0.05", "0.01"]
+    box.set_value(["0.01", "0.5", "0.3", "abc", "2"]).run()  # 0.3 typed; "abc" and "2" are not tolerances
+    ok(at)
+    assert at.multiselect(key="sp_tols").value == ["0.5", "0.3", "0.01"], "largest first"
+    assert any("'abc'" in w.value and "'2'" in w.value and "(0, 1]" in w.value for w in at.warning)
+    table = at.dataframe[0].value
+    ranks = [c for c in table.columns if c.startswith("R_")]
+    assert ranks == ["R_0.5 (initial)", "R_0.3 (initial)", "R_0.01 (initial)"]
+    assert "0.3" in at.multiselect(key="sp_tols").options  # a typed value becomes an option
+    at.run()
+    assert not at.warning, "the message about a refused value is shown once"
+
+
+# --------------------------------------------------------------------------------------------------
+# Item 13: Report uses the Spectrum page's tolerances and offers experts only for mixtures
+
+
+def test_report_uses_the_tolerances_chosen_on_spectrum(env: Path) -> None:
+    at = goto(start(), "spectrum")
+    at.multiselect(key="sp_tols").set_value(["0.3", "0.02"]).run()
+    goto(at, "report")
+    ok(at)
+    assert any("0.3, 0.02" in c.value and "Spectrum" in c.value for c in at.caption)
+    assert not [c for c in at.checkbox if c.key == "rep_experts"], "a full-rank model has no experts to include"
+    at.button(key="rep_build").click().run()
+    ok(at)
+    _, _, tols, data = at.session_state[REPORT]
+    page = data.decode("utf-8")
+    assert tols == (0.3, 0.02)
+    assert "R_0.3 (initial)" in page and "R_0.02 (initial)" in page and "R_0.5" not in page
+    # back on Spectrum the chips are the ones chosen
+    goto(at, "spectrum")
+    assert at.multiselect(key="sp_tols").value == ["0.3", "0.02"]
+    pick(at, MIX)
+    goto(at, "report")
+    assert at.checkbox(key="rep_experts").value is True, "a mixture offers its experts"
+
+
+# --------------------------------------------------------------------------------------------------
+# Item 4: rank tables that fit: no long sentence, no empty expert column, initial R_T beside the learned
+
+
+def test_rank_tables_are_compact_in_the_app_and_the_report(env: Path) -> None:
+    at = goto(start(), "spectrum")
+    table = at.dataframe[0].value
+    assert "expert" not in table and "suggestion" not in table and len(table.columns) <= 8
+    cell = table["R_0.1 (initial)"].iloc[0]
+    assert re.fullmatch(r"\d+ \(\d+\)", cell), cell  # learned (initial)
+    goto(at, "report")
+    at.button(key="rep_build").click().run()
+    page = at.session_state[REPORT][3].decode("utf-8")
+    ranks = page[page.index("<h2>Numerical ranks</h2>") :]
+    assert 'class="dataframe tbl ranks"' in ranks
+    header = re.search(r"<thead>(.*?)</thead>", ranks, re.S).group(1)  # type: ignore[union-attr]
+    assert "suggestion" not in header and "expert" not in header and "initial" in header
+    assert "white-space: nowrap" in page
+
+
+# --------------------------------------------------------------------------------------------------
+# Item 13: Compare's A is the model chosen in the sidebar
+
+
+def test_compare_follows_the_sidebar_and_swaps(env: Path) -> None:
+    at = goto(start(), "compare")
+    ok(at)
+    a = at.sidebar.selectbox(key="model_key").value
+    assert any("**A** (the model chosen in the sidebar)" in m.value for m in at.markdown)
+    assert a not in at.selectbox(key="cmp_b").options, "B is one of the other models"
+    titles = [ann["text"] for ann in charts(at)[0]["layout"]["annotations"]]
+    assert titles[:2] == ["A · layer 0", "B · layer 0"]
+    pick(at, MIX if a == FULL else FULL)
+    new_a = at.sidebar.selectbox(key="model_key").value
+    assert new_a != a and new_a not in at.selectbox(key="cmp_b").options
+    b = at.selectbox(key="cmp_b").value
+    at.button(key="cmp_swap").click().run()
+    ok(at)
+    assert at.sidebar.selectbox(key="model_key").value == b and at.selectbox(key="cmp_b").value == new_a
+
+
+# --------------------------------------------------------------------------------------------------
+# Item 10: warnings once, on the Model page; informational notes are not warnings
+
+
+def test_notes_are_not_warnings_and_warnings_are_not_repeated(env: Path) -> None:
+    at = upload(start(), "recbole_dcnv2_checkpoint.pth", (PEERS / "recbole_dcnv2_checkpoint.pth").read_bytes())
+    ok(at)
+    assert not at.warning, [w.value for w in at.warning]  # "read the tensors of the checkpoint's …" is a note
+    notes = [e for e in at.expander if "Notes from reading the file" in e.label]
+    assert notes and "state_dict" in " ".join(m.value for m in notes[0].markdown)
+    for page in ("crosses", "spectrum", "tour", "compare", "report"):
+        goto(at, page)
+        ok(at)
+        assert not at.warning, (page, [w.value for w in at.warning])
+    # a real warning (NaN weights): in full on the Model page, one quiet line elsewhere
+    model = planted_full_model()
+    import torch
+
+    with torch.no_grad():
+        model.cross.layers[1].linear.weight[0, 0] = float("nan")  # type: ignore[union-attr,index]
+    at = upload(at, "nan.safetensors", model_to_bytes(model))
+    assert any("NaN" in w.value for w in at.warning)
+    for page in ("crosses", "spectrum"):
+        goto(at, page)
+        assert not at.warning
+        assert any("warning about this file" in c.value and "**Model**" in c.value for c in at.caption)
+
+
+def test_split_warnings_keeps_problems_and_moves_notes() -> None:
+    warns, notes = ui.split_warnings(
+        [
+            "read the tensors of the checkpoint's 'state_dict' entry",
+            "skipped 2 non-tensor entries: 'epoch' (a value of type int); 'config' (…)",
+            "the pickle names objects that were not loaded (never imported or called): recbole.Config",
+            "cross layer(s) [1] hold NaN or Inf values; analyses of them are unreliable",
+            "npz stores keys sorted by name, so the feature order of the blocks may not be x0's",
+        ]
+    )
+    assert len(notes) == 3 and len(warns) == 2 and "NaN" in warns[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Item 16: labels that are not cut off
+
+
+def test_labels_fit_the_sidebar_and_the_expert_picker(env: Path) -> None:
+    long_name = "a_model_file_with_a_really_quite_long_descriptive_name.safetensors"
+    data = model_to_bytes(planted_full_model(seed=3))
+    at = upload(start(), long_name, data)
+    ok(at)
+    picker = at.sidebar.selectbox(key="model_key")
+    shown = picker.options  # AppTest lists the labels the user sees
+    assert all(len(s) <= ui.PICKER_CHARS for s in shown), shown
+    assert len(set(shown)) == len(shown), "no two entries look alike"
+    assert any(long_name in c.value for c in at.sidebar.caption), "the whole name under the picker"
+    pick(at, MIX)
+    goto(at, "crosses")
+    box = at.selectbox(key="cx_expert")
+    assert max(len(o) for o in box.options) <= 28 and "all experts (mean)" in box.options
+    assert any("U_k C_k V_kᵀ" in c.value for c in at.caption), "the formula moved to a caption"
+
+
+def test_the_model_card_shows_long_values_whole(env: Path) -> None:
+    at = upload(start(), "tfrs_cross.npz", (PEERS / "tfrs_cross.npz").read_bytes())
+    ok(at)
+    arch = next(t.value for t in at.table if "property" in t.value)
+    value = dict(zip(arch.property, arch.value, strict=True))["initial matrices (spectrum baseline)"]
+    assert len(value) > 60 and "truncated_normal" in value  # a long value, in a table that wraps (st.table)
+
+
+# --------------------------------------------------------------------------------------------------
+# Items 6 and 19: the app's settings, wherever it is started (`dcnviz app`)
+
+
+def test_dcnviz_app_passes_the_apps_settings_and_lets_the_user_override_them() -> None:
+    settings = app_settings()
+    assert settings["browser.gatherUsageStats"] == "false"
+    assert settings["client.showErrorDetails"] == "type"
+    assert settings["server.fileWatcherType"] == "none"
+    assert settings["server.maxUploadSize"] == "200"
+    opts = streamlit_options(["--server.port", "8555", "--server.fileWatcherType=auto", "--browser.serverAddress=h"])
+    assert opts["server.port"] == "8555" and opts["server.fileWatcherType"] == "auto"
+    assert opts["browser.serverAddress"] == "h" and opts["browser.gatherUsageStats"] == "false"
+    assert parse_streamlit_args(["--theme.base", "dark"]) == {"theme.base": "dark"}
+    for bad, what in ((["--server.port"], "needs a value"), (["8501"], "of the form"), (["-p", "1"], "of the form")):
+        with pytest.raises(ConfigError, match=what):
+            parse_streamlit_args(bad)
+
+
+def test_dcnviz_app_refuses_an_unknown_streamlit_option_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    from dcnviz.cli import main
+
+    assert main(["app", "--server.nope", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "--server.nope" in err
+    with pytest.raises(SystemExit):
+        main(["inspect", "--server.port", "1"])  # other commands keep refusing unknown arguments
+
+
+def test_the_tour_counts_features(env: Path) -> None:
+    at = start()
+    assert any(f"**{len(NAMES)} features**" in m.value for m in at.markdown)
