@@ -416,8 +416,8 @@ def one_epoch_training() -> None:
     assert any("trained here" in c.value for c in at.caption)
     other.run()
     assert "train_job" not in other.session_state
-    assert any("trained here" in o for o in at.sidebar.selectbox(key="model_key").options)  # option labels
-    assert not any("trained here" in o for o in other.sidebar.selectbox(key="model_key").options)
+    assert any(o.endswith(" · trained") for o in at.sidebar.selectbox(key="model_key").options)  # option labels
+    assert not any(o.endswith(" · trained") for o in other.sidebar.selectbox(key="model_key").options)
 
 
 def test_stop_button_keeps_the_best_model_so_far(env: Path) -> None:

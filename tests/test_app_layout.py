@@ -6,6 +6,7 @@ Sizes in pixels (the heatmap filling the column) need a browser: ``tests/test_br
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -251,3 +252,54 @@ def test_dcnviz_app_refuses_an_unknown_streamlit_option_by_name(capsys: pytest.C
 def test_the_tour_counts_features(env: Path) -> None:
     at = start()
     assert any(f"**{len(NAMES)} features**" in m.value for m in at.markdown)
+
+
+# --------------------------------------------------------------------------------------------------
+# Item 3: the same file with and without names is one entry, not two look-alikes
+
+
+def test_the_same_file_with_names_replaces_its_nameless_entry(env: Path) -> None:
+    data = (PEERS / "deepctr_dcn_matrix.pt").read_bytes()
+    at = upload(start(), "deepctr.pt", data)
+    before = list(at.sidebar.selectbox(key="model_key").options)
+    names = json.dumps(["u", "m", "d"]).encode()
+    at = upload(at, "deepctr.pt", data, names=names)
+    ok(at)
+    after = list(at.sidebar.selectbox(key="model_key").options)
+    assert len(after) == len(before) and len(set(after)) == len(after), after
+    assert any("feature names from your file" in c.value for c in at.sidebar.caption)
+    goto(at, "crosses")
+    assert charts(at)[0]["data"][0]["x"] == ["u", "m", "d"]
+    # two different files that happen to have the same name stay apart, and look apart
+    at = upload(at, "deepctr.pt", (PEERS / "deepctr_dcnmix.pt").read_bytes())
+    shown = list(at.sidebar.selectbox(key="model_key").options)
+    assert len(shown) == len(after) + 1 and len(set(shown)) == len(shown), shown
+
+
+# --------------------------------------------------------------------------------------------------
+# Item 8: a peer file without names says so and takes the names right there
+
+
+def test_a_file_without_names_says_so_and_takes_them_on_the_page(env: Path) -> None:
+    at = upload(start(), "tfrs_cross.npz", (PEERS / "tfrs_cross.npz").read_bytes())
+    for page in ("crosses", "tour"):
+        goto(at, page)
+        ok(at)
+        assert any("Feature names are missing" in m.value and "x0" in m.value for m in at.markdown), page
+    assert any("**1 feature**" in m.value for m in at.markdown), "not '1 features'"
+    n_models = len(at.sidebar.selectbox(key="model_key").options)
+    goto(at, "crosses")
+    widths = json.dumps([{"name": "user", "width": 2}, {"name": "item", "width": 4}]).encode()
+    at.file_uploader(key="cx_names").upload("NAMES.json", widths, "application/json").run()
+    ok(at)
+    assert charts(at)[0]["data"][0]["x"] == ["user", "item"]
+    assert not any("Feature names are missing" in m.value for m in at.markdown)
+    assert len(at.sidebar.selectbox(key="model_key").options) == n_models, "the same upload, now named"
+    # a names file that does not fit x0 is refused with the reason, and the page keeps working
+    at = upload(at, "recbole_dcnv2.pt", (PEERS / "recbole_dcnv2.pt").read_bytes())
+    goto(at, "crosses")
+    assert any("field_0" in m.value for m in at.markdown), "sizes without names are named as such"
+    at.file_uploader(key="cx_names").upload("NAMES.json", b'["a", "b", "c", "d", "e", "f", "g"]', "application/json")
+    at.run()
+    assert at.error and "Could not use NAMES.json" in at.error[0].value
+    assert not at.exception

@@ -250,7 +250,7 @@ def test_two_sessions_training_at_once_keep_their_models_apart(env: Path) -> Non
     assert registry(a)[trained_a[0]].data == snap_a.model_bytes and registry(b)[trained_b[0]].data == snap_b.model_bytes
     assert registry(viewer) == {}
     for at, n in ((a, 1), (b, 1), (viewer, 0)):  # what each sidebar offers
-        assert sum(o.endswith(" · trained here") for o in at.sidebar.selectbox(key="model_key").options) == n
+        assert sum(o.endswith(" · trained") for o in at.sidebar.selectbox(key="model_key").options) == n
     # each session shows its own model on the Model page
     assert a.sidebar.selectbox(key="model_key").value == trained_a[0]
     assert b.sidebar.selectbox(key="model_key").value == trained_b[0]

@@ -6,6 +6,8 @@ Helpers only draw widgets and return values; nothing here computes an analysis.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +21,11 @@ from dcnviz.app import state
 from dcnviz.app.bundle import ModelBundle
 from dcnviz.errors import DcnvizError
 from dcnviz.figures import figure_html, short_label, square_css, square_frame, table_csv
+from dcnviz.importers import read_names_or_feature_map
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
-PICKER_CHARS = 30  # what the sidebar's picker shows of a model's label without cutting it off
-ORIGIN_SUFFIX = {"shipped": "", "uploaded": " · uploaded", "trained": " · trained here"}  # plain text: any font
+PICKER_CHARS = 28  # what the sidebar's picker shows of a model's label without cutting it off
+ORIGIN_SUFFIX = {"shipped": "", "uploaded": " · uploaded", "trained": " · trained"}  # plain text: any font
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 
@@ -265,3 +268,52 @@ def layer_picker(bundle: ModelBundle, *, key: str, label: str = "Cross layer") -
             format_func=lambda i: f"layer {i}" + (" (first)" if i == 0 else ""),
         )
     )
+
+
+def missing_names(bundle: ModelBundle) -> str | None:
+    """What the file does not say about x0's features (one sentence), or None when its blocks have names.
+
+    Two cases: no layout at all (x0 is one block, ``x0``; e.g. TFRS weights, a bare CrossNet state dict),
+    or sizes without names (RecBole's ``field_0`` …, from its embedding size).
+    """
+    blocks = bundle.weights.blocks
+    d = bundle.weights.d
+    if len(blocks) == 1 and str(blocks[0].kind) == "unknown":
+        return (
+            f"{bundle.library} weights do not say which feature each part of x0 is, so the heatmap has one block "
+            f"(all of x0, d = {d}) and there are no feature crosses to rank."
+        )
+    if len(blocks) > 1 and all(re.fullmatch(r"field_\d+", b.name) for b in blocks):
+        return (
+            f"The file gives the embedding size, so x0 is split into {len(blocks)} blocks, but not the features' "
+            "names: they are shown as field_0, field_1, …"
+        )
+    return None
+
+
+def names_prompt(entry: state.ModelEntry, bundle: ModelBundle, *, key: str) -> None:
+    """When an upload's feature names are missing: say what is missing and take the names file right here.
+
+    The names (NAMES.json / CSV of ``name[,width]`` in x0 order, or FuxiCTR's feature_map.json) are applied
+    to the same upload, which then replaces the nameless entry in the sidebar and is shown at once.
+    """
+    why = missing_names(bundle)
+    if why is None or entry.data is None:  # shipped and trained models carry their names
+        return
+    with st.container(border=True):
+        st.markdown(
+            f":material/label_off: **Feature names are missing.** {why} Give them in x0 order to see the crosses "
+            'by feature: `["user_id", "movie_id", …]` (one per block) or `[{"name": "user_id", "width": 16}, …]` '
+            "(widths summing to d), as JSON or as `name,width` CSV rows."
+        )
+        up = st.file_uploader("Feature names for this model", type=["json", "csv", "txt"], key=key)
+    if up is None:
+        return
+    try:
+        names = read_names_or_feature_map(up.getvalue())
+        state.load_upload(entry.data, filename=entry.filename, format=entry.format, names=names)
+    except DcnvizError as e:
+        st.error(f"Could not use {up.name} as feature names: {e}")
+        return
+    state.add_session_model(dataclasses.replace(entry, names_json=json.dumps(names)))
+    st.rerun()

@@ -97,6 +97,7 @@ def render() -> None:
     entry, bundle = ui.require_model()
     ui.require_cross_layers(bundle)
     st.caption(f"Model: **{entry.label}** · {bundle.detected}")
+    ui.names_prompt(entry, bundle, key="cx_names")
 
     cols = st.columns([1, 1, 1])
     with cols[0]:

@@ -14,7 +14,6 @@ from dcnviz.app.bundle import (
     layer_table,
     metrics_table,
     recipe_table,
-    sha256_of,
 )
 from dcnviz.errors import DcnvizError
 from dcnviz.figures import fig_training_curves
@@ -70,11 +69,12 @@ def upload_section() -> None:
         st.error(f"Could not read **{markdown_text(up.name)}**: {e}")
         return
     st.session_state[PROCESSED] = signature
-    key = f"upload:{bundle.sha256[:12]}:{fmt}:{sha256_of(names_bytes)[:8]}"
+    # one entry per file and format: the same file again (now with names) replaces it, never a look-alike twin
+    key = f"upload:{bundle.sha256[:12]}:{fmt}"
     state.add_session_model(
         state.ModelEntry(
             key=key,
-            label=f"{up.name} ({bundle.library})",
+            label=up.name,
             origin="uploaded",
             sha256=bundle.sha256,
             size=len(data),
@@ -96,6 +96,7 @@ def card(entry: state.ModelEntry, bundle: ModelBundle) -> None:
     with tabs[0]:
         ui.show_table(architecture_table(bundle), key="card_arch", static=True, filename=f"{entry.label}-architecture")
     with tabs[1]:
+        ui.names_prompt(entry, bundle, key="card_names")
         st.caption("The blocks of x0 = [x_embed,1; …; x_embed,n; x_dense] in order (paper §3.1).")
         ui.show_table(feature_table(bundle), key="card_features", filename=f"{entry.label}-features")
     with tabs[2]:

@@ -59,6 +59,7 @@ def render() -> None:
     if bundle.n_layers == 0:
         st.info("This model is a plain DNN without cross layers; pick a DCN model in the sidebar for the tour.")
         return
+    ui.names_prompt(entry, bundle, key="tour_names")
     names = bundle.names
     d = bundle.weights.d
     kind = bundle.weights.layers[0].kind
