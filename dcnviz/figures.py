@@ -240,16 +240,17 @@ def square_layout(
     return frame
 
 
-def square_css(frame: SquareFrame, selector: str, *, max_height: str = "85vh") -> str:
+def square_css(frame: SquareFrame, selector: str, *, max_height: str = "85vh", share: float = 1.0) -> str:
     """CSS that sizes a square-framed figure to its container: plot areas as wide as the container allows,
-    capped so the whole figure fits in ``max_height`` (the window's height by default).
+    capped so the whole figure fits in ``max_height`` (the window's height by default). ``share`` < 1
+    uses only that part of the container's width (a secondary map that must not dwarf the main one).
 
     ``selector`` is the element whose width is the available space (it becomes a CSS size container);
     the rule sizes the Plotly chart inside it (``.js-plotly-plot`` and Streamlit's ``.stPlotlyChart``
     wrapper). Plotly, with ``autosize`` on, fills the sized box and keeps cells square.
     """
     n, h, v = frame.panels, frame.horizontal, frame.vertical
-    side = f"min(calc((100cqw - {h}px) / {n}), calc({max_height} - {v}px))"
+    side = f"min(calc(({100 * share:g}cqw - {h}px) / {n}), calc({max_height} - {v}px))"
     box = (
         f"--dcnviz-side: max(120px, {side}); width: calc({n} * var(--dcnviz-side) + {h}px) !important; "
         f"height: calc(var(--dcnviz-side) + {v}px) !important; max-width: 100%;"

@@ -1,9 +1,12 @@
-"""End to end in a real headless browser: `streamlit run app.py`, upload a model, see the heatmap, train.
+"""End to end in a real headless browser: `streamlit run app.py`, upload files, see the heatmap, train.
 
-Starts the app on a free port (headless, no usage stats), drives Debian's Chromium with Playwright,
-uploads a model file on the Model page, checks the Feature crosses heatmap carries the file's feature
-names, runs a one-epoch training on a tiny sample, and saves screenshots under ``tests/artifacts/``
-(``crosses.png`` is the README's screenshot: ``cp tests/artifacts/crosses.png docs/screenshot-crosses.png``).
+Starts the app on a free port (headless; the settings of .streamlit/config.toml), drives Debian's
+Chromium with Playwright: uploads a peer library's file on the Model page and checks its heatmap on
+Feature crosses — its name, its feature names, and its size (plot area at least half of the main
+column's width, square cells, colour bar beside them) — uploads a dcnviz model, runs a one-epoch
+training on a tiny sample, and saves screenshots under ``tests/artifacts/`` (the screenshots in docs/
+come from ``scripts/screenshots.py``). Also: the standalone heatmap for 2–40 features, and the app's
+settings when it is started from another folder.
 
 Chromium: ``/usr/bin/chromium`` (or ``$DCNVIZ_CHROMIUM``). Under ``CI=true`` a missing browser or
 Playwright is a failure; elsewhere the test skips with the reason.

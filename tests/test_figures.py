@@ -256,6 +256,7 @@ def test_square_css_sizes_the_chart_from_its_container_and_the_window() -> None:
     css = F.square_css(frame, ".st-key-x_chart")
     assert ".st-key-x_chart { container-type: inline-size;" in css
     assert "100cqw - 184px" in css and "85vh - 114px" in css  # column width and window height, less the frame
+    assert "60cqw - 184px" in F.square_css(frame, ".x", share=0.6)  # a secondary map: part of the column
     assert "width: calc(1 * var(--dcnviz-side) + 184px)" in css and "height: calc(var(--dcnviz-side) + 114px)" in css
     page = F.figure_html(F.fig_block_norms(np.eye(3), NAMES))
     assert ".dcnviz-wrap { container-type: inline-size;" in page and 'class="dcnviz-square"' in page

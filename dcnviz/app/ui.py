@@ -59,13 +59,14 @@ def guard() -> Iterator[None]:
         st.stop()
 
 
-def show_figure(fig: go.Figure, *, key: str, filename: str) -> None:
+def show_figure(fig: go.Figure, *, key: str, filename: str, share: float = 1.0) -> None:
     """Draw a Plotly figure with a download button for a standalone HTML copy (plotly.js inlined).
 
     Line charts stretch to the column's width. A square heatmap (one built with
     :func:`dcnviz.figures.square_layout`: every heatmap of :mod:`dcnviz.figures`) is sized to the column
     by CSS (:func:`dcnviz.figures.square_css`): square cells as large as the column and the window's
     height allow, the colour bar beside them. Its download keeps the same behaviour in a browser window.
+    ``share`` < 1 gives a heatmap only that part of the column's width (a secondary map).
     The HTML is built only when the button is clicked (deferred download).
     """
     frame = square_frame(fig)
@@ -73,7 +74,7 @@ def show_figure(fig: go.Figure, *, key: str, filename: str) -> None:
     if frame is not None:
         # the figure's own width/height are its natural (notebook) size; here CSS sizes it to the column
         shown = go.Figure(fig).update_layout(width=None, height=None)
-        st.html(f"<style>{square_css(frame, f'.st-key-{key}_chart')}</style>")
+        st.html(f"<style>{square_css(frame, f'.st-key-{key}_chart', share=share)}</style>")
     st.plotly_chart(shown, width="stretch", key=f"{key}_chart", config=PLOTLY_CONFIG)
     st.download_button(
         "Download figure (HTML)",

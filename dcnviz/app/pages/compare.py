@@ -89,7 +89,8 @@ def render() -> None:
         st.info(f"No block-wise difference: {err}")
     else:
         figd = fig_difference(diff, title=f"Layer {layer}: B − A ({mode})")
-        ui.show_figure(figd, key="cmp_diff", filename=f"diff-{a.label}-vs-{b.label}-layer{layer}-{mode}")
+        # secondary: about as large as each of the maps above, not larger than both together
+        ui.show_figure(figd, key="cmp_diff", filename=f"diff-{a.label}-vs-{b.label}-layer{layer}-{mode}", share=0.6)
         ui.show_table(diff, key="cmp_diff_t", filename=f"diff-{a.label}-vs-{b.label}-layer{layer}", index=True)
 
     st.subheader("Spectra")
