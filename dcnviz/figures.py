@@ -240,25 +240,26 @@ def square_layout(
     return frame
 
 
-def square_css(frame: SquareFrame, selector: str, *, max_height: str = "85vh", share: float = 1.0) -> str:
-    """CSS that sizes a square-framed figure to its container: plot areas as wide as the container allows,
-    capped so the whole figure fits in ``max_height`` (the window's height by default). ``share`` < 1
-    uses only that part of the container's width (a secondary map that must not dwarf the main one).
+def square_css(
+    frame: SquareFrame, element: str, *, container: str, max_height: str = "85vh", share: float = 1.0
+) -> str:
+    """CSS that sizes a square-framed figure to the space it has: plot areas as wide as the ``container``
+    allows, capped so the whole figure fits in ``max_height`` (the window's height by default). ``share``
+    < 1 uses only that part of the container's width (a secondary map that must not dwarf the main one).
 
-    ``selector`` is the element whose width is the available space (it becomes a CSS size container);
-    the rule sizes the Plotly chart inside it (``.js-plotly-plot`` and Streamlit's ``.stPlotlyChart``
-    wrapper). Plotly, with ``autosize`` on, fills the sized box and keeps cells square.
+    ``container`` becomes a CSS size container (``cqw`` units are its width); ``element`` — the box the
+    Plotly chart fills (Streamlit's element container of the chart; the div around it in the standalone
+    page) — gets the figure's width and height, and every box inside it the height. Plotly, with
+    ``autosize`` on, takes its width from that box (so the chart is never cut off) and keeps cells square.
     """
     n, h, v = frame.panels, frame.horizontal, frame.vertical
     side = f"min(calc(({100 * share:g}cqw - {h}px) / {n}), calc({max_height} - {v}px))"
-    box = (
-        f"--dcnviz-side: max(120px, {side}); width: calc({n} * var(--dcnviz-side) + {h}px) !important; "
-        f"height: calc(var(--dcnviz-side) + {v}px) !important; max-width: 100%;"
-    )
     return (
-        f"{selector} {{ container-type: inline-size; height: auto !important; overflow: visible !important; }}\n"
-        f"{selector} > div {{ height: auto !important; }}\n"  # Streamlit's frame around the chart
-        f"{selector} .stPlotlyChart, {selector} .js-plotly-plot, {selector} .dcnviz-square {{ {box} }}"
+        f"{container} {{ container-type: inline-size; }}\n"
+        f"{element} {{ --dcnviz-side: max(120px, {side}); width: calc({n} * var(--dcnviz-side) + {h}px) !important; "
+        "max-width: 100%; height: auto !important; overflow: visible !important; }\n"
+        f"{element} > div, {element} .stPlotlyChart, {element} .js-plotly-plot "
+        f"{{ height: calc(var(--dcnviz-side) + {v}px) !important; }}"
     )
 
 
@@ -734,7 +735,7 @@ def figure_html(fig: go.Figure) -> str:
         default_width="100%",
         default_height="100%",
     )
-    css = square_css(frame, ".dcnviz-wrap", max_height="94vh")
+    css = square_css(frame, ".dcnviz-square", container=".dcnviz-wrap", max_height="94vh")
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<style>body {{ margin: 8px; font-family: sans-serif; }}\n{css}</style></head>"

@@ -160,8 +160,11 @@ SIZES_JS = """() => {
     const area = p.querySelector('.nsewdrag').getBoundingClientRect();
     const bar = p.querySelector('.colorbar');
     const cell = p.querySelector('g.heatmaplayer text, .textpoint text');
+    const box = p.getBoundingClientRect();
     return {plot: [area.width, area.height],
             colorbar_gap: bar ? bar.getBoundingClientRect().left - area.right : null,
+            inside: area.left >= box.left - 1
+              && (bar ? bar.getBoundingClientRect().right : area.right) <= box.right + 1,
             cell_font: cell ? parseFloat(getComputedStyle(cell).fontSize) : null};
   });
   return {column, charts};
@@ -217,6 +220,7 @@ def test_upload_heatmap_and_training_in_a_real_browser(chromium: str, server: tu
             assert abs(heat["plot"][0] - heat["plot"][1]) <= 2, sizes  # square cells
             assert -2 <= heat["colorbar_gap"] <= 40, sizes  # the colour bar beside the cells
             assert heat["cell_font"] >= 12, sizes  # readable cell numbers
+            assert heat["inside"], sizes  # nothing cut off: cells and colour bar inside the chart
             w_plot = sizes["charts"][1]["plot"][0]  # the |W| view below: not larger than the heatmap
             assert w_plot <= heat["plot"][0] + 2, sizes
             page.screenshot(path=str(ARTIFACTS / "crosses-peer.png"))
@@ -224,6 +228,7 @@ def test_upload_heatmap_and_training_in_a_real_browser(chromium: str, server: tu
             page.wait_for_timeout(1500)
             wide = heatmap_sizes(page)
             assert wide["charts"][0]["plot"][0] >= 0.5 * wide["column"], wide
+            assert wide["charts"][0]["inside"] and -2 <= wide["charts"][0]["colorbar_gap"] <= 40, wide
             page.set_viewport_size({"width": 1280, "height": 1000})
             page.wait_for_timeout(1000)
 

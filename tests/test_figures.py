@@ -253,11 +253,11 @@ def test_side_by_side_pair_shares_one_colour_scale_and_labels_rows_once() -> Non
 
 def test_square_css_sizes_the_chart_from_its_container_and_the_window() -> None:
     frame = F.SquareFrame(left=80, right=104, top=44, bottom=70)
-    css = F.square_css(frame, ".st-key-x_chart")
-    assert ".st-key-x_chart { container-type: inline-size;" in css
+    css = F.square_css(frame, ".st-key-x_chart", container=".block:has(> .st-key-x_chart)")
+    assert ".block:has(> .st-key-x_chart) { container-type: inline-size; }" in css
     assert "100cqw - 184px" in css and "85vh - 114px" in css  # column width and window height, less the frame
-    assert "60cqw - 184px" in F.square_css(frame, ".x", share=0.6)  # a secondary map: part of the column
     assert "width: calc(1 * var(--dcnviz-side) + 184px)" in css and "height: calc(var(--dcnviz-side) + 114px)" in css
+    assert "60cqw - 184px" in F.square_css(frame, ".x", container=".y", share=0.6)  # a secondary map
     page = F.figure_html(F.fig_block_norms(np.eye(3), NAMES))
     assert ".dcnviz-wrap { container-type: inline-size;" in page and 'class="dcnviz-square"' in page
     assert "<script src=" not in page

@@ -74,7 +74,9 @@ def show_figure(fig: go.Figure, *, key: str, filename: str, share: float = 1.0) 
     if frame is not None:
         # the figure's own width/height are its natural (notebook) size; here CSS sizes it to the column
         shown = go.Figure(fig).update_layout(width=None, height=None)
-        st.html(f"<style>{square_css(frame, f'.st-key-{key}_chart', share=share)}</style>")
+        box = f".st-key-{key}_chart"  # Streamlit's element container of the chart; its block is the container
+        css = square_css(frame, box, container=f".stVerticalBlock:has(> {box})", share=share)
+        st.html(f"<style>{css}</style>")
     st.plotly_chart(shown, width="stretch", key=f"{key}_chart", config=PLOTLY_CONFIG)
     st.download_button(
         "Download figure (HTML)",
