@@ -317,28 +317,43 @@ def test_heatmap_figures_fill_the_window_with_square_cells_for_2_to_40_features(
             browser.close()
 
 
-def test_the_apps_settings_apply_when_started_from_another_folder(chromium: str, tmp_path: Path) -> None:
-    """`streamlit run /path/to/app.py` from elsewhere: no usage statistics, no file watcher, minimal toolbar."""
+def open_the_tour(chromium: str, cmd: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) -> dict:
+    """Serve ``cmd`` from ``cwd``, open the Tour in Chromium; what a check of the app's settings needs:
+    the heatmap's x labels, "Deploy" toolbar buttons, the server's inotify watches and its log."""
     from playwright.sync_api import sync_playwright
 
-    away = tmp_path / "elsewhere"
-    away.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py")]
-    with (
-        serve(cmd, cwd=away, env=env, log_path=tmp_path / "elsewhere.log") as (url, proc),
-        sync_playwright() as p,
-    ):
+    with serve(cmd, cwd=cwd, env=env, log_path=log_path) as (url, proc), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(url, wait_until="domcontentloaded")
             page.get_by_role("heading", name="dcnviz: what did the cross network learn?").wait_for(timeout=90_000)
-            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
-            assert page.get_by_text("Deploy", exact=True).count() == 0, "client.toolbarMode = minimal applies"
-            watches = inotify_watches(proc.pid)
+            page.get_by_text("Walking through", exact=False).first.wait_for(timeout=90_000)
+            chart = page.locator(".js-plotly-plot").first
+            chart.wait_for(timeout=60_000)
+            return {
+                "labels": [t.strip() for t in chart.locator("g.xtick text").all_text_contents()],
+                "deploy": page.get_by_text("Deploy", exact=True).count(),
+                "watches": inotify_watches(proc.pid),
+                "log": log_path,
+            }
         finally:
             browser.close()
-    text = (tmp_path / "elsewhere.log").read_text()
+
+
+def assert_the_apps_settings(seen: dict) -> None:
+    """.streamlit/config.toml applied: minimal toolbar, no usage statistics, no file watcher, no traceback."""
+    text = seen["log"].read_text()
+    assert seen["deploy"] == 0, "client.toolbarMode = minimal applies"
     assert "Collecting usage statistics" not in text, "browser.gatherUsageStats = false applies"
-    assert watches == 0, f"server.fileWatcherType = none applies; the server holds {watches} inotify watches"
+    assert seen["watches"] == 0, f"server.fileWatcherType = none applies; {seen['watches']} inotify watches"
+    assert "Traceback" not in text, text[-3000:]
+
+
+def test_the_apps_settings_apply_when_started_from_another_folder(chromium: str, tmp_path: Path) -> None:
+    """`streamlit run /path/to/app.py` from elsewhere: no usage statistics, no file watcher, minimal toolbar."""
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py")]
+    assert_the_apps_settings(open_the_tour(chromium, cmd, cwd=away, env=env, log_path=tmp_path / "elsewhere.log"))

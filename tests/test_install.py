@@ -30,7 +30,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_app_support import ROOT
-from test_browser import CHROMIUM_ARGS, chromium, inotify_watches, serve  # noqa: F401  (chromium: a fixture)
+from test_browser import assert_the_apps_settings, chromium, open_the_tour  # noqa: F401  (chromium: a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -111,31 +111,10 @@ def test_the_wheel_runs_with_no_checkout(installed: Path, tmp_path: Path) -> Non
 
 
 def test_dcnviz_app_from_another_folder_serves_the_tour(installed: Path, chromium: str, tmp_path: Path) -> None:  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
     away = tmp_path / "elsewhere"
     away.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DCNVIZ_", "STREAMLIT_"))}
-    log = tmp_path / "dcnviz-app.log"
-    with (
-        serve([str(installed / "dcnviz"), "app"], cwd=away, env=env, log_path=log) as (url, proc),
-        sync_playwright() as p,
-    ):
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(url, wait_until="domcontentloaded")
-            page.get_by_role("heading", name="dcnviz: what did the cross network learn?").wait_for(timeout=90_000)
-            page.get_by_text("Walking through", exact=False).first.wait_for(timeout=90_000)
-            chart = page.locator(".js-plotly-plot").first
-            chart.wait_for(timeout=60_000)
-            labels = [t.strip() for t in chart.locator("g.xtick text").all_text_contents()]
-            assert "movie_id" in labels, labels  # the bundled dcnv2_sample model is shown first
-            assert page.get_by_text("Deploy", exact=True).count() == 0, "client.toolbarMode = minimal applies"
-            watches = inotify_watches(proc.pid)
-        finally:
-            browser.close()
-    text = log.read_text()
-    assert "Collecting usage statistics" not in text, "browser.gatherUsageStats = false applies"
-    assert watches == 0, f"server.fileWatcherType = none applies; the server holds {watches} inotify watches"
-    assert "Traceback" not in text, text[-3000:]
+    cmd = [str(installed / "dcnviz"), "app"]
+    seen = open_the_tour(chromium, cmd, cwd=away, env=env, log_path=tmp_path / "dcnviz-app.log")
+    assert "movie_id" in seen["labels"], seen  # the bundled dcnv2_sample model is shown first
+    assert_the_apps_settings(seen)
