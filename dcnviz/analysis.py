@@ -450,7 +450,7 @@ def rank_versus_tolerance(s: np.ndarray, tolerances: np.ndarray | None = None) -
 
 @dataclass(frozen=True)
 class SuggestedRank:
-    """A one-line rank suggestion for one layer (paper §3.5, §7.5)."""
+    """A one-line rank suggestion for one layer (paper §3.5, §7.5, §8)."""
 
     tolerance: float  # T behind the suggestion
     rank: int  # smallest r keeping every σ_k ≥ T·σ_1, i.e. R_T
@@ -467,8 +467,8 @@ def suggest_rank(
 ) -> SuggestedRank:
     """The smallest rank r whose U Vᵀ keeps every singular value ≥ T·σ_1 (that is R_T), with the paper's advice.
 
-    The paper found r ≈ d/4 kept full-rank accuracy (§7.5, MovieLens Table 6 uses r = 258 of ~1000)
-    and expects the *threshold rank* to be O(#features) (§7.5).
+    The paper found r ≈ d/4 kept full-rank accuracy (§8, Practical Learnings; on Criteo, Table 6's
+    DCN-Mix uses r = 258 per layer of d = 1027) and expects the *threshold rank* to be O(#features) (§7.5).
 
     >>> suggest_rank([4.0, 2.0, 0.1], d=3, tolerance=0.1, n_features=2).rank
     2
@@ -483,7 +483,7 @@ def suggest_rank(
     else:
         text = (
             f"r = {r} ({where}) keeps every singular value ≥ {t:g}·σ₁; "
-            f"the paper kept full-rank accuracy with r ≈ d/4 = {max(1, d // 4)} (§7.5){feats}"
+            f"the paper kept full-rank accuracy with r ≈ d/4 = {max(1, d // 4)} (§8){feats}"
         )
     return SuggestedRank(tolerance=t, rank=r, text=text)
 

@@ -130,7 +130,7 @@ class LowRankCross(nn.Module):
 
     Args:
         d: width of x0.
-        rank: r, 1 <= r <= d; the paper found r ≈ d/4 kept full-rank accuracy (§7.5).
+        rank: r, 1 <= r <= d; the paper found r ≈ d/4 kept full-rank accuracy (§8).
     """
 
     kind: CrossKind = "lowrank"

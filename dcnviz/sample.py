@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,26 @@ class SampleConfig:
         d = dataclasses.asdict(self)
         d["thresholds"] = list(self.thresholds)
         return d
+
+    def scaled(self, factor: float) -> SampleConfig:
+        """The same generative model with ``factor``× the users and ratings and √factor× the movies.
+
+        Ratings per user stay as they are (MovieLens-like activity) and ratings per movie grow by
+        √factor, roughly as from MovieLens-100K to -1M (943 → 6,040 users, 1,682 → 3,706 movies).
+        Used to check training recipes at other data sizes (``scripts/make_sample_data.py --scale``).
+
+        >>> c = SampleConfig().scaled(10)
+        >>> c.n_users, c.n_movies, c.n_ratings
+        (12000, 1265, 600000)
+        """
+        if not (math.isfinite(factor) and factor > 0):
+            raise ConfigError(f"scale factor must be > 0; got {factor}")
+        return dataclasses.replace(
+            self,
+            n_users=max(2, round(self.n_users * factor)),
+            n_movies=max(2 * self.min_ratings, round(self.n_movies * math.sqrt(factor))),
+            n_ratings=round(self.n_ratings * factor),
+        )
 
 
 @dataclass

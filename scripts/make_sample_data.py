@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/make_sample_data.py            # writes sample_data/ (deterministic)
     .venv/bin/python scripts/make_sample_data.py --out DIR --seed 7 --n-ratings 100000
+    .venv/bin/python scripts/make_sample_data.py --out /tmp/sample10x --scale 10   # 10× the users and ratings
 
 The generator is :func:`dcnviz.sample.make_sample` (model and planted crosses in its docstring); the
 same config always gives byte-identical files. Besides ``ratings.dat``, ``users.dat`` and
@@ -32,13 +33,18 @@ def main() -> int:
     ap.add_argument("--n-ratings", type=int, default=default.n_ratings)
     ap.add_argument("--gender-strength", type=float, default=default.gender_strength)
     ap.add_argument("--age-strength", type=float, default=default.age_strength)
+    ap.add_argument(
+        "--scale", type=float, default=1.0, help="factor× users and ratings, √factor× movies (SampleConfig.scaled)"
+    )
     args = ap.parse_args()
     config = dataclasses.replace(
-        default,
+        default.scaled(args.scale) if args.scale != 1.0 else default,
         seed=args.seed,
-        n_users=args.n_users,
-        n_movies=args.n_movies,
-        n_ratings=args.n_ratings,
+        **(
+            {"n_users": args.n_users, "n_movies": args.n_movies, "n_ratings": args.n_ratings}
+            if args.scale == 1.0
+            else {}
+        ),
         gender_strength=args.gender_strength,
         age_strength=args.age_strength,
     )

@@ -12,10 +12,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from dcnviz.cli import main
 from dcnviz.data import SAMPLE_DIR, DataOptions, load_splits
 from dcnviz.errors import ConfigError
-from dcnviz.paperlab.reference import PAPER_TABLE6
+from dcnviz.paperlab.reference import PAPER_TABLE6, PAPER_TABLE6_CRITEO
 from dcnviz.paperlab.table6 import (
     TABLE6_MODELS,
     Table6Config,
+    criteo_model_configs,
     dense_flops,
     run_table6,
     table6_model_configs,
@@ -48,32 +49,55 @@ def movielens_like_spec(e: int = 30) -> FeatureSpec:
     )
 
 
-def test_settings_are_the_papers() -> None:
+def test_settings_follow_the_movielens_column() -> None:
     cfgs = table6_model_configs()
     assert tuple(cfgs) == TABLE6_MODELS
-    assert (cfgs["dcn"].model, cfgs["dcn"].cross_layers) == ("dcn", 4)
+    assert (cfgs["dcn"].model, cfgs["dcn"].cross_layers, cfgs["dcn"].hidden) == ("dcn", 4, (256, 256))
     assert (cfgs["dcnv2-stacked"].structure, cfgs["dcnv2-parallel"].structure) == ("stacked", "parallel")
     assert cfgs["dcnv2-parallel"].cross_layers == 2 and cfgs["dcnv2-parallel"].rank is None
     mix, cn = cfgs["dcn-mix"], cfgs["crossnet-mix"]
-    assert (mix.cross_layers, mix.experts, mix.cross_layers * mix.experts * (mix.rank or 0)) == (3, 4, 252)
-    assert (cn.cross_layers, cn.experts, cn.cross_layers * cn.experts * (cn.rank or 0)) == (4, 4, 256)
-    assert not cfgs["crossnet"].has_deep and not cn.has_deep and cn.cross_kind == "mixture"
+    assert (mix.cross_layers, mix.experts, mix.rank, mix.gate, mix.expert_activation) == (3, 4, 14, "constant", "hard_tanh")
+    assert (cn.cross_layers, cn.experts, cn.rank, cn.gate) == (4, 4, 11, "softmax")
+    assert not cfgs["crossnet"].has_deep and cfgs["crossnet"].cross_kind == "full"
+    assert not cn.has_deep and cn.cross_kind == "mixture"
+    # the paper's MovieLens CrossNet (65K) is the full-rank one; the mixture has no MovieLens number
+    assert PAPER_TABLE6["crossnet"].params == 65_000 and "crossnet-mix" not in PAPER_TABLE6
     assert PAPER_TABLE6["dcnv2-parallel"].logloss == 0.3170 and "dcnv2-stacked" not in PAPER_TABLE6
+    assert all(not ref.setting for ref in PAPER_TABLE6.values())  # the MovieLens column prints no settings
+    assert "hard_tanh" in PAPER_TABLE6_CRITEO["dcn-mix"].setting
 
 
 def test_param_counts_by_hand() -> None:
     spec = movielens_like_spec()
     d, h = 180, 256
-    cfgs = table6_model_configs((h,))
+    cfgs = table6_model_configs()
     tower = d * h + h
     count = {n: build_model(spec, c, 0).dense_param_count() for n, c in cfgs.items()}
     assert count["dnn"] == tower + h + 1  # 46,593: the paper's "46K"
     assert count["dcnv2-parallel"] == 2 * (d * d + d) + tower + (d + h) + 1  # 111,933: the paper's "110K"
     assert count["dcnv2-stacked"] == 2 * (d * d + d) + tower + h + 1
-    assert count["dcn"] == 4 * (2 * d) + tower + (d + h) + 1
-    assert count["crossnet"] == 2 * (d * d + d) + d + 1
-    r = 16
-    assert count["crossnet-mix"] == 4 * (4 * 2 * d * r + d + 4 * d) + d + 1  # U, V per expert; b; gates
+    assert count["dcn"] == 4 * (2 * d) + tower + (h * h + h) + (d + h) + 1  # 114,005: "110K"
+    assert count["crossnet"] == 2 * (d * d + d) + d + 1  # 65,341: exactly the paper's MovieLens "65K"
+    r = 11
+    assert count["crossnet-mix"] == 4 * (4 * 2 * d * r + d + 4 * d) + d + 1  # U, V per expert; b; softmax gates
+    r = 14  # constant gate: no gate weights; hard_tanh experts: U g(C g(Vᵀx)), C is r×r (Eq. 4)
+    assert count["dcn-mix"] == 3 * (4 * (2 * d * r + r * r) + d) + tower + (d + h) + 1  # 110,145: "110K"
+    for name, ref in PAPER_TABLE6.items():  # every MovieLens row within rounding of the paper's count
+        assert abs(count[name] - ref.params) <= 0.05 * ref.params + 500, name
+
+
+def test_criteo_best_settings_reproduce_the_criteo_counts() -> None:
+    """Table 6's "Best Setting" column is Criteo's: at d = 1027 with r = 258 per layer the counts come out."""
+    fields = tuple(
+        Field(name=f"C{i}", kind="categorical", embedding_dim=39, vocab=("a", "b")) for i in range(26)
+    ) + tuple(Field(name=f"I{i}", kind="dense", embedding_dim=1) for i in range(13))
+    spec = FeatureSpec(fields=fields)
+    assert spec.d == 1027
+    for name, config in criteo_model_configs().items():
+        model = build_model(spec, config, 0)
+        ref = PAPER_TABLE6_CRITEO[name]
+        assert abs(model.dense_param_count() / ref.params - 1) < 0.02, name  # 3.49M/3.5M, 2.42M/2.4M, 2.12M/2.1M
+        assert abs(dense_flops(model) / ref.flops - 1) < 0.02, name
 
 
 @pytest.mark.parametrize("name", ["dnn", "dcnv2-parallel", "dcnv2-stacked", "crossnet"])
@@ -138,12 +162,14 @@ def test_stop_keeps_finished_models() -> None:
 def test_cli_table6_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["paper", "table6", "--data", "sample", "--runs", "1", "--epochs", "1", "--embedding-dim", "4"]
     argv += ["--hidden", "16", "--batch-size", "2048", "--lr", "0.01", "--device", "cpu", "--quiet", "--json"]
-    assert main([*argv, "--models", "dnn", "crossnet-mix"]) == 0
+    assert main([*argv, "--models", "dnn", "crossnet", "crossnet-mix"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert [r["model"] for r in out["rows"]] == ["dnn", "crossnet-mix"]
+    assert [r["model"] for r in out["rows"]] == ["dnn", "crossnet", "crossnet-mix"]
     for r in out["rows"]:
         assert list(r)[: len(T6_KEYS)] == T6_KEYS
-    assert out["rows"][1]["paper_logloss"] == 0.3185
+    assert out["rows"][1]["paper_logloss"] == 0.3185  # the paper's MovieLens CrossNet is the full-rank one
+    assert out["rows"][2]["paper_logloss"] is None and out["rows"][2]["paper_auc"] is None
+    assert out["config"]["hidden"] == [16]
     assert out["config"]["d"] == 24 and out["config"]["data"]["source"] == "sample"
     train = out["config"]["train"]  # the paper recipe with the three overrides; L2 and EMA stay off
     assert (train["lr"], train["batch_size"], train["epochs"]) == (0.01, 2048, 1)

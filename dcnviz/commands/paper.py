@@ -7,7 +7,8 @@
   (no bias, no residual, neither), DCN and DNN with 1–4 layers (the paper prints no numbers).
 * ``table6`` — MovieLens (§7.3, Table 6): DNN, DCN, DCN-V2 stacked/parallel, DCN-Mix, CrossNet
   (full-rank and mixture): test logloss and AUC mean ± std over runs, parameters (no embedding
-  tables) and FLOPs per example, beside the paper's MovieLens-1M column.
+  tables) and FLOPs per example, beside the paper's MovieLens-1M column (settings fitted to its
+  parameter counts; see dcnviz.paperlab.table6).
 
 Progress goes to stderr. ``--json`` prints one JSON object on stdout::
 
@@ -107,7 +108,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--batch-size", type=_positive, default=None, help="batch size (recipe's: 128, the paper's on MovieLens / 512)"
     )
     m.add_argument("--lr", type=float, default=None, help="Adam learning rate (recipe's: 1e-3 / 5e-3)")
-    m.add_argument("--hidden", type=_positive, nargs="+", default=[256], metavar="H", help="shared deep tower")
+    m.add_argument(
+        "--hidden",
+        type=_positive,
+        nargs="+",
+        default=None,
+        metavar="H",
+        help="one deep tower for every model (default: each model's, fitted to the paper's MovieLens parameter "
+        "counts: [256], DCN [256 256])",
+    )
     m.add_argument("--embedding-dim", type=_positive, default=30, help="embedding size of every field (§7.1.3)")
     m.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.set_defaults(func=run)
@@ -276,7 +285,7 @@ def _table6(args: argparse.Namespace) -> dict[str, Any]:
     )
     config = Table6Config(
         models=tuple(m for m in TABLE6_MODELS if args.models is None or m in args.models),
-        hidden=tuple(args.hidden),
+        hidden=None if args.hidden is None else tuple(args.hidden),
         seeds=seeds,
         train=train,
     )
@@ -308,7 +317,7 @@ def _table6(args: argparse.Namespace) -> dict[str, Any]:
             "rows": rows_info,
             "d": splits.spec.d,
             "train": train.to_json(),
-            "hidden": list(args.hidden),
+            "hidden": None if args.hidden is None else list(args.hidden),
         },
         "paper_column": "MovieLens-1M (Table 6)",
         "wall_s": round(time.perf_counter() - t0, 3),

@@ -6,23 +6,29 @@ features embedded with 30 dimensions each, so x0 has d = 180) with the same reci
 ``seeds[r]`` for the initialisation and the batch order. Logloss and AUC are on the test split, from
 the weights of the best validation epoch.
 
-The models (the cross parts are the paper's best MovieLens settings of Table 6; one deep tower,
-``hidden``, is shared by every model that has one — the paper tuned each model's tower, and does not
-print the MovieLens towers):
+The models. Table 6's "Best Setting" column (DNN tower, then l, K, r) belongs to its **Criteo** group:
+its towers — (3, 1024), (2, 768), (2, 512) — only fit Criteo's d = 1027, and with r read as the total
+rank *per layer* (K experts sharing it) its parameter counts come out right
+(:func:`criteo_model_configs`, tests/test_paper_table6.py). For MovieLens-1M the paper prints only
+parameters and FLOPs: DNN 46K, DCN 110K, DCN-V2 110K, DCN-Mix 110K, CrossNet 65K. Our MovieLens
+settings follow those counts at d = 180; where the counts cannot decide, we borrow the shape of the
+Criteo setting and say so:
 
-================  =========================================================================
-``dnn``           the deep tower alone
-``dcn``           DCN-V1, l = 4 vector cross layers, parallel with the tower
-``dcnv2-stacked`` DCN-V2, l = 2 full-rank cross layers, then the tower
-``dcnv2-parallel`` DCN-V2, l = 2 full-rank cross layers beside the tower (best on MovieLens)
-``dcn-mix``       l = 3 mixture layers, K = 4 experts, parallel
-``crossnet``      the cross network alone, l = 2 full-rank layers
-``crossnet-mix``  the cross network alone, l = 4 mixture layers, K = 4 experts
-================  =========================================================================
+================  ==========================================================================================
+``dnn``           DNN [256] (46,593: the paper's 46K)
+``dcn``           DCN-V1, l = 4 (Criteo's; 360 parameters a layer, the count cannot tell), parallel with
+                  DNN [256, 256] (114,005: the paper's 110K needs a ≈108K tower)
+``dcnv2-stacked`` DCN-V2, l = 2 full-rank layers, then DNN [256] (111,753)
+``dcnv2-parallel`` the same beside the tower (111,933: 110K = CrossNet's 65K + DNN's 46K; parallel was
+                  best on MovieLens, §7.3)
+``dcn-mix``       l = 3, K = 4 (Criteo's shape), constant gate, hard_tanh experts (Criteo's, §7.3),
+                  r = 14 per expert fitted to 110K, parallel with DNN [256] (110,145)
+``crossnet``      the cross network alone, l = 2 full-rank layers (65,341: exactly the paper's 65K)
+``crossnet-mix``  ours, no MovieLens counterpart: Criteo's CrossNet shape (l = 4, K = 4, softmax gate,
+                  identity experts) with r = 11 per expert (44 a layer ≈ d/4, as Criteo's 258 ≈ 1027/4)
+================  ==========================================================================================
 
-"r = 258 total rank" (Table 6): we read it as the sum of the expert ranks over all layers and experts,
-so each expert has r = 258 / (l·K) rounded down: r = 21 for DCN-Mix (l = 3, K = 4) and r = 16 for
-CrossNet-Mix (l = 4, K = 4). This reading gives parameter counts nearest the paper's (see docs/paper.md).
+``hidden`` (CLI ``--hidden``) replaces every model's tower by one shared tower.
 
 FLOPs per example (:func:`dense_flops`) count 2 per multiply-add of every matrix product plus 1 per
 elementwise operation (bias add, Hadamard product, residual add, ReLU, gate softmax and weighting) of
@@ -57,23 +63,73 @@ TABLE6_MODELS: tuple[str, ...] = (
 )
 
 
-def table6_model_configs(hidden: tuple[int, ...] = (256,)) -> dict[str, ModelConfig]:
-    """Our name → ModelConfig of every Table 6 model, with ``hidden`` as the shared deep tower.
+# The deep towers of the MovieLens rows, fitted to the paper's MovieLens parameter counts (see above).
+TABLE6_TOWERS: dict[str, tuple[int, ...]] = {
+    "dnn": (256,),
+    "dcn": (256, 256),
+    "dcnv2-stacked": (256,),
+    "dcnv2-parallel": (256,),
+    "dcn-mix": (256,),
+}
+
+
+def table6_model_configs(hidden: tuple[int, ...] | None = None) -> dict[str, ModelConfig]:
+    """Our name → ModelConfig of every Table 6 model at MovieLens' d = 180 (see the module doc).
+
+    ``hidden`` replaces every tower by one shared tower (None: the towers of :data:`TABLE6_TOWERS`).
 
     >>> cfgs = table6_model_configs()
-    >>> cfgs["dcn-mix"].cross_layers, cfgs["dcn-mix"].experts, cfgs["dcn-mix"].rank
-    (3, 4, 21)
+    >>> cfgs["dcn-mix"].cross_layers, cfgs["dcn-mix"].experts, cfgs["dcn-mix"].rank, cfgs["dcn-mix"].gate
+    (3, 4, 14, 'constant')
     """
+
+    def tower(name: str) -> tuple[int, ...]:
+        return TABLE6_TOWERS[name] if hidden is None else tuple(hidden)
+
     return {
-        "dnn": ModelConfig(model="dnn", hidden=hidden),
-        "dcn": ModelConfig(model="dcn", structure="parallel", cross_layers=4, hidden=hidden),
-        "dcnv2-stacked": ModelConfig(model="dcnv2", structure="stacked", cross_layers=2, hidden=hidden),
-        "dcnv2-parallel": ModelConfig(model="dcnv2", structure="parallel", cross_layers=2, hidden=hidden),
+        "dnn": ModelConfig(model="dnn", hidden=tower("dnn")),
+        "dcn": ModelConfig(model="dcn", structure="parallel", cross_layers=4, hidden=tower("dcn")),
+        "dcnv2-stacked": ModelConfig(model="dcnv2", structure="stacked", cross_layers=2, hidden=tower("dcnv2-stacked")),
+        "dcnv2-parallel": ModelConfig(
+            model="dcnv2", structure="parallel", cross_layers=2, hidden=tower("dcnv2-parallel")
+        ),
         "dcn-mix": ModelConfig(
-            model="dcn-mix", structure="parallel", cross_layers=3, experts=4, rank=258 // (3 * 4), hidden=hidden
+            model="dcn-mix",
+            structure="parallel",
+            cross_layers=3,
+            experts=4,
+            rank=14,
+            gate="constant",
+            expert_activation="hard_tanh",
+            hidden=tower("dcn-mix"),
         ),
         "crossnet": ModelConfig(model="crossnet", cross_layers=2, hidden=()),
-        "crossnet-mix": ModelConfig(model="crossnet", cross_layers=4, experts=4, rank=258 // (4 * 4), hidden=()),
+        "crossnet-mix": ModelConfig(model="crossnet", cross_layers=4, experts=4, rank=11, hidden=()),
+    }
+
+
+def criteo_model_configs() -> dict[str, ModelConfig]:
+    """The paper's Criteo "Best Setting" of Table 6 for DCN-V2, DCN-Mix and CrossNet, for checking the reading.
+
+    Towers and l, K as printed; r = 258 is the total rank of a layer (K = 4 experts of r = 64, i.e.
+    256 — 258 is not a multiple of 4); DCN-Mix has a constant gate and hard_tanh experts, CrossNet a
+    softmax gate and identity experts (§7.3); DCN-V2 and DCN-Mix stacked (best on Criteo, §7.3).
+    With d = 26·39 + 13 = 1027 they have 3.49M, 2.42M and 2.12M parameters (FLOPs 6.99M, 4.85M,
+    4.26M): the paper's 3.5M, 2.4M and 2.1M (7.0M, 4.8M, 4.2M); tests/test_paper_table6.py checks it.
+    """
+    return {
+        "dcnv2": ModelConfig(model="dcnv2", structure="stacked", cross_layers=2, hidden=(768, 768)),
+        "dcn-mix": ModelConfig(
+            model="dcn-mix",
+            structure="stacked",
+            cross_layers=3,
+            experts=4,
+            rank=64,
+            gate="constant",
+            expert_activation="hard_tanh",
+            hidden=(512, 512),
+        ),
+        "crossnet": ModelConfig(model="crossnet", cross_layers=4, experts=4, rank=64, hidden=()),
     }
 
 
@@ -175,7 +231,7 @@ def describe(config: ModelConfig) -> str:
     if config.cross_kind is not None:
         parts.append(f"l={config.cross_layers}")
         if config.cross_kind == "mixture":
-            parts.append(f"K={config.experts}, r={config.rank}/expert")
+            parts.append(f"K={config.experts}, r={config.rank}/expert, {config.gate} gate, {config.expert_activation}")
         if config.has_deep:
             parts.append(config.structure)
     if config.has_deep:
@@ -188,7 +244,7 @@ class Table6Config:
     """Which models, how many runs, and the shared training recipe of Table 6."""
 
     models: tuple[str, ...] = TABLE6_MODELS  # subset of TABLE6_MODELS, in table order
-    hidden: tuple[int, ...] = (256,)  # the shared deep tower
+    hidden: tuple[int, ...] | None = None  # one deep tower for every model (None: TABLE6_TOWERS)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # one run per seed
     train: Any = None  # dcnviz.train.TrainConfig (its seeds are replaced by ``seeds``); None: table6_train_config()
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in the output (e.g. the data options)

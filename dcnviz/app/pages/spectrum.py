@@ -70,7 +70,7 @@ LESSON = """
 decaying singular values — far faster than the random matrix it started from — so most of its "mass" lives in a
 few directions and W ≈ U Vᵀ with a small rank r loses little. That is why DCN-V2 offers the low-rank layer of
 Eq. (2) and the mixture of low-rank experts of Eq. (3), and why r ≈ d/4 kept full-rank accuracy on their data
-(§7.5). The **numerical rank** R_T counts the singular values with σ_k ≥ T·σ₁.
+(§8). The **numerical rank** R_T counts the singular values with σ_k ≥ T·σ₁.
 """
 
 
