@@ -51,6 +51,23 @@ def test_fig4_json_has_null_paper_rmse(capsys: pytest.CaptureFixture[str]) -> No
     assert all(r["paper_rmse"] is None and r["task"] == "order3" for r in rows)
 
 
+def test_defaults_per_experiment_and_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each experiment's defaults are the recorded commands' settings; --quick shrinks them, flags still win."""
+    from dcnviz.paperlab.synthetic import PAPER_DEFAULTS, QUICK_DEFAULTS
+
+    assert PAPER_DEFAULTS["table1"] == {
+        "samples": 10_000, "test_samples": 5_000, "steps": 1_500, "warmup": 50, "large_epochs": 20,
+    }  # fmt: skip
+    assert (PAPER_DEFAULTS["table2"]["steps"], PAPER_DEFAULTS["table2"]["warmup"]) == (1_500, 20)
+    assert (PAPER_DEFAULTS["fig4"]["steps"], PAPER_DEFAULTS["fig4"]["warmup"]) == (500, 20)
+    args = ["paper", "table1", "--tasks", "f2", "--models", "dcnv2", "--quick", "--runs", "1", "--quiet", "--json"]
+    assert main([*args, "--steps", "30", "--threads", "1"]) == 0
+    config = json.loads(capsys.readouterr().out)["config"]
+    assert config["quick"] is True and config["steps"] == 30  # an explicit flag beats --quick
+    for key, flag in (("samples", "samples"), ("test_samples", "test_samples"), ("warmup_epochs", "warmup")):
+        assert config[key] == QUICK_DEFAULTS[flag]
+
+
 def test_text_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["paper", "table2", "--models", "dcnv2", "--layers", "1", *TINY]) == 0
     text = capsys.readouterr().out
@@ -67,6 +84,8 @@ def test_text_table(capsys: pytest.CaptureFixture[str]) -> None:
         (["paper", "table6"], "needs --data"),
         (["paper", "table6", "--data", "ml-100k"], "needs --data-dir"),
         (["paper", "table6", "--data", "sample", "--tasks", "f1"], "synthetic studies"),
+        (["paper", "table6", "--data", "sample", "--quick"], "synthetic studies"),
+        (["paper", "table6", "--data", "sample", "--steps", "5"], "synthetic studies"),
         (["paper", "table6", "--data", "sample", "--models", "dcnv3"], "--models must be among"),
     ],
 )

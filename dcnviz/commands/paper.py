@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from typing import Any
@@ -65,6 +66,10 @@ def _nonnegative(text: str) -> int:
     return v
 
 
+def _threads(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive(text)
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "paper",
@@ -76,17 +81,36 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--runs", type=_positive, default=5, help="runs per cell (the paper: 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a text table")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.add_argument("--threads", type=_positive, default=None, help="CPU threads for PyTorch (default: PyTorch's)")
+    p.add_argument(
+        "--threads",
+        type=_threads,
+        default="auto",
+        metavar="N|auto",
+        help="CPU threads for PyTorch; auto = one per core not busy with other work now (as train --threads auto)",
+    )
     p.add_argument("--seed", type=_nonnegative, default=0, help="run r uses seed + r (data, init, batch order)")
     s = p.add_argument_group("synthetic studies (table1, table2, fig4)")
     s.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help="only these tasks (e.g. f1 f2)")
     s.add_argument("--models", nargs="+", default=None, metavar="MODEL", help="only these models")
     s.add_argument("--layers", nargs="+", type=_positive, default=None, metavar="L", help="depths (default: paper's)")
-    s.add_argument("--samples", type=_positive, default=10_000, help="training examples per run")
-    s.add_argument("--test-samples", type=_positive, default=5_000, help="test examples per run")
-    s.add_argument("--steps", type=_positive, default=300, help="L-BFGS iterations per fit")
-    s.add_argument("--warmup", type=_nonnegative, default=20, help="Adam epochs before L-BFGS")
-    s.add_argument("--large-epochs", type=_positive, default=20, help="Adam epochs for dnn-large (see docs)")
+    s.add_argument(
+        "--quick",
+        action="store_true",
+        help="small defaults for a smoke check (2,000 examples, 100 L-BFGS steps, 10 warm-up / 3 large epochs)",
+    )
+    s.add_argument(
+        "--samples", type=_positive, default=None, help="training examples per run (default 10,000)"
+    )
+    s.add_argument("--test-samples", type=_positive, default=None, help="test examples per run (default 5,000)")
+    s.add_argument(
+        "--steps", type=_positive, default=None, help="L-BFGS iterations per fit (default: table1, table2 1,500; fig4 500)"
+    )
+    s.add_argument(
+        "--warmup", type=_nonnegative, default=None, help="Adam epochs before L-BFGS (default: table1 50; others 20)"
+    )
+    s.add_argument(
+        "--large-epochs", type=_positive, default=None, help="Adam epochs for dnn-large (default 20; see docs)"
+    )
     s.add_argument("--d", type=_positive, default=None, help="input width of f3/order3/order4/combined")
     s.add_argument("--task-seed", type=_nonnegative, default=0, help="seed of the random crosses")
     s.add_argument("--dtype", choices=("float64", "float32"), default="float64")
@@ -175,7 +199,14 @@ def table6_table(rows: list[dict[str, Any]]) -> str:
 
 def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
     from dcnviz.paperlab.fit import FitConfig
-    from dcnviz.paperlab.synthetic import LARGE_FIT, SyntheticConfig, SyntheticProgress, run_experiment
+    from dcnviz.paperlab.synthetic import (
+        LARGE_FIT,
+        PAPER_DEFAULTS,
+        QUICK_DEFAULTS,
+        SyntheticConfig,
+        SyntheticProgress,
+        run_experiment,
+    )
 
     for flag in ("data", "data_dir"):
         if getattr(args, flag) is not None:
@@ -184,6 +215,10 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
         bad = [m for m in args.models if m not in SYNTHETIC_MODELS]
         if bad:
             raise ConfigError(f"--models must be among {SYNTHETIC_MODELS}; got {bad}")
+    given = {k: getattr(args, k) for k in ("samples", "test_samples", "steps", "warmup", "large_epochs")}
+    for k, v in (QUICK_DEFAULTS if args.quick else PAPER_DEFAULTS[args.experiment]).items():
+        if given[k] is None:
+            setattr(args, k, v)
     config = SyntheticConfig(
         samples=args.samples,
         test_samples=args.test_samples,
@@ -242,6 +277,7 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
             "task_seed": args.task_seed,
             "d": args.d,
             "dtype": args.dtype,
+            "quick": args.quick,
         },
         "wall_s": round(time.perf_counter() - t0, 3),
     }
@@ -251,9 +287,11 @@ def _table6(args: argparse.Namespace) -> dict[str, Any]:
     from dcnviz.data import DataOptions, load_splits
     from dcnviz.paperlab.table6 import Table6Config, Table6Progress, run_table6, table6_train_config
 
-    for flag in ("tasks", "layers"):
+    for flag in ("tasks", "layers", "samples", "steps", "warmup"):
         if getattr(args, flag) is not None:
-            raise ConfigError(f"--{flag} applies to the synthetic studies (table1, table2, fig4) only")
+            raise ConfigError(f"--{flag.replace('_', '-')} applies to the synthetic studies (table1, table2, fig4) only")
+    if args.quick:
+        raise ConfigError("--quick applies to the synthetic studies (table1, table2, fig4) only")
     if args.data is None:
         raise ConfigError("table6 needs --data ml-100k|ml-1m|sample (and --data-dir for MovieLens)")
     if args.data != "sample" and args.data_dir is None:
@@ -338,8 +376,12 @@ def _finite(obj: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    threads = args.threads
+    if threads == "auto":
+        from dcnviz.commands.train import auto_threads, busy_cores
+
+        threads = auto_threads(torch.get_num_threads(), os.cpu_count(), busy_cores())
+    torch.set_num_threads(threads)
     if args.experiment == "table6":
         out = _table6(args)
         text = table6_table(out["rows"])

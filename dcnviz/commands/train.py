@@ -59,19 +59,47 @@ def _optional_float(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"must be a number or 'none'; got {text!r}") from None
 
 
-def auto_threads(default: int, cores: int | None, load: float | None) -> int:
-    """PyTorch's thread count, or 1 when the cores are already busy.
+def busy_cores(interval: float = 0.25) -> float | None:
+    """How many cores other processes keep busy right now: Linux ``/proc/stat`` sampled ``interval`` apart.
 
-    Several OpenMP threads on cores that other processes keep busy spin-wait on each other: on a
-    2-core machine with a load average of 5, ``train --data sample`` took 288 s with 2 threads and
-    17 s with 1 (docs/speed.md).
-
-    >>> auto_threads(2, 2, 0.3), auto_threads(2, 2, 4.8), auto_threads(8, 8, 2.0)
-    (2, 1, 8)
+    The busy share of all CPU time in the interval times the core count (this process sleeps meanwhile,
+    so it counts ~0). None where ``/proc/stat`` cannot be read (not Linux).
     """
-    if cores is None or load is None:
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle  # user nice system idle iowait irq softirq steal (guest is inside user)
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    dt = total1 - total0
+    if dt <= 0:
+        return None
+    return (1.0 - (idle1 - idle0) / dt) * (os.cpu_count() or 1)
+
+
+def auto_threads(default: int, cores: int | None, busy: float | None) -> int:
+    """``--threads auto``: one thread per core that is free now, at most PyTorch's default, at least 1.
+
+    ``busy`` is :func:`busy_cores` (measured now, not the 1-minute load average, which lags: right
+    after another run it read ≥ 1.1 on an idle 2-core machine and halved the speed). OpenMP threads on
+    cores other processes keep busy spin-wait on each other: on a 2-core machine with a load average
+    of 5, ``train --data sample`` took 288 s with 2 threads and 17 s with 1. docs/speed.md has the
+    measurements (quiet, one busy process, oversubscribed).
+
+    >>> auto_threads(2, 2, 0.05), auto_threads(2, 2, 1.0), auto_threads(2, 2, 2.0), auto_threads(8, 8, 2.3)
+    (2, 1, 1, 6)
+    """
+    if cores is None or busy is None:
         return default
-    return 1 if load > max(1.0, cores - 1.0) else default
+    free = cores - busy
+    return max(1, min(default, int(free + 0.5)))
 
 
 def add_data_arguments(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -127,7 +155,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         type=_int_or_auto,
         default="auto",
         metavar="N|auto",
-        help="CPU threads for PyTorch; auto = PyTorch's default, or 1 when other work already keeps the cores busy",
+        help="CPU threads for PyTorch; auto = one per core not busy with other work now (at most PyTorch's default)",
     )
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="FILE.safetensors", default=None, help="save the model here")
@@ -262,13 +290,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out must name a .safetensors file; got {args.out!r}")
     threads = args.threads
     if threads == "auto":
-        try:
-            load: float | None = os.getloadavg()[0]
-        except OSError:
-            load = None
-        threads = auto_threads(torch.get_num_threads(), os.cpu_count(), load)
+        busy = busy_cores()
+        threads = auto_threads(torch.get_num_threads(), os.cpu_count(), busy)
         if threads != torch.get_num_threads() and not args.quiet:
-            print(f"threads: 1 (the cores are busy: load average {load:.1f}); --threads N overrides", file=sys.stderr)
+            print(
+                f"threads: {threads} (other processes keep {busy:.1f} of {os.cpu_count()} cores busy); "
+                "--threads N overrides",
+                file=sys.stderr,
+            )
     torch.set_num_threads(threads)
     options = data_options(args)
     mconfig = model_config(args)
