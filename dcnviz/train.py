@@ -64,7 +64,11 @@ class TrainConfig:
     epochs: int = 20  # most epochs to run (early stopping usually ends sooner)
     patience: int = 2  # stop after this many epochs without a better validation log loss
     l2: float = 0.0  # λ of §3.4 on the kernels (cross W/U/V/C/w, deep and logit weights; not biases)
-    l2_embedding: float = 4e-4  # λ on the embedding tables (the whole tables, every step)
+    l2_embedding: float = 4e-4  # λ on the embedding tables (the whole tables, every step) at l2_embedding_rows rows
+    # Data-size aware L2: with N training rows the tables get λ·l2_embedding_rows/N per step, so one epoch
+    # of it weighs the same at any N (a prior against the *summed* log loss; docs/training.md). 58,284 =
+    # MovieLens-100K's training rows, where λ = 4e-4 was tuned. None: λ per step whatever N.
+    l2_embedding_rows: int | None = 58_284
     clip_norm: float | None = 10.0  # clip the global gradient norm to this (§7.1); None = no clipping
     ema_decay: float | None = 0.99  # weight EMA decay (§7.1 uses 0.9999; see docs/training.md); None = off
     lr_decay: float = 1.0  # multiply the learning rate by this after every epoch
@@ -89,6 +93,9 @@ class TrainConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"`{name}` must be >= 0; got {name}={v}")
+        rows = self.l2_embedding_rows
+        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+            raise ConfigError(f"`l2_embedding_rows` must be an integer >= 1 or None; got l2_embedding_rows={rows!r}")
         if self.clip_norm is not None and not (math.isfinite(self.clip_norm) and self.clip_norm > 0):
             raise ConfigError(f"`clip_norm` must be > 0 or None; got clip_norm={self.clip_norm}")
         if self.ema_decay is not None and not (0.0 < self.ema_decay < 1.0):
@@ -125,6 +132,8 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown train config keys {sorted(unknown)}")
         kw = dict(obj)
+        if "l2_embedding" in kw and "l2_embedding_rows" not in kw:
+            kw["l2_embedding_rows"] = None  # recorded before the data-size aware L2: λ was per step
         for key in ("adam_betas", "seeds"):
             if key in kw:
                 if not isinstance(kw[key], list | tuple):
@@ -635,7 +644,8 @@ def _fit(
     forward = torch.compile(model) if config.compile else model
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if config.amp else contextlib.nullcontext
     clip = config.clip_norm
-    l2_regions = [(r, 2.0 * lam) for r, lam in ((flat.emb, config.l2_embedding), (flat.kernels, config.l2)) if lam > 0]
+    l2_emb = config.l2_embedding * (config.l2_embedding_rows / n if config.l2_embedding_rows is not None else 1.0)
+    l2_regions = [(r, 2.0 * lam) for r, lam in ((flat.emb, l2_emb), (flat.kernels, config.l2)) if lam > 0]
     free = _unpenalised(flat.data.numel(), l2_regions)
 
     fast_x0 = _FastX0(model, flat) if FAST_X0 and not config.compile else None

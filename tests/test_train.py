@@ -68,6 +68,7 @@ def make_splits(n: int = 2000, *, random_labels: bool = False) -> DatasetSplits:
 def cfg(**kw) -> TrainConfig:  # type: ignore[no-untyped-def]
     # independent of the shipped recipe's defaults: no EMA, no L2 unless a test asks for them
     base = {"device": "cpu", "batch_size": 64, "epochs": 3, "lr": 3e-3, "ema_decay": None, "l2_embedding": 0.0}
+    base["l2_embedding_rows"] = None  # λ per step, as written (the data-size scaling has its own test)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -274,6 +275,31 @@ def test_ema_weights_are_the_average_of_the_trajectory():
     # and the raw trajectory is the same as without EMA (the average does not feed back)
     r2 = fit(build_model(SPEC, SMALL, 0), splits, cfg(epochs=1, batch_size=32))
     assert not torch.allclose(dict(r2.model.named_parameters())[names[-1]], final[names[-1]])
+
+
+def test_embedding_l2_is_scaled_to_the_data_size() -> None:
+    """l2_embedding_rows = R on N training rows applies λ·R/N per step: the same model as λ·R/N unscaled,
+    and a different one from λ unscaled (so the scaling is really applied)."""
+    splits = make_splits(256)  # 256 training rows
+    ref = build_model(SPEC, SMALL, 1)
+
+    def trained(**kw: object) -> list[torch.Tensor]:
+        model = copy.deepcopy(ref)
+        fit(model, splits, cfg(epochs=1, lr=1e-2, **kw), seed=3)
+        return [p.detach().clone() for p in model.parameters()]
+
+    scaled = trained(l2_embedding=1e-2, l2_embedding_rows=1024)  # 4× the rows it was set for: 4× per step
+    plain = trained(l2_embedding=4e-2)
+    unscaled = trained(l2_embedding=1e-2)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(scaled, plain, strict=True))
+    assert not all(torch.allclose(a, b, atol=1e-4) for a, b in zip(scaled, unscaled, strict=True))
+    # a file recorded before the scaling existed keeps its per-step meaning
+    old = TrainConfig().to_json()
+    del old["l2_embedding_rows"]
+    assert TrainConfig.from_json(old).l2_embedding_rows is None
+    assert TrainConfig.from_json(TrainConfig().to_json()) == TrainConfig()
+    with pytest.raises(ConfigError, match="l2_embedding_rows"):
+        TrainConfig(l2_embedding_rows=0)
 
 
 @pytest.mark.parametrize("l2,l2_emb,clip", [(0.0, 0.0, 10.0), (1e-3, 0.0, 0.05), (1e-3, 3e-3, 10.0), (0.0, 3e-3, 0.05)])

@@ -59,6 +59,18 @@ def _optional_float(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"must be a number or 'none'; got {text!r}") from None
 
 
+def _optional_int(text: str) -> int | None:
+    if text.lower() in ("none", "off"):
+        return None
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'none'; got {text!r}")
+    return v
+
+
 def busy_cores(interval: float = 0.25) -> float | None:
     """How many cores other processes keep busy right now: Linux ``/proc/stat`` sampled ``interval`` apart.
 
@@ -145,6 +157,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     t.add_argument("--patience", type=int, default=_TRAIN_DEFAULTS.patience, help="early-stopping patience")
     t.add_argument("--l2", type=float, default=_TRAIN_DEFAULTS.l2, help="λ on kernels (§3.4)")
     t.add_argument("--l2-embedding", type=float, default=_TRAIN_DEFAULTS.l2_embedding, help="λ on embeddings")
+    t.add_argument(
+        "--l2-embedding-rows",
+        type=_optional_int,
+        default=_TRAIN_DEFAULTS.l2_embedding_rows,
+        metavar="N|none",
+        help="data-size aware embedding L2: λ·N/(training rows) per step; none = λ per step whatever the data size",
+    )
     t.add_argument("--clip-norm", type=_optional_float, default=_TRAIN_DEFAULTS.clip_norm, help="or 'none'")
     t.add_argument("--ema-decay", type=_optional_float, default=_TRAIN_DEFAULTS.ema_decay, help="or 'none'")
     t.add_argument("--lr-decay", type=float, default=_TRAIN_DEFAULTS.lr_decay, help="lr factor per epoch")
@@ -205,6 +224,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         patience=args.patience,
         l2=args.l2,
         l2_embedding=args.l2_embedding,
+        l2_embedding_rows=args.l2_embedding_rows,
         clip_norm=args.clip_norm,
         ema_decay=args.ema_decay,
         lr_decay=args.lr_decay,

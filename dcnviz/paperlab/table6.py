@@ -283,6 +283,7 @@ def table6_train_config(recipe: str = "paper") -> Any:
         patience=2,
         l2=0.0,
         l2_embedding=0.0,
+        l2_embedding_rows=None,
         clip_norm=10.0,
         ema_decay=None,
         lr_decay=1.0,
