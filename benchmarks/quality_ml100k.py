@@ -172,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{label}: rows {splits.info['rows']}; seeds {args.seeds}; threads {args.threads}", file=sys.stderr)
     print(f"dcnviz recipe: {recipe.to_json()}", file=sys.stderr)
-    runs: dict[str, list[dict[str, Any]]] = {"dcnviz_dcnv2": []} if args.no_peer else {"deepctr_dcn": [], "dcnviz_dcnv2": []}
+    runs: dict[str, list[dict[str, Any]]] = (
+        {"dcnviz_dcnv2": []} if args.no_peer else {"deepctr_dcn": [], "dcnviz_dcnv2": []}
+    )
     for seed in args.seeds:
         for name, fn in (
             ("deepctr_dcn", lambda s: run_peer(splits, s, args.epochs, args.patience)),

@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         med = row["median_examples_per_s"]
         said = {s: rs[-1]["auto_said"] for s, rs in runs.items() if rs[-1]["auto_said"]}
         print(
-            f"busy {busy}: " + ", ".join(f"--threads {s}: {v:,.0f} ex/s" for s, v in med.items())
+            f"busy {busy}: "
+            + ", ".join(f"--threads {s}: {v:,.0f} ex/s" for s, v in med.items())
             + f"  (load {load0} -> {load1}) {said}",
             file=sys.stderr,
             flush=True,

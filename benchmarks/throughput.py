@@ -175,13 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     for kind in args.models:
         for batch in args.batch:
             ours, peer = [], []
-            for _ in range(args.repeats):
+            for _ in range(args.repeats):  # alternate the two libraries, same thread count for both
+                torch.set_num_threads(args.threads)
                 ours.append(time_dcnviz(kind, spec, data, batch, args.device, args.amp, args.clock))
                 if not args.skip_peer:
+                    torch.set_num_threads(args.threads)
                     peer.append(time_peer(kind, spec, data, batch, args.device, args.clock))
             row: dict[str, Any] = {
                 "model": kind,
                 "batch": batch,
+                "threads": torch.get_num_threads(),
                 "dcnviz_examples_per_s": round(max(ours), 1),
                 "dcnviz_epoch_s": round(TRAIN_ROWS / max(ours), 2),
                 "dcnviz_runs": [round(v, 1) for v in ours],
@@ -201,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             ratio = f"  ratio {row['ratio']:.2f}x" if peer else ""
             peer_txt = f"peer {row['peer_examples_per_s']:>10,.0f} ex/s" if peer else ""
             print(
-                f"{kind:7s} batch {batch:5d}: dcnviz {row['dcnviz_examples_per_s']:>10,.0f} ex/s "
+                f"{kind:7s} batch {batch:5d} threads {row['threads']}: "
+                f"dcnviz {row['dcnviz_examples_per_s']:>10,.0f} ex/s "
                 f"(epoch {row['dcnviz_epoch_s']:.1f} s)  {peer_txt}{ratio}   load {loadavg()}",
                 file=sys.stderr,
             )

@@ -50,14 +50,14 @@ EMBEDDING = 30
 HIDDEN = (256, 256)
 
 
-def run_peer(splits: Any, seed: int, epochs: int, patience: int, timer: Any) -> dict[str, Any]:
+def run_peer(splits: Any, seed: int, epochs: int, patience: int, timer: Any, device: str = "cpu") -> dict[str, Any]:
     import copy
 
     columns = peer_columns(splits, EMBEDDING)
     xtr, xva, xte = (peer_inputs(splits, e) for e in (splits.train, splits.val, splits.test))
     ytr, yva, yte = (e.y.numpy().astype(np.float32) for e in (splits.train, splits.val, splits.test))
     torch.manual_seed(seed)
-    model = build_peer("dcn", columns, seed, hidden=HIDDEN)
+    model = build_peer("dcn", columns, seed, hidden=HIDDEN, device="cuda:0" if device == "cuda" else device)
     best, best_state, since, curve, times = math.inf, None, 0, [], []
     for _ in range(epochs):
         t0 = timer()
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=2)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: this process's CPU time (1 thread)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="both libraries on this device")
     p.add_argument("--out", default="time_to_quality_ml100k.json")
     args = p.parse_args(argv)
     if args.clock == "cpu" and args.threads != 1:
@@ -137,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     timer = time.process_time if args.clock == "cpu" else time.perf_counter
     options = DataOptions(source="ml-100k", data_dir=args.data_dir, age_encoding="raw", embedding_dim=EMBEDDING)
     splits = load_splits(options)
-    recipe = TrainConfig(epochs=args.epochs, patience=args.patience, device="cpu")
+    recipe = TrainConfig(epochs=args.epochs, patience=args.patience, device=args.device)
     runs = []
     for seed in args.seeds:
-        peer = run_peer(splits, seed, args.epochs, args.patience, timer)
+        peer = run_peer(splits, seed, args.epochs, args.patience, timer, args.device)
         ours = run_dcnviz(splits, seed, recipe, peer["best_val_logloss"], args.clock)
         ratio = (ours["time_to_quality_s"] / peer["wall_s"]) if ours["time_to_quality_s"] is not None else None
         runs.append({"seed": seed, "peer": peer, "dcnviz": ours, "time_ratio": ratio})

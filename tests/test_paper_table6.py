@@ -56,7 +56,13 @@ def test_settings_follow_the_movielens_column() -> None:
     assert (cfgs["dcnv2-stacked"].structure, cfgs["dcnv2-parallel"].structure) == ("stacked", "parallel")
     assert cfgs["dcnv2-parallel"].cross_layers == 2 and cfgs["dcnv2-parallel"].rank is None
     mix, cn = cfgs["dcn-mix"], cfgs["crossnet-mix"]
-    assert (mix.cross_layers, mix.experts, mix.rank, mix.gate, mix.expert_activation) == (3, 4, 14, "constant", "hard_tanh")
+    assert (mix.cross_layers, mix.experts, mix.rank, mix.gate, mix.expert_activation) == (
+        3,
+        4,
+        14,
+        "constant",
+        "hard_tanh",
+    )
     assert (cn.cross_layers, cn.experts, cn.rank, cn.gate) == (4, 4, 11, "softmax")
     assert not cfgs["crossnet"].has_deep and cfgs["crossnet"].cross_kind == "full"
     assert not cn.has_deep and cn.cross_kind == "mixture"

@@ -98,12 +98,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="small defaults for a smoke check (2,000 examples, 100 L-BFGS steps, 10 warm-up / 3 large epochs)",
     )
-    s.add_argument(
-        "--samples", type=_positive, default=None, help="training examples per run (default 10,000)"
-    )
+    s.add_argument("--samples", type=_positive, default=None, help="training examples per run (default 10,000)")
     s.add_argument("--test-samples", type=_positive, default=None, help="test examples per run (default 5,000)")
     s.add_argument(
-        "--steps", type=_positive, default=None, help="L-BFGS iterations per fit (default: table1, table2 1,500; fig4 500)"
+        "--steps",
+        type=_positive,
+        default=None,
+        help="L-BFGS iterations per fit (default: table1, table2 1,500; fig4 500)",
     )
     s.add_argument(
         "--warmup", type=_nonnegative, default=None, help="Adam epochs before L-BFGS (default: table1 50; others 20)"
@@ -289,7 +290,9 @@ def _table6(args: argparse.Namespace) -> dict[str, Any]:
 
     for flag in ("tasks", "layers", "samples", "steps", "warmup"):
         if getattr(args, flag) is not None:
-            raise ConfigError(f"--{flag.replace('_', '-')} applies to the synthetic studies (table1, table2, fig4) only")
+            raise ConfigError(
+                f"--{flag.replace('_', '-')} applies to the synthetic studies (table1, table2, fig4) only"
+            )
     if args.quick:
         raise ConfigError("--quick applies to the synthetic studies (table1, table2, fig4) only")
     if args.data is None:

@@ -50,7 +50,13 @@ PAPER_DEFAULTS: dict[str, dict[str, int]] = {
     "fig4": {"samples": 10_000, "test_samples": 5_000, "steps": 500, "warmup": 20, "large_epochs": 20},
 }
 # ``--quick``: a small version for tests and smoke checks (seconds; not the paper's numbers).
-QUICK_DEFAULTS: dict[str, int] = {"samples": 2_000, "test_samples": 1_000, "steps": 100, "warmup": 10, "large_epochs": 3}
+QUICK_DEFAULTS: dict[str, int] = {
+    "samples": 2_000,
+    "test_samples": 1_000,
+    "steps": 100,
+    "warmup": 10,
+    "large_epochs": 3,
+}
 
 
 # The large DNNs (41K and 760K parameters) are trained with mini-batch Adam: one full-batch L-BFGS
