@@ -145,6 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-scale", type=float, default=1.0, help="sample: K× users and ratings")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="dcnviz recipe overrides (sweeps)")
     p.add_argument("--no-peer", action="store_true", help="dcnviz only (recipe sweeps; no verdict)")
+    p.add_argument("--no-dcnviz", action="store_true", help="the peer only (to record it once for --peer-from)")
+    p.add_argument(
+        "--peer-from",
+        metavar="JSON",
+        nargs="+",
+        default=None,
+        help="take the peer's runs from an earlier result file of the same protocol (data, rows, seeds, budget; "
+        "checked) instead of training it again — the peer's quality does not depend on dcnviz's recipe",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=20, help="early-stopping budget: most epochs (both)")
     p.add_argument("--patience", type=int, default=2, help="early-stopping budget: patience (both)")
@@ -171,13 +180,39 @@ def main(argv: list[str] | None = None) -> int:
         TrainConfig(epochs=args.epochs, patience=args.patience, device="cpu"), **recipe_overrides(args.set)
     )
     print(f"{label}: rows {splits.info['rows']}; seeds {args.seeds}; threads {args.threads}", file=sys.stderr)
+    reused: list[dict[str, Any]] | None = None
+    if args.peer_from:
+        by_seed: dict[int, dict[str, Any]] = {}
+        for file in args.peer_from:
+            earlier = json.loads(Path(file).read_text())
+            proto = earlier["protocol"]
+            same = {
+                "data": proto["data"] == options.to_json() | {"data_dir": label},
+                "rows": proto["rows"] == splits.info["rows"],
+                "budget": (proto["epochs_max"], proto["patience"]) == (args.epochs, args.patience),
+            }
+            if not all(same.values()):
+                raise SystemExit(f"--peer-from {file}: the protocol differs ({same})")
+            by_seed |= {r["seed"]: r for r in earlier["runs"].get("deepctr_dcn", [])}
+        if any(s not in by_seed for s in args.seeds):
+            raise SystemExit(f"--peer-from: no peer run for some of the seeds {args.seeds}")
+        reused = [by_seed[s] for s in args.seeds]
     print(f"dcnviz recipe: {recipe.to_json()}", file=sys.stderr)
-    runs: dict[str, list[dict[str, Any]]] = (
-        {"dcnviz_dcnv2": []} if args.no_peer else {"deepctr_dcn": [], "dcnviz_dcnv2": []}
-    )
+    runs: dict[str, list[dict[str, Any]]] = {}
+    if not args.no_peer:
+        runs["deepctr_dcn"] = []
+    if not args.no_dcnviz:
+        runs["dcnviz_dcnv2"] = []
     for seed in args.seeds:
         for name, fn in (
-            ("deepctr_dcn", lambda s: run_peer(splits, s, args.epochs, args.patience)),
+            (
+                "deepctr_dcn",
+                lambda s: (
+                    run_peer(splits, s, args.epochs, args.patience)
+                    if reused is None
+                    else next(r for r in reused if r["seed"] == s)
+                ),
+            ),
             ("dcnviz_dcnv2", lambda s: run_dcnviz(splits, s, copy.deepcopy(recipe))),
         ):
             if name not in runs:
@@ -200,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         row = f"{name:16s} {a['mean']:.4f} ± {a['std']:.4f}         {ll['mean']:.4f} ± {ll['std']:.4f}"
         print(row, file=sys.stderr)
     verdict: dict[str, Any] | None = None
-    if "deepctr_dcn" in summary:
+    if "deepctr_dcn" in summary and "dcnviz_dcnv2" in summary:
         d_auc = summary["dcnviz_dcnv2"]["test"]["auc"]["mean"] - summary["deepctr_dcn"]["test"]["auc"]["mean"]
         d_ll = summary["dcnviz_dcnv2"]["test"]["logloss"]["mean"] - summary["deepctr_dcn"]["test"]["logloss"]["mean"]
         verdict = {
@@ -228,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             "patience": args.patience,
             "seeds": args.seeds,
             "peer": "DeepCTR-Torch DCN(cross_parameterization='matrix'), Adam 1e-3, batch 128, defaults, verbose=0",
+            "peer_from": args.peer_from,
             "dcnviz_recipe": recipe.to_json(),
         },
         "summary": summary,

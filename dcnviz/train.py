@@ -70,7 +70,7 @@ class TrainConfig:
     # MovieLens-100K's training rows, where λ = 4e-4 was tuned. None: λ per step whatever N.
     l2_embedding_rows: int | None = 58_284
     clip_norm: float | None = 10.0  # clip the global gradient norm to this (§7.1); None = no clipping
-    ema_decay: float | None = 0.99  # weight EMA decay (§7.1 uses 0.9999; see docs/training.md); None = off
+    ema_decay: float | None = 0.999  # weight EMA decay cap (§7.1: 0.9999; warm-up in docs/training.md); None = off
     lr_decay: float = 1.0  # multiply the learning rate by this after every epoch
     adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam β1, β2
     adam_eps: float = 1e-8  # Adam ε

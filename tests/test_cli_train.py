@@ -159,3 +159,21 @@ def test_own_csv_table_train_then_evaluate(tmp_path, capsys):
     assert ev["rows"] == {"train": 480, "val": 60, "test": 60}
     assert main(["evaluate", str(out), "--data", "csv", "--data-dir", str(table)]) == 0  # the recorded schema
     assert last_json(capsys.readouterr().out)["test"] == ev["test"]
+
+
+def test_threads_auto_counts_the_cores_busy_now(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """busy_cores = busy share of the CPU time between two /proc/stat samples × cores; auto uses the rest."""
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 50 0 50 400 0 0 0 0 0 0\n")
+
+    def later(_: float) -> None:  # the second sample: 100 more busy jiffies (user+system), 100 more idle
+        stat.write_text("cpu  150 0 150 900 0 0 0 0 0 0\n")
+
+    monkeypatch.setattr(train_cmd.time, "sleep", later)
+    monkeypatch.setattr(train_cmd.os, "cpu_count", lambda: 2)
+    assert train_cmd.busy_cores(stat=str(stat)) == pytest.approx(1.0)  # half of 2 cores
+    assert train_cmd.busy_cores(stat=str(tmp_path / "missing")) is None
+    auto = train_cmd.auto_threads
+    assert [auto(2, 2, b) for b in (0.0, 0.4, 0.6, 1.0, 2.0)] == [2, 2, 1, 1, 1]  # one per free core, at least 1
+    assert auto(8, 8, 2.3) == 6 and auto(4, 8, 0.0) == 4  # never more than PyTorch's default
+    assert auto(2, None, 0.0) == 2 and auto(2, 2, None) == 2  # unknown: PyTorch's default

@@ -203,4 +203,4 @@ def test_cli_table6_recipe_dcnviz(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 0
     train = json.loads(capsys.readouterr().out)["config"]["train"]
     assert (train["lr"], train["batch_size"], train["epochs"]) == (5e-3, 512, 1)
-    assert (train["l2_embedding"], train["ema_decay"]) == (4e-4, 0.99)
+    assert (train["l2_embedding"], train["l2_embedding_rows"], train["ema_decay"]) == (4e-4, 58_284, 0.999)

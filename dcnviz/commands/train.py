@@ -71,7 +71,7 @@ def _optional_int(text: str) -> int | None:
     return v
 
 
-def busy_cores(interval: float = 0.25) -> float | None:
+def busy_cores(interval: float = 0.25, *, stat: str = "/proc/stat") -> float | None:
     """How many cores other processes keep busy right now: Linux ``/proc/stat`` sampled ``interval`` apart.
 
     The busy share of all CPU time in the interval times the core count (this process sleeps meanwhile,
@@ -79,7 +79,7 @@ def busy_cores(interval: float = 0.25) -> float | None:
     """
 
     def sample() -> tuple[int, int]:
-        with open("/proc/stat", encoding="ascii") as f:
+        with open(stat, encoding="ascii") as f:
             fields = [int(v) for v in f.readline().split()[1:]]
         idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
         return sum(fields[:8]), idle  # user nice system idle iowait irq softirq steal (guest is inside user)
