@@ -147,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-peer", action="store_true", help="dcnviz only (recipe sweeps; no verdict)")
     p.add_argument("--no-dcnviz", action="store_true", help="the peer only (to record it once for --peer-from)")
     p.add_argument(
+        "--ours-from",
+        metavar="JSON",
+        nargs="+",
+        default=None,
+        help="take dcnviz's runs from earlier result files of the same protocol and recipe (checked), e.g. to pair "
+        "a --no-peer run with a --no-dcnviz one",
+    )
+    p.add_argument(
         "--peer-from",
         metavar="JSON",
         nargs="+",
@@ -197,6 +205,22 @@ def main(argv: list[str] | None = None) -> int:
         if any(s not in by_seed for s in args.seeds):
             raise SystemExit(f"--peer-from: no peer run for some of the seeds {args.seeds}")
         reused = [by_seed[s] for s in args.seeds]
+    ours_reused: dict[int, dict[str, Any]] | None = None
+    if args.ours_from:
+        ours_reused = {}
+        for file in args.ours_from:
+            earlier = json.loads(Path(file).read_text())
+            proto = earlier["protocol"]
+            same = {
+                "data": proto["data"] == options.to_json() | {"data_dir": label},
+                "rows": proto["rows"] == splits.info["rows"],
+                "recipe": proto["dcnviz_recipe"] == recipe.to_json(),
+            }
+            if not all(same.values()):
+                raise SystemExit(f"--ours-from {file}: the protocol or recipe differs ({same})")
+            ours_reused |= {r["seed"]: r for r in earlier["runs"].get("dcnviz_dcnv2", [])}
+        if any(s not in ours_reused for s in args.seeds):
+            raise SystemExit(f"--ours-from: no dcnviz run for some of the seeds {args.seeds}")
     print(f"dcnviz recipe: {recipe.to_json()}", file=sys.stderr)
     runs: dict[str, list[dict[str, Any]]] = {}
     if not args.no_peer:
@@ -213,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
                     else next(r for r in reused if r["seed"] == s)
                 ),
             ),
-            ("dcnviz_dcnv2", lambda s: run_dcnviz(splits, s, copy.deepcopy(recipe))),
+            (
+                "dcnviz_dcnv2",
+                lambda s: run_dcnviz(splits, s, copy.deepcopy(recipe)) if ours_reused is None else ours_reused[s],
+            ),
         ):
             if name not in runs:
                 continue
@@ -264,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             "seeds": args.seeds,
             "peer": "DeepCTR-Torch DCN(cross_parameterization='matrix'), Adam 1e-3, batch 128, defaults, verbose=0",
             "peer_from": args.peer_from,
+            "ours_from": args.ours_from,
             "dcnviz_recipe": recipe.to_json(),
         },
         "summary": summary,
