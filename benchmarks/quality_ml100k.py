@@ -188,39 +188,30 @@ def main(argv: list[str] | None = None) -> int:
         TrainConfig(epochs=args.epochs, patience=args.patience, device="cpu"), **recipe_overrides(args.set)
     )
     print(f"{label}: rows {splits.info['rows']}; seeds {args.seeds}; threads {args.threads}", file=sys.stderr)
-    reused: list[dict[str, Any]] | None = None
-    if args.peer_from:
+
+    def earlier_runs(
+        files: list[str] | None, side: str, must_match: dict[str, Any]
+    ) -> dict[int, dict[str, Any]] | None:
+        """Runs of ``side`` by seed from earlier result files whose protocol fields equal ``must_match``."""
+        if not files:
+            return None
         by_seed: dict[int, dict[str, Any]] = {}
-        for file in args.peer_from:
+        for file in files:
             earlier = json.loads(Path(file).read_text())
-            proto = earlier["protocol"]
-            same = {
-                "data": proto["data"] == options.to_json() | {"data_dir": label},
-                "rows": proto["rows"] == splits.info["rows"],
-                "budget": (proto["epochs_max"], proto["patience"]) == (args.epochs, args.patience),
+            proto = earlier["protocol"] | {
+                "budget": [earlier["protocol"]["epochs_max"], earlier["protocol"]["patience"]]
             }
-            if not all(same.values()):
-                raise SystemExit(f"--peer-from {file}: the protocol differs ({same})")
-            by_seed |= {r["seed"]: r for r in earlier["runs"].get("deepctr_dcn", [])}
+            differs = [k for k, v in must_match.items() if proto.get(k) != v]
+            if differs:
+                raise SystemExit(f"{file}: the protocol differs in {differs}")
+            by_seed |= {r["seed"]: r for r in earlier["runs"].get(side, [])}
         if any(s not in by_seed for s in args.seeds):
-            raise SystemExit(f"--peer-from: no peer run for some of the seeds {args.seeds}")
-        reused = [by_seed[s] for s in args.seeds]
-    ours_reused: dict[int, dict[str, Any]] | None = None
-    if args.ours_from:
-        ours_reused = {}
-        for file in args.ours_from:
-            earlier = json.loads(Path(file).read_text())
-            proto = earlier["protocol"]
-            same = {
-                "data": proto["data"] == options.to_json() | {"data_dir": label},
-                "rows": proto["rows"] == splits.info["rows"],
-                "recipe": proto["dcnviz_recipe"] == recipe.to_json(),
-            }
-            if not all(same.values()):
-                raise SystemExit(f"--ours-from {file}: the protocol or recipe differs ({same})")
-            ours_reused |= {r["seed"]: r for r in earlier["runs"].get("dcnviz_dcnv2", [])}
-        if any(s not in ours_reused for s in args.seeds):
-            raise SystemExit(f"--ours-from: no dcnviz run for some of the seeds {args.seeds}")
+            raise SystemExit(f"{files}: no {side} run for some of the seeds {args.seeds}")
+        return by_seed
+
+    same_data = {"data": options.to_json() | {"data_dir": label}, "rows": splits.info["rows"]}
+    peer_reused = earlier_runs(args.peer_from, "deepctr_dcn", same_data | {"budget": [args.epochs, args.patience]})
+    ours_reused = earlier_runs(args.ours_from, "dcnviz_dcnv2", same_data | {"dcnviz_recipe": recipe.to_json()})
     print(f"dcnviz recipe: {recipe.to_json()}", file=sys.stderr)
     runs: dict[str, list[dict[str, Any]]] = {}
     if not args.no_peer:
@@ -231,11 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, fn in (
             (
                 "deepctr_dcn",
-                lambda s: (
-                    run_peer(splits, s, args.epochs, args.patience)
-                    if reused is None
-                    else next(r for r in reused if r["seed"] == s)
-                ),
+                lambda s: run_peer(splits, s, args.epochs, args.patience) if peer_reused is None else peer_reused[s],
             ),
             (
                 "dcnviz_dcnv2",

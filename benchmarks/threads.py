@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cores = os.cpu_count() or 1
     info = machine_info(cores)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still stops the busy processes
     scenarios: list[dict[str, Any]] = []
     for busy in args.busy:
         spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(busy)]
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": runs,
         }
         scenarios.append(row)
+        write_result(args.out, {"benchmark": "threads", "partial": True, "scenarios": scenarios})
         med = row["median_examples_per_s"]
         said = {s: rs[-1]["auto_said"] for s, rs in runs.items() if rs[-1]["auto_said"]}
         print(
