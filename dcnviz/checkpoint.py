@@ -36,7 +36,7 @@ import torch
 from dcnviz.errors import CheckpointError, ConfigError
 from dcnviz.model import DCNModel, ModelConfig
 from dcnviz.spec import FeatureSpec
-from dcnviz.untrusted import MAX_NAME_CHARS, MAX_TENSORS, clip, loads_json, shown, shown_list
+from dcnviz.untrusted import MAX_NAME_CHARS, MAX_TENSORS, check_shape, clip, loads_json, shown, shown_list
 
 FORMAT = "dcnviz"
 FORMAT_VERSION = 1
@@ -58,8 +58,6 @@ NUMPY_DTYPES = {
 }
 NUMPY_DTYPES["BOOL"] = "?"
 MAX_FIELDS = 10_000  # fields of a FeatureSpec
-MAX_DIMS = 16  # dimensions of one tensor
-MAX_DIM = 1 << 40  # no dimension, and no product of non-zero dimensions, reaches this
 
 
 @dataclass
@@ -250,20 +248,6 @@ def parse_safetensors_header(data: bytes) -> tuple[dict[str, Any], dict[str, str
         if s1 < e0:
             raise CheckpointError(f"tensors {shown(a)} and {shown(b)} have overlapping byte ranges")
     return header, metadata
-
-
-def check_shape(shape: Any, what: str) -> None:
-    """Refuse a tensor shape with a dimension, or a product of its non-zero dimensions, of 2**40 or more.
-
-    A zero-length tensor holds no data whatever its other dimensions, so only this keeps
-    ``[0, 10**30]`` (which NumPy and torch cannot even represent) out.
-    """
-    dims = [int(s) for s in shape]
-    if len(dims) > MAX_DIMS:
-        raise CheckpointError(f"{what} has {len(dims)} dimensions; at most {MAX_DIMS} are read")
-    nonzero = math.prod(s for s in dims if s)
-    if any(s >= MAX_DIM for s in dims) or nonzero >= MAX_DIM:
-        raise CheckpointError(f"{what} has shape {shown(dims, 80)}: a dimension of 2**40 or more is not a weight")
 
 
 def _np_dtype(dtype: str) -> np.dtype[Any]:

@@ -589,7 +589,12 @@ class TableSchema:
         if not self.multivalent_separator:
             raise ConfigError("schema 'multivalent_separator' must be non-empty")
         if len(self.delimiter) != 1:
-            raise ConfigError(f"schema 'delimiter' must be one character; got {self.delimiter!r}")
+            raise ConfigError(f"schema 'delimiter' must be one character; got {self.delimiter[:20]!r}")
+        if not (self.delimiter == "\t" or self.delimiter.isprintable()) or self.delimiter == '"':
+            raise ConfigError(
+                f"schema 'delimiter' must be a printable character other than '\"', or a tab; got {self.delimiter!r} "
+                "(a line break or quote cannot separate fields)"
+            )
         if self.label_threshold is not None and not math.isfinite(self.label_threshold):
             raise ConfigError(f"schema 'label_threshold' must be a finite number; got {self.label_threshold!r}")
 
@@ -727,13 +732,39 @@ def _all_ints(s: pd.Series) -> bool:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file as a DataFrame; binary columns must hold UTF-8 text (they are read as text)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path).to_pandas()
+        table = pq.read_table(path)
+        for i, f in enumerate(table.schema):
+            if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) or pa.types.is_fixed_size_binary(f.type):
+                table = table.set_column(i, f.name, _utf8_column(path, f.name, table.column(i)))
+        return table.to_pandas()
+    except DataFormatError:
+        raise
     except (pa.ArrowException, OSError, ValueError) as e:
-        raise DataFormatError(f"{path}: not a readable Parquet file ({e})") from None
+        raise DataFormatError(f"{path}: not a readable Parquet file ({str(e)[:300]})") from None
+
+
+def _utf8_column(path: Path, name: str, col: Any) -> Any:
+    """A binary Parquet column as text, or a :class:`DataFormatError` naming the first row that is not UTF-8."""
+    import pyarrow as pa
+
+    try:
+        return col.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        for k, v in enumerate(col.to_pylist()):
+            if isinstance(v, bytes):
+                try:
+                    v.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DataFormatError(
+                        f"{path} row {k + 1}: column {str(name)[:80]!r} holds bytes that are not UTF-8 text "
+                        f"({v[:20]!r}); dcnviz reads text and numbers"
+                    ) from None
+        raise DataFormatError(f"{path}: column {str(name)[:80]!r} cannot be read as text") from None
 
 
 def _line(lines: np.ndarray | None, k: int) -> str:

@@ -47,6 +47,7 @@ from typing import Any
 
 from dcnviz.checkpoint import (
     DEFAULT_MAX_FILE_BYTES,
+    NOT_DCNVIZ,
     DcnvizContents,
     build_model,
     is_dcnviz_file,
@@ -331,7 +332,10 @@ def open_model_file(
     data = read_source(source, max_bytes)
     label = _label(source, filename)
     sha = hashlib.sha256(data).hexdigest()
-    if format == "dcnviz" and not data.startswith((*ZIP_MAGIC, HDF5_MAGIC)):
+    if format == "dcnviz":  # dcnviz files are safetensors: nothing else is parsed
+        if data.startswith((*ZIP_MAGIC, HDF5_MAGIC)):
+            kind = "a zip archive (torch checkpoint or .npz)" if data.startswith(ZIP_MAGIC) else "an HDF5 file"
+            raise ImportFormatError(f"{label}: {NOT_DCNVIZ} (it is {kind})")
         tensors, metadata = read_safetensors(data)  # its own messages: "not a safetensors file: …"
         tf, isolated = TensorFile(dict(tensors), "safetensors", metadata, ordered=False), False
     else:
@@ -347,8 +351,6 @@ def open_model_file(
             )
         return _dcnviz_file(tf, names, isolated=isolated, **common)
     if format == "dcnviz":
-        from dcnviz.checkpoint import NOT_DCNVIZ
-
         raise ImportFormatError(f"{label}: {NOT_DCNVIZ} (it was read as {tf.container})")
     cw = import_tensor_file(
         tf, format=format, names=list(names) if names else None, feature_map=feature_map, label=label

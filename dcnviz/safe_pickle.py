@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from dcnviz.errors import CheckpointError
-from dcnviz.untrusted import MAX_TENSORS, clip, shown
+from dcnviz.untrusted import MAX_TENSORS, check_shape, clip, shown
 
 MAX_MEMBERS = 100_000  # zip entries beyond this are refused
 MAX_PICKLE_BYTES = 64 * 1024 * 1024  # data.pkl (structure only; tensor data lives in storages)
@@ -365,8 +365,6 @@ class RestrictedUnpickler(pickle.Unpickler):
             )
         self._budget -= nbytes
         if not numel:
-            from dcnviz.checkpoint import check_shape
-
             check_shape(shape, "a tensor in data.pkl")
             return TensorRef(torch.empty(shape, dtype=storage.dtype))
         last = storage_offset + sum((n - 1) * s for n, s in zip(shape, strides, strict=True))
@@ -580,9 +578,7 @@ def scan_pickle(pkl: bytes) -> PickleScan:
 
     def container(items: list[Any], track: bool) -> None:
         depth = 1 + max((it[0] for it in items), default=0)
-        value = None
-        if track and len(items) <= 32 and all(it[1] is not None for it in items):
-            value = tuple(it[1] for it in items)
+        value = tuple(it[1] for it in items) if track and len(items) <= 32 else None  # None: not tracked
         push(depth, value)
 
     def grow(target_index: int, items: list[Any]) -> None:
@@ -618,6 +614,7 @@ def scan_pickle(pkl: bytes) -> PickleScan:
             if isinstance(size, tuple) and all(isinstance(n, int) for n in size):
                 if any(n < 0 for n in size):
                     raise CheckpointError(f"a tensor in data.pkl has a negative size {list(size)[:17]}")
+                check_shape(size, "a tensor in data.pkl")
                 itemsize = storage[1] if isinstance(storage, tuple) and storage[:1] == ("P",) else 8
                 scan.logical_bytes += math.prod(size) * itemsize
             value = ("T",)
@@ -755,7 +752,12 @@ def scan_pickle(pkl: bytes) -> PickleScan:
                     if isinstance(key, str) and isinstance(numel, int):
                         if numel < 0:
                             raise CheckpointError(f"storage {shown(key)} claims {numel} elements")
-                        scan.storages.setdefault(key, numel * itemsize)
+                        before = scan.storages.setdefault(key, numel * itemsize)
+                        if before != numel * itemsize:
+                            raise CheckpointError(
+                                f"storage {shown(key)} is referenced with two sizes ({before:,} and "
+                                f"{numel * itemsize:,} bytes)"
+                            )
                     value = ("P", itemsize)
                 push(1 + pid[0], value)
             else:  # an opcode this walk does not model: refuse rather than guess

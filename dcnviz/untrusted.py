@@ -1,9 +1,9 @@
 """Helpers for text that comes from a file someone else wrote: bounded JSON, bounded display, linear checks.
 
-* :func:`loads_json` parses JSON whose nesting depth and integer lengths are checked *before* the
-  parser sees them (Python's own limits give a raw ``RecursionError`` at ~1,000 levels and a
-  ``ValueError`` past 4,300 digits; here both become a :class:`~dcnviz.errors.DcnvizError` naming
-  the document).
+* :func:`loads_json` parses JSON with its nesting depth and integer lengths bounded (Python's own
+  limits give a raw ``RecursionError`` at ~1,000 levels and a ``ValueError`` past 4,300 digits; here
+  both, and anything deeper than :data:`MAX_JSON_DEPTH`, become a :class:`~dcnviz.errors.DcnvizError`
+  naming the document).
 * :func:`shown` is how an untrusted string appears in a message: escaped (``repr``, so NUL bytes and
   newlines are visible) and cut to a few dozen characters, so a 20 MB tensor name prints as 120.
 * :func:`duplicates` finds repeated names in linear time (``list.count`` per name was quadratic).
@@ -12,23 +12,21 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-
-from dcnviz.errors import DcnvizError
+from dcnviz.errors import CheckpointError, DcnvizError
 
 MAX_TENSORS = 20_000  # tensors in one model file, any container: real DCN checkpoints hold tens to hundreds
 MAX_NAME_CHARS = 1024  # tensor and feature names (real ones: under 200 characters)
+MAX_DIMS = 16  # dimensions of one tensor
+MAX_DIM = 1 << 40  # no dimension, and no product of non-zero dimensions, reaches this
 MAX_JSON_DEPTH = 64  # no model config, names file, schema or feature map nests deeper than a few levels
 MAX_INT_DIGITS = 100  # a vocabulary size or tensor dimension has at most 20 digits
 SHOWN_CHARS = 120  # untrusted strings are cut to this many characters in messages
-
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
@@ -94,18 +92,35 @@ def duplicates(names: Iterable[Any]) -> list[Any]:
     return sorted(n for n, c in Counter(names).items() if c > 1)
 
 
-def json_depth(raw: bytes) -> int:
-    """Deepest nesting of ``[``/``{`` in JSON text (strings skipped), in linear time without recursion.
+def check_shape(shape: Any, what: str) -> None:
+    """Refuse a tensor shape with a dimension, or a product of its non-zero dimensions, of 2**40 or more.
 
-    >>> json_depth(b'{"a": [1, [2, "]]]"]]}')
+    A zero-length tensor holds no data whatever its other dimensions, so only this keeps
+    ``[0, 10**30]`` (which NumPy and torch cannot even represent) out.
+    """
+    dims = [int(s) for s in shape]
+    if len(dims) > MAX_DIMS:
+        raise CheckpointError(f"{what} has {len(dims)} dimensions; at most {MAX_DIMS} are read")
+    if any(s >= MAX_DIM for s in dims) or math.prod(s for s in dims if s) >= MAX_DIM:
+        raise CheckpointError(f"{what} has shape {shown(dims, 80)}: a dimension of 2**40 or more is not a weight")
+
+
+def json_depth(obj: Any) -> int:
+    """Nesting depth of parsed JSON (lists and dicts), walked without recursion in linear time.
+
+    >>> json_depth({"a": [1, [2, "]]]"]]})
     3
     """
-    brackets = _JSON_STRING.sub(b"", raw).translate(None, _BRACKETS)
-    if not brackets:
-        return 0
-    a = np.frombuffer(brackets, dtype=np.uint8)
-    steps = np.where((a == ord("[")) | (a == ord("{")), 1, -1).astype(np.int64)
-    return int(np.cumsum(steps).max())
+    depth, stack = 0, [(obj, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = v.values()
+        elif not isinstance(v, list):
+            continue
+        depth = max(depth, d)
+        stack.extend((x, d + 1) for x in v if isinstance(x, dict | list))
+    return depth
 
 
 def loads_json(
@@ -126,12 +141,8 @@ def loads_json(
     >>> loads_json("[" * 100 + "]" * 100, "NAMES.json")
     Traceback (most recent call last):
     ...
-    dcnviz.errors.DcnvizError: NAMES.json is nested 100 levels deep; at most 64 are read
+    dcnviz.errors.DcnvizError: NAMES.json is nested more than 64 levels deep; at most 64 are read
     """
-    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
-    depth = json_depth(raw)
-    if depth > max_depth:
-        raise error(f"{what} is nested {depth:,} levels deep; at most {max_depth} are read")
 
     def parse_int(digits: str) -> int:
         n = len(digits.lstrip("-"))
@@ -140,13 +151,18 @@ def loads_json(
         return int(digits)
 
     try:
-        return json.loads(text, parse_int=parse_int)
+        obj = json.loads(text, parse_int=parse_int)
     except DcnvizError:
         raise
+    except RecursionError:  # the C scanner's own guard, at about 1,000 levels
+        raise error(f"{what} is nested more than {max_depth} levels deep; at most {max_depth} are read") from None
     except json.JSONDecodeError as e:
         where = f"line {e.lineno} column {e.colno}: {e.msg}" if position == "line" else f"{e.msg} at char {e.pos}"
         raise error(f"{what} is not valid JSON: {where}") from None
     except UnicodeDecodeError as e:
         raise error(f"{what} is not UTF-8 text (byte {e.start})") from None
-    except (RecursionError, ValueError) as e:  # belt and braces: the checks above should have caught these
+    except ValueError as e:  # belt and braces: the checks above should have caught these
         raise error(f"{what} could not be parsed: {type(e).__name__}: {str(e)[:100]}") from None
+    if json_depth(obj) > max_depth:
+        raise error(f"{what} is nested more than {max_depth} levels deep; at most {max_depth} are read")
+    return obj

@@ -16,6 +16,17 @@ the dcnviz ``meta`` document inside it (model config, FeatureSpec), and byte mut
 of a zip archive (``data.pkl``, a storage record, an ``.npy``) re-packed with a valid CRC so that
 the mutation reaches the pickle / array parser instead of stopping at the zip checksum.
 
+Issue 11's shapes of input: the corpus also holds the small hostile files of
+``tests/hostile_inputs.py`` (stride-0 views, memo bombs, BUILD on the allow-listed stand-ins,
+sparse/meta/nested tensors, zero-length tensors with 2**64 dims, negative ``.npz`` shapes, re-sized
+storages, 5,000-digit integers, duplicate field names, ...), and two more mutation families splice
+hostile constructs into valid files: ``pickle`` inserts an opcode snippet (a 5,000-deep tuple, a
+``LONG_BINPUT``/``LONG_BINGET`` far past the memo, a 5,000-digit or 10,000-byte integer, a refused
+tensor rebuilder, ``BUILD`` on ``torch.FloatStorage`` or ``collections.OrderedDict``) at an opcode
+boundary of a torch file's ``data.pkl``; ``count`` adds 10 to 20,001 zero-length tensors (some with
+2**64 dims) to a safetensors header. The readers run in-process here (``dcnviz.isolation`` mode
+``off``): the fuzzer tests dcnviz's own checks, inside its own memory-capped child.
+
 Size: ``DCNVIZ_FUZZ_EXAMPLES`` inputs (default 1000; each goes through both readers), seed
 ``DCNVIZ_FUZZ_SEED`` (default 0, reproducible; ``random`` for a fresh one). A longer local run::
 
@@ -94,7 +105,15 @@ def build_corpus() -> list[tuple[str, bytes]]:
     buf = io.BytesIO()
     np.savez(buf, **{k: v.numpy() for k, v in sd.items()})
     corpus.append(("fuxictr_dcnv2.npz", buf.getvalue()))
+    import hostile_inputs
+
+    for h in hostile_inputs.HOSTILE:  # issue 11's small hostile files, as seeds
+        if h.kind == "model" and not h.crash_class and h.name not in BIG_HOSTILE:
+            corpus.append((f"hostile:{h.name}", h.make()))
     return corpus
+
+
+BIG_HOSTILE = {"300k-zero-length-tensors", "20MB-tensor-name", "60k-duplicate-fields"}  # too slow to mutate
 
 
 # --- mutations -------------------------------------------------------------------------------------
@@ -266,6 +285,65 @@ def member_op(data: bytes, op: tuple[Any, ...]) -> bytes | None:
     return out.getvalue()
 
 
+PICKLE_SNIPPETS: tuple[bytes, ...] = (
+    b"N" + b"\x85" * 5000 + b"0",  # a 5,000-deep tuple
+    b"N" + b"\x85" * 150 + b"0",
+    b"Nr" + struct.pack("<I", 1 << 27) + b"0",  # memoise far past the memo (a memory bomb)
+    b"j" + struct.pack("<I", 1 << 27) + b"0",  # read a memo slot never written
+    b"I" + b"9" * 5000 + b"\n0",  # a 5,000-digit integer (Python's own 4,300-digit limit)
+    b"I" + b"9" * 200 + b"\n0",
+    b"\x8b" + struct.pack("<i", 10_000) + b"\x01" * 10_000 + b"0",  # a 10,000-byte LONG4
+    b"ctorch._utils\n_rebuild_sparse_tensor\n0",
+    b"ctorch._utils\n_rebuild_meta_tensor_no_storage\n0",
+    b"ctorch._utils\n_rebuild_nested_tensor\n0",
+    b"ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtypecos\nsystem\nsb0",  # BUILD on a storage type
+    b"ccollections\nOrderedDict\nN}X\x08\x00\x00\x00__name__X\x01\x00\x00\x00xs\x86b0",  # BUILD (slots)
+    b"cos\nsystem\n0",  # a refused global: sends the file to dcnviz's restricted unpickler
+)
+
+
+def pickle_op(data: bytes, op: tuple[Any, ...]) -> bytes | None:
+    """Insert a hostile opcode snippet at an opcode boundary of a torch zip's data.pkl (re-packed)."""
+    import pickletools
+
+    try:
+        zin = zipfile.ZipFile(io.BytesIO(data))
+        infos = zin.infolist()
+        target = next((i for i in infos if i.filename.endswith("data.pkl")), None)
+        if target is None:
+            return None
+        pkl = zin.read(target)
+        cuts = [pos for _, _, pos in pickletools.genops(pkl) if pos]
+        if not cuts:
+            return None
+        at = cuts[op[1] % len(cuts)]
+        new_pkl = pkl[:at] + PICKLE_SNIPPETS[op[2] % len(PICKLE_SNIPPETS)] + pkl[at:]
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as zout:
+            for info in infos:
+                zout.writestr(info, new_pkl if info is target else zin.read(info))
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError, RuntimeError, KeyError):
+        return None
+    return out.getvalue()
+
+
+def count_op(data: bytes, op: tuple[Any, ...]) -> bytes | None:
+    """Add ``op[1]`` zero-length tensors (some with 2**64 dims) to a safetensors header."""
+    parts = _split_safetensors(data)
+    if parts is None:
+        return None
+    header, body = parts
+    n = (10, 100, 1_000, 20_001)[op[1] % 4]
+    huge = op[2] % 3 == 0
+    for i in range(n):
+        header[f"zero.{i}"] = {
+            "dtype": "F32",
+            "shape": [0, 2**64] if huge and i % 7 == 0 else [0],
+            "data_offsets": [0, 0],
+        }
+    return _join_safetensors(header, body)
+
+
 def mutate(corpus: list[tuple[str, bytes]], index: int, ops: list[tuple[Any, ...]]) -> bytes:
     data = corpus[index % len(corpus)][1]
     for op in ops:
@@ -278,6 +356,10 @@ def mutate(corpus: list[tuple[str, bytes]], index: int, ops: list[tuple[Any, ...
             new = header_op(data, op)
         elif kind == "member":
             new = member_op(data, op)
+        elif kind == "pickle":
+            new = pickle_op(data, op)
+        elif kind == "count":
+            new = count_op(data, op)
         else:
             new = byte_op(data, op)
         # a structural op that does not apply to these bytes becomes a bit flip at the same place
@@ -312,13 +394,21 @@ def run_fuzz(examples: int, seed: int, deadline_s: float, headroom_mb: int) -> d
     from hypothesis import seed as hseed
     from hypothesis import strategies as st
 
+    from dcnviz import isolation
     from dcnviz.checkpoint import load_model
     from dcnviz.errors import DcnvizError
     from dcnviz.importers import load_cross_weights
 
+    isolation.set_mode("off")  # dcnviz's own checks, in this (memory-capped) process
     torch.set_num_threads(1)
     corpus = build_corpus()
-    for _, data in corpus:  # warm up (first calls import and initialise lazily) and check the corpus is valid
+    for name, data in corpus:  # warm up (first calls import and initialise lazily) and check the corpus is valid
+        if name.startswith("hostile:"):
+            try:
+                load_cross_weights(data)
+            except DcnvizError:
+                continue
+            raise AssertionError(f"{name} loaded: the hostile seed is no longer refused")
         load_cross_weights(data)
     cap_mb = _limit_memory(headroom_mb) if sys.platform.startswith("linux") else None
     signal.signal(signal.SIGALRM, _on_alarm)
@@ -339,6 +429,8 @@ def run_fuzz(examples: int, seed: int, deadline_s: float, headroom_mb: int) -> d
         st.tuples(st.just("json"), pos, st.integers(0, len(JSON_VALUES) - 1)),
         st.tuples(st.just("meta"), pos, st.integers(0, len(JSON_VALUES) - 1)),
         st.tuples(st.just("member"), pos, byte_ops),
+        st.tuples(st.just("pickle"), pos, st.integers(0, len(PICKLE_SNIPPETS) - 1)),
+        st.tuples(st.just("count"), st.integers(0, 3), st.integers(0, 2)),
     )
     loaders: list[tuple[str, Callable[[bytes], Any]]] = [
         ("checkpoint.load_model", load_model),

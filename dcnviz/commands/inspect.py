@@ -27,6 +27,7 @@ experts, describe each mixture layer by E_x[Σ_k G_k(x_l) W_k] = Σ_k E_x[G_k(x_
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -44,10 +45,11 @@ from dcnviz.analysis import (
     MatrixAnalysis,
     ModelAnalysis,
     analyze,
+    analyze_layer,
     tolerance_key,
 )
 from dcnviz.data import SOURCES
-from dcnviz.errors import ConfigError
+from dcnviz.errors import CheckpointError, ConfigError
 from dcnviz.importers import read_names_file
 from dcnviz.modelfile import ModelFile, open_model_file
 from dcnviz.untrusted import clip
@@ -160,6 +162,35 @@ def gate_weights_from_data(
         return mean_gates_on(mf, options, rows=rows)
     except ConfigError as e:
         raise ConfigError(f"--gates-data: {e}") from None
+
+
+def analyze_finite(
+    cw: CrossModelWeights, *, gate_weights: list[np.ndarray | None] | None = None, **options: Any
+) -> ModelAnalysis:
+    """:func:`dcnviz.analysis.analyze`, where a cross layer holding NaN or Inf (whose singular values
+    are undefined) is left out with a warning instead of failing the whole file."""
+    try:
+        return analyze(cw, gate_weights=gate_weights, **options)
+    except CheckpointError as e:
+        if "NaN or Inf" not in str(e):
+            raise
+    layers, warnings = [], list(cw.warnings)
+    for i in range(len(cw.layers)):
+        try:
+            g = None if gate_weights is None else gate_weights[i]
+            layers.append(analyze_layer(cw, i, gate_weights=g, **options))
+        except CheckpointError as e:
+            if "NaN or Inf" not in str(e):
+                raise
+            warnings.append(f"cross layer {i} is left out: {e}")
+    if not layers:
+        raise CheckpointError("every cross layer holds NaN or Inf values; there is nothing to analyse")
+    return dataclasses.replace(
+        analyze(dataclasses.replace(cw, layers=[], initial_layers=None), **options),
+        layers=tuple(layers),
+        warnings=tuple(warnings),
+        init_label=cw.init_label if cw.initial_layers is not None else "",
+    )
 
 
 # ------------------------------------------------------------------------------------------ JSON
@@ -318,7 +349,7 @@ def run(args: argparse.Namespace) -> int:
             schema=args.gates_schema,
             rows=args.gates_rows,
         )
-    an = analyze(
+    an = analyze_finite(
         cw,
         tolerances=args.tolerance,
         energy=args.energy,

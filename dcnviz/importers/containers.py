@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from dcnviz import safe_pickle
-from dcnviz.checkpoint import check_shape, read_safetensors
+from dcnviz.checkpoint import read_safetensors
 from dcnviz.errors import CheckpointError, DcnvizError
-from dcnviz.untrusted import MAX_NAME_CHARS, MAX_TENSORS, clip, shown, shown_list
+from dcnviz.untrusted import MAX_NAME_CHARS, MAX_TENSORS, check_shape, clip, shown, shown_list
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
