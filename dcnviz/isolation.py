@@ -2,14 +2,16 @@
 
 Parsers dcnviz does not own — torch's unpickler, Python's C unpickler, ``zipfile``, NumPy's ``.npy``
 header parser, libhdf5 — can crash (a C stack overflow), allocate without bound or stall on crafted
-bytes. :func:`read_tensor_file` runs :func:`dcnviz.importers.containers.read_tensor_file` on the bytes
-in a **fresh child process per file**, which
+bytes. :func:`import_file` reads a peer library's file — container and import into the common form,
+:func:`dcnviz.modelfile.import_peer_bytes` — in a **fresh child process per file**, which
 
 * caps its address space (``RLIMIT_AS``: what it maps at the fork plus :func:`memory_allowance`),
   its CPU time (``RLIMIT_CPU``) and its wall time (killed by the parent past :func:`time_limit`),
   may not write files (``RLIMIT_FSIZE`` 0) or dump core, and runs torch on one thread;
-* sends back plain arrays — a JSON header (keys, dtypes, shapes, notes) and the raw bytes of each
-  array, never a pickle — which the parent checks against the header before viewing them;
+* sends back only the result, as plain data: the cross layers in common form
+  (:class:`~dcnviz.weights.CrossModelWeights`) as a JSON tree of the few allowed dataclasses plus the
+  raw bytes of each array — never a pickle, never the file's other tensors (embedding tables stay in
+  the worker) — which the parent checks against the header before it builds anything;
 
 so a crash, a runaway allocation or a stall costs that one file a clean :class:`CheckpointError`
 ("reading the file crashed its parser (SIGSEGV) …") and nothing else: not the app, not another
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import resource
 import select
@@ -101,47 +104,94 @@ def time_limit(n_bytes: int) -> float:
     return TIME_BASE_S + TIME_PER_MB_S * n_bytes / 1e6
 
 
-def read_tensor_file(data: bytes, *, max_bytes: int) -> Any:
-    """:func:`dcnviz.importers.containers.read_tensor_file` of ``data``, run in an isolated worker.
+def import_file(data: bytes, *, options: dict[str, Any], max_bytes: int) -> tuple[Any, str]:
+    """:func:`dcnviz.modelfile.import_peer_bytes` of ``data`` run in an isolated worker:
+    (:class:`~dcnviz.weights.CrossModelWeights`, container name).
 
-    Returns its :class:`~dcnviz.importers.containers.TensorFile` (NumPy arrays); raises
-    :class:`CheckpointError` for a bad file, a worker that crashed, ran out of memory or time.
+    ``options`` (JSON-able): ``format``, ``names``, ``feature_map`` (parsed), ``label``. Raises the
+    reader's own :class:`DcnvizError` (same class and message), or :class:`CheckpointError` for a
+    worker that crashed, ran out of memory or time.
     """
     m = mode()
     if m == "off":
-        from dcnviz.importers.containers import read_tensor_file as read
+        from dcnviz.modelfile import import_peer_bytes
 
-        return read(data, max_bytes=max_bytes)
+        return import_peer_bytes(data, max_bytes=max_bytes, **options)  # type: ignore[no-any-return]
+    request = json.dumps(options).encode()
     if m == "fork":
-        status, body = _supervise(data, max_bytes)
+        status, body = _supervise(data, request, max_bytes)
     else:
-        status, body = _server_instance().request(data, max_bytes)
+        status, body = _server_instance().request(data, request, max_bytes)
     if status == b"E":
-        raise CheckpointError(body.decode("utf-8", "replace"))
+        raise _error(body)
     return decode(body)
 
 
 # --------------------------------------------------------------------------------------------------
-# The result: plain arrays, never a pickle
+# The result: plain data, never a pickle
+
+_ERRORS = ("CheckpointError", "ImportFormatError", "ConfigError", "DataFormatError", "DcnvizError")
 
 
-def encode(tf: Any) -> tuple[bytes, list[memoryview]]:
-    """A TensorFile → (header, array buffers): 8-byte header length, JSON header, then each array's bytes."""
-    arrays = [np.ascontiguousarray(a) for a in tf.tensors.values()]
+def _error(body: bytes) -> DcnvizError:
+    """The worker's error, as the class it raised (among dcnviz's own) with its message."""
+    from dcnviz import errors
+
+    try:
+        obj = json.loads(body)
+        cls = getattr(errors, obj["class"]) if obj.get("class") in _ERRORS else CheckpointError
+        return cls(str(obj["message"]))  # type: ignore[no-any-return]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return CheckpointError(body[:2000].decode("utf-8", "replace"))
+
+
+def _error_body(cls: str, message: str) -> bytes:
+    return json.dumps({"class": cls, "message": message}).encode()
+
+
+def _plain(obj: Any, arrays: list[np.ndarray], seen: dict[int, int]) -> Any:
+    """A tree of the allowed dataclasses, lists and scalars as JSON; arrays by index (shared ones once)."""
+    import dataclasses
+
+    if isinstance(obj, np.ndarray):
+        if id(obj) not in seen:
+            seen[id(obj)] = len(arrays)
+            arrays.append(np.ascontiguousarray(obj))
+        return {"array": seen[id(obj)]}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: _plain(getattr(obj, f.name), arrays, seen) for f in dataclasses.fields(obj)}
+        return {"class": type(obj).__name__, "fields": fields}
+    if isinstance(obj, list | tuple):
+        return [_plain(v, arrays, seen) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, str | int | float | bool):
+        return obj
+    raise TypeError(f"cannot send a {type(obj).__name__} from the worker")
+
+
+def encode(weights: Any, container: str) -> tuple[bytes, list[memoryview]]:
+    """(header, array buffers) of a result: 8-byte header length, JSON header, then each array's bytes."""
+    arrays: list[np.ndarray] = []
+    tree = _plain(weights, arrays, {})
     header = {
-        "container": tf.container,
-        "metadata": tf.metadata,
-        "notes": tf.notes,
-        "ordered": tf.ordered,
-        "tensors": [[k, a.dtype.str, list(a.shape), a.nbytes] for k, a in zip(tf.tensors, arrays, strict=True)],
+        "container": container,
+        "weights": tree,
+        "arrays": [[a.dtype.str, list(a.shape), a.nbytes] for a in arrays],
     }
     raw = json.dumps(header).encode("utf-8")
     return struct.pack("<Q", len(raw)) + raw, [a.reshape(-1).view(np.uint8).data for a in arrays]
 
 
-def decode(payload: bytes) -> Any:
-    """The worker's bytes → TensorFile, checking every size and dtype against the header first."""
-    from dcnviz.importers.containers import TensorFile
+def _classes() -> dict[str, type]:
+    from dcnviz.spec import Block
+    from dcnviz.weights import CrossLayerWeights, CrossModelWeights, ExpertWeights
+
+    return {c.__name__: c for c in (CrossModelWeights, CrossLayerWeights, ExpertWeights, Block)}
+
+
+def decode(payload: bytes) -> tuple[Any, str]:
+    """The worker's bytes → (CrossModelWeights, container), checking every size, dtype and class first."""
 
     def bad(why: str) -> CheckpointError:
         return CheckpointError(f"the isolated reader returned a malformed result ({why})")
@@ -151,31 +201,45 @@ def decode(payload: bytes) -> Any:
     (n,) = struct.unpack("<Q", payload[:8])
     if 8 + n > len(payload):
         raise bad("header past the end")
+    classes = _classes()
     try:
         header = json.loads(payload[8 : 8 + n])
-        entries = header["tensors"]
         offset = 8 + n
-        tensors: dict[str, np.ndarray] = {}
-        for key, dtype_str, shape, nbytes in entries:
+        arrays: list[np.ndarray] = []
+        for dtype_str, shape, nbytes in header["arrays"]:
             dtype = np.dtype(dtype_str)
-            if dtype.kind not in _DTYPE_KINDS or dtype.hasobject or not isinstance(key, str):
-                raise bad(f"dtype {dtype_str!r}")
+            if dtype.kind not in _DTYPE_KINDS or dtype.hasobject:
+                raise bad(f"dtype {str(dtype_str)[:20]!r}")
             shape = tuple(int(s) for s in shape)
             count = int(np.prod(shape, dtype=np.int64)) if shape else 1
             if any(s < 0 for s in shape) or count * dtype.itemsize != nbytes or offset + nbytes > len(payload):
                 raise bad("sizes")
-            tensors[key] = np.frombuffer(payload, dtype=dtype, count=count, offset=offset).reshape(shape)
+            arrays.append(np.frombuffer(payload, dtype=dtype, count=count, offset=offset).reshape(shape).copy())
             offset += nbytes
         if offset != len(payload):
             raise bad("trailing bytes")
-        return TensorFile(
-            tensors=tensors,
-            container=str(header["container"]),
-            metadata={str(k): str(v) for k, v in header["metadata"].items()},
-            notes=[str(x) for x in header["notes"]],
-            ordered=bool(header["ordered"]),
-        )
-    except (KeyError, TypeError, ValueError) as e:
+
+        def build(node: Any) -> Any:
+            if isinstance(node, list):
+                return [build(v) for v in node]
+            if isinstance(node, dict):
+                if set(node) == {"array"}:
+                    return arrays[int(node["array"])]
+                cls = classes.get(node.get("class", ""))
+                if cls is None or set(node) != {"class", "fields"}:
+                    raise bad(f"object {str(node.get('class'))[:40]!r}")
+                return cls(**{str(k): build(v) for k, v in node["fields"].items()})
+            if node is None or isinstance(node, str | int | float | bool):
+                return node
+            raise bad(type(node).__name__)
+
+        weights = build(header["weights"])
+        if not isinstance(weights, classes["CrossModelWeights"]):
+            raise bad("not cross weights")
+        return weights, str(header["container"])
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, RecursionError) as e:
         raise bad(type(e).__name__) from None
 
 
@@ -208,8 +272,8 @@ def _write_all(fd: int, chunks: list[bytes | memoryview]) -> None:
             view = view[n:]
 
 
-def _worker(data: bytes, max_bytes: int, fd: int, seconds: float) -> None:
-    """In the forked child: set the limits, parse, write ``O`` + result or ``E`` + message to ``fd``."""
+def _worker(data: Any, request: bytes, max_bytes: int, fd: int, seconds: float) -> None:
+    """In the forked child: set the limits, read the file, write ``O`` + result or ``E`` + error to ``fd``."""
     allowance = memory_allowance(len(data))
     _limit(resource.RLIMIT_AS, _vm_size() + allowance)
     _limit(resource.RLIMIT_CPU, int(seconds) + 1)
@@ -220,24 +284,25 @@ def _worker(data: bytes, max_bytes: int, fd: int, seconds: float) -> None:
         import torch
 
         torch.set_num_threads(1)
-        from dcnviz.importers.containers import read_tensor_file as read
+        from dcnviz.modelfile import import_peer_bytes
 
-        tf = read(data, max_bytes=max_bytes)
-        head, buffers = encode(tf)
+        if not isinstance(data, bytes):
+            data = bytes(data)  # a mapped memory file: the readers want bytes
+        weights, container = import_peer_bytes(data, max_bytes=max_bytes, **json.loads(request))
+        head, buffers = encode(weights, container)
         _write_all(fd, [b"O", head, *buffers])
     except DcnvizError as e:
-        _write_all(fd, [b"E" + str(e).encode("utf-8", "replace")])
+        _write_all(fd, [b"E" + _error_body(type(e).__name__, str(e))])
     except MemoryError:
-        _write_all(fd, [b"E" + _memory_message(allowance).encode()])
+        _write_all(fd, [b"E" + _error_body("CheckpointError", _memory_message(allowance))])
     except RuntimeError as e:  # torch's allocator: "DefaultCPUAllocator: can't allocate memory"
         text = str(e)
-        if "allocate" in text or "memory" in text:
-            _write_all(fd, [b"E" + _memory_message(allowance).encode()])
-        else:
-            _write_all(fd, [b"E" + f"could not read the file: RuntimeError: {text[:300]}".encode("utf-8", "replace")])
+        memory = "allocate" in text or "memory" in text
+        msg = _memory_message(allowance) if memory else f"could not read the file: RuntimeError: {text[:300]}"
+        _write_all(fd, [b"E" + _error_body("CheckpointError", msg)])
     except BaseException as e:  # a reader bug: still only this file's problem
         msg = f"could not read the file: {type(e).__name__}: {str(e)[:300]}"
-        _write_all(fd, [b"E" + msg.encode("utf-8", "replace")])
+        _write_all(fd, [b"E" + _error_body("CheckpointError", msg)])
 
 
 def _memory_message(allowance: int) -> str:
@@ -247,7 +312,7 @@ def _memory_message(allowance: int) -> str:
     )
 
 
-def _supervise(data: bytes, max_bytes: int) -> tuple[bytes, bytes]:
+def _supervise(data: Any, request: bytes, max_bytes: int) -> tuple[bytes, bytes]:
     """Fork a worker for ``data``, collect its result within the time limit; (``O``|``E``, body).
 
     Runs in the process that asks (``fork`` mode) or in a supervisor forked off the fork server.
@@ -259,7 +324,7 @@ def _supervise(data: bytes, max_bytes: int) -> tuple[bytes, bytes]:
         code = 0
         try:
             os.close(r)
-            _worker(data, max_bytes, w, seconds)
+            _worker(data, request, max_bytes, w, seconds)
         except BaseException:
             code = 1
         finally:
@@ -288,10 +353,11 @@ def _supervise(data: bytes, max_bytes: int) -> tuple[bytes, bytes]:
         _, status = os.waitpid(pid, 0)
     body = b"".join(chunks)
     if timed_out:
-        return b"E", (
+        return b"E", _error_body(
+            "CheckpointError",
             f"reading the file took longer than {seconds:.0f} s, the limit for a file of this size; the worker "
-            "parsing it was stopped (nothing else was affected)"
-        ).encode()
+            "parsing it was stopped (nothing else was affected)",
+        )
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
@@ -301,13 +367,14 @@ def _supervise(data: bytes, max_bytes: int) -> tuple[bytes, bytes]:
             why = "was killed (out of memory?)"
         else:
             why = f"crashed ({name})"
-        return b"E", (
+        return b"E", _error_body(
+            "CheckpointError",
             f"the worker parsing the file {why}: the file triggers a defect in a parser dcnviz does not own "
-            "(torch's unpickler, zip, NumPy or HDF5); it was refused and nothing else was affected"
-        ).encode()
+            "(torch's unpickler, zip, NumPy or HDF5); it was refused and nothing else was affected",
+        )
     if body[:1] in (b"O", b"E") and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
         return body[:1], body[1:]
-    return b"E", f"the worker parsing the file exited without a result (status {status})".encode()
+    return b"E", _error_body("CheckpointError", f"the worker parsing the file exited without a result ({status})")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -318,27 +385,41 @@ def _preload() -> None:
     """What every worker needs, imported once in the server so that forks start warm."""
     import torch  # noqa: F401
 
-    import dcnviz.importers.containers  # noqa: F401
+    import dcnviz.modelfile  # noqa: F401
 
     with contextlib.suppress(ImportError):
         import h5py  # type: ignore[import-untyped, unused-ignore]  # noqa: F401
 
 
 def _recv_exact(conn: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = conn.recv(min(n - len(buf), 1 << 20))
-        if not chunk:
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = conn.recv_into(view[got:], min(n - got, 1 << 22))
+        if not k:
             raise EOFError("connection closed")
-        buf += chunk
-    return bytes(buf)
+        got += k
+    return bytes(buf) if n < (1 << 20) else buf  # type: ignore[return-value]
 
 
 def _handle(conn: socket.socket) -> None:
-    """In a supervisor forked off the server: read one request, supervise its worker, answer."""
-    (max_bytes, n) = struct.unpack("<QQ", _recv_exact(conn, 16))
-    data = _recv_exact(conn, n)
-    status, body = _supervise(data, max_bytes)
+    """In a supervisor forked off the server: read one request, supervise its worker, answer.
+
+    The file's bytes come as a memory file descriptor (``memfd``, mapped here without a copy) where the
+    platform has them, else over the socket.
+    """
+    (max_bytes, n_request, n_data, via_fd) = struct.unpack("<QQQB", _recv_exact(conn, 25))
+    request = _recv_exact(conn, n_request)
+    data: Any
+    if via_fd:
+        _, fds, _, _ = socket.recv_fds(conn, 1, 1)
+        if len(fds) != 1:
+            raise OSError("no file descriptor came with the request")
+        data = mmap.mmap(fds[0], n_data, prot=mmap.PROT_READ) if n_data else b""
+        os.close(fds[0])
+    else:
+        data = _recv_exact(conn, n_data)
+    status, body = _supervise(data, request, max_bytes)
     conn.sendall(status + body)
 
 
@@ -427,14 +508,23 @@ class _ForkServer:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def request(self, data: bytes, max_bytes: int) -> tuple[bytes, bytes]:
+    def request(self, data: bytes, request: bytes, max_bytes: int) -> tuple[bytes, bytes]:
         path = self.socket_path()
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.settimeout(time_limit(len(data)) * (MAX_WORKERS + 1) + 30)  # queueing behind other files included
         try:
             conn.connect(path)
-            conn.sendall(struct.pack("<QQ", max_bytes, len(data)))
-            conn.sendall(data)
+            via_fd = hasattr(os, "memfd_create") and len(data) > 0
+            conn.sendall(struct.pack("<QQQB", max_bytes, len(request), len(data), via_fd) + request)
+            if via_fd:  # one copy into a memory file, mapped by the supervisor: no stream through the socket
+                fd = os.memfd_create("dcnviz-upload", os.MFD_CLOEXEC)
+                try:
+                    _write_all(fd, [data])
+                    socket.send_fds(conn, [b"F"], [fd])
+                finally:
+                    os.close(fd)
+            else:
+                conn.sendall(data)
             conn.shutdown(socket.SHUT_WR)
             chunks = []
             while True:
@@ -476,9 +566,9 @@ class _Requester:
     def __init__(self, server: _ForkServer) -> None:
         self.server = server
 
-    def request(self, data: bytes, max_bytes: int) -> tuple[bytes, bytes]:
+    def request(self, data: bytes, request: bytes, max_bytes: int) -> tuple[bytes, bytes]:
         try:
-            return self.server.request(data, max_bytes)
+            return self.server.request(data, request, max_bytes)
         except OSError:
             global _server
             with _server_lock:
@@ -486,7 +576,7 @@ class _Requester:
                     _server = None
             fresh = _server_instance()
             try:
-                return fresh.server.request(data, max_bytes)
+                return fresh.server.request(data, request, max_bytes)
             except OSError as e:
                 raise CheckpointError(
                     f"the isolated reader for model files failed ({e}); the file was not read"

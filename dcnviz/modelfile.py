@@ -332,52 +332,86 @@ def open_model_file(
     data = read_source(source, max_bytes)
     label = _label(source, filename)
     sha = hashlib.sha256(data).hexdigest()
-    if format == "dcnviz":  # dcnviz files are safetensors: nothing else is parsed
-        if data.startswith((*ZIP_MAGIC, HDF5_MAGIC)):
-            kind = "a zip archive (torch checkpoint or .npz)" if data.startswith(ZIP_MAGIC) else "an HDF5 file"
-            raise ImportFormatError(f"{label}: {NOT_DCNVIZ} (it is {kind})")
-        tensors, metadata = read_safetensors(data)  # its own messages: "not a safetensors file: …"
-        tf, isolated = TensorFile(dict(tensors), "safetensors", metadata, ordered=False), False
-    else:
-        tf, isolated = _read_container(data, max_bytes=max_bytes, trusted=trusted)
-    common: dict[str, Any] = {"sha256": sha, "size": len(data), "filename": filename or "", "container": tf.container}
-    if tf.container == "safetensors" and is_dcnviz_file(tf.metadata):
-        if format not in ("auto", "dcnviz"):
-            raise ImportFormatError(f"{label} is a dcnviz model file (metadata format=dcnviz), not {format}")
-        if feature_map is not None:
-            raise ConfigError(
-                f"a FuxiCTR feature_map.json names the blocks of FuxiCTR models only; {label} is a dcnviz model "
-                "file, which carries its own feature names"
-            )
-        return _dcnviz_file(tf, names, isolated=isolated, **common)
+    if format == "dcnviz" and data.startswith((*ZIP_MAGIC, HDF5_MAGIC)):  # dcnviz files are safetensors
+        kind = "a zip archive (torch checkpoint or .npz)" if data.startswith(ZIP_MAGIC) else "an HDF5 file"
+        raise ImportFormatError(f"{label}: {NOT_DCNVIZ} (it is {kind})")
+    common: dict[str, Any] = {"sha256": sha, "size": len(data), "filename": filename or ""}
+    names_list = list(names) if names else None
+    if format == "dcnviz" or container_of(data) == "safetensors":  # dcnviz's own reader, in this process
+        if format == "dcnviz":
+            tensors, metadata = read_safetensors(data)  # its own messages: "not a safetensors file: …"
+            tf = TensorFile(dict(tensors), "safetensors", metadata, ordered=False)
+        else:
+            tf = read_tensor_file(data, max_bytes=max_bytes)
+        if is_dcnviz_file(tf.metadata):
+            if format not in ("auto", "dcnviz"):
+                raise ImportFormatError(f"{label} is a dcnviz model file (metadata format=dcnviz), not {format}")
+            if feature_map is not None:
+                raise ConfigError(
+                    f"a FuxiCTR feature_map.json names the blocks of FuxiCTR models only; {label} is a dcnviz "
+                    "model file, which carries its own feature names"
+                )
+            return _dcnviz_file(tf, names_list, **common)
+        if format == "dcnviz":
+            raise ImportFormatError(f"{label}: {NOT_DCNVIZ} (it was read as {tf.container})")
+        cw = _import(tf, format=format, names=names_list, feature_map=feature_map, label=label)
+        return _peer_file(cw, container=tf.container, isolated=False, **common)
+    # torch zip, .npz, HDF5: parsers dcnviz does not own, run in an isolated worker unless trusted
+    from dcnviz import isolation
+    from dcnviz.importers.fuxictr import read_feature_map
+
+    options: dict[str, Any] = {
+        "format": format,
+        "names": names_list,
+        "feature_map": None if feature_map is None else read_feature_map(feature_map),  # parsed here, sent as JSON
+        "label": label,
+    }
+    if trusted or isolation.mode() == "off":
+        cw, container = import_peer_bytes(data, max_bytes=max_bytes, **options)
+        return _peer_file(cw, container=container, isolated=False, **common)
+    cw, container = isolation.import_file(data, options=options, max_bytes=max_bytes)
+    return _peer_file(cw, container=container, isolated=True, **common)
+
+
+def import_peer_bytes(
+    data: bytes, *, max_bytes: int, format: str, names: list[Any] | None, feature_map: Any, label: str
+) -> tuple[CrossModelWeights, str]:
+    """A peer library's file (its bytes) → (cross layers in common form, container name).
+
+    Container parsing and import in one call: what :mod:`dcnviz.isolation`'s worker runs on an untrusted
+    torch zip, ``.npz`` or HDF5 file (only this result leaves the worker, not the file's other tensors).
+    """
+    tf = read_tensor_file(data, max_bytes=max_bytes)
+    if is_dcnviz_file(tf.metadata):
+        raise ImportFormatError(f"{label} is a dcnviz model file; open it with open_model_file")
+    return _import(tf, format=format, names=names, feature_map=feature_map, label=label), tf.container
+
+
+def _import(tf: TensorFile, *, format: str, names: list[Any] | None, feature_map: Any, label: str) -> CrossModelWeights:
     if format == "dcnviz":
         raise ImportFormatError(f"{label}: {NOT_DCNVIZ} (it was read as {tf.container})")
-    cw = import_tensor_file(
-        tf, format=format, names=list(names) if names else None, feature_map=feature_map, label=label
-    )
+    cw = import_tensor_file(tf, format=format, names=names, feature_map=feature_map, label=label)
     if feature_map is not None and cw.format != "fuxictr":
         raise ConfigError(
             f"a FuxiCTR feature_map.json names the blocks of FuxiCTR models only; {label} was read as "
             f"{LIBRARY_NAMES.get(cw.format, cw.format)} ({cw.detected})"
         )
+    return cw
+
+
+def _peer_file(cw: CrossModelWeights, *, container: str, isolated: bool, **common: Any) -> ModelFile:
     return ModelFile(
-        weights=cw, format=cw.format, detected=cw.detected, warnings=tuple(cw.warnings), isolated=isolated, **common
+        weights=cw,
+        format=cw.format,
+        detected=cw.detected,
+        warnings=tuple(cw.warnings),
+        container=container,
+        isolated=isolated,
+        **common,
     )
 
 
-def _read_container(data: bytes, *, max_bytes: int, trusted: bool) -> tuple[TensorFile, bool]:
-    """Parse the container: safetensors here (dcnviz's own reader), anything else in an isolated worker
-    (:mod:`dcnviz.isolation`) unless ``trusted``. Returns the tensors and whether a worker parsed them."""
-    if trusted or container_of(data) == "safetensors":
-        return read_tensor_file(data, max_bytes=max_bytes), False
-    from dcnviz import isolation
-
-    if isolation.mode() == "off":
-        return read_tensor_file(data, max_bytes=max_bytes), False
-    return isolation.read_tensor_file(data, max_bytes=max_bytes), True
-
-
-def _dcnviz_file(tf: TensorFile, names: Sequence[Any] | None, *, isolated: bool, **common: Any) -> ModelFile:
+def _dcnviz_file(tf: TensorFile, names: Sequence[Any] | None, **common: Any) -> ModelFile:
     contents = read_dcnviz(tf.tensors, tf.metadata)
     t = contents.tensors
     cross = {k[len("model.cross.") :]: v for k, v in t.items() if k.startswith("model.cross.")}
@@ -395,7 +429,7 @@ def _dcnviz_file(tf: TensorFile, names: Sequence[Any] | None, *, isolated: bool,
         meta=contents.meta,
         dense_params=contents.skeleton.dense_param_count(),
         warnings=tuple(cw.warnings),
-        isolated=isolated,
+        container=tf.container,
         contents=contents,
         **common,
     )

@@ -87,7 +87,7 @@ sys.path.insert(0, "tests")
 import hostile_inputs as H
 from dcnviz import isolation, safe_pickle
 from dcnviz.errors import DcnvizError
-from dcnviz.importers import containers
+from dcnviz import modelfile
 from dcnviz.modelfile import open_model_file
 safe_pickle.scan_pickle = lambda pkl: safe_pickle.PickleScan()  # dcnviz's own checks off
 isolation.set_mode("fork")
@@ -99,7 +99,7 @@ for name, data in H.crash_inputs().items():
     except DcnvizError as e:
         out[name] = str(e)
 isolation.TIME_BASE_S = 1.0
-containers.read_tensor_file = lambda data, max_bytes: time.sleep(60)  # a parser that hangs
+modelfile.read_tensor_file = lambda data, max_bytes: time.sleep(60)  # a parser that hangs
 try:
     open_model_file((H.PEERS / "deepctr_dcn_matrix.pt").read_bytes())
 except DcnvizError as e:
@@ -135,15 +135,27 @@ def test_the_fork_server_reads_like_this_process_and_comes_back_after_dying() ->
         isolation.set_mode(None)
 
 
-def test_the_workers_answer_is_checked_before_it_is_viewed() -> None:
-    tf = open_model_file((PEERS / "tfrs_cross.npz").read_bytes())  # any file: only the format matters here
-    assert tf.weights.layers
-    from dcnviz.importers.containers import TensorFile
-
-    head, bufs = isolation.encode(TensorFile({"w": np.arange(6, dtype="<f4").reshape(2, 3)}, "npz"))
+def test_the_workers_answer_is_checked_before_it_is_used() -> None:
+    """Only the common form comes back from the worker (shared arrays stay shared), and the parent checks
+    every size, dtype and class of it before building anything."""
+    isolation.set_mode("off")
+    try:
+        cw = open_model_file(PEERS / "deepctr_dcnmix.pt").weights
+    finally:
+        isolation.set_mode(None)
+    head, bufs = isolation.encode(cw, "torch zip")
     good = head + b"".join(bytes(b) for b in bufs)
-    np.testing.assert_array_equal(isolation.decode(good).tensors["w"], np.arange(6).reshape(2, 3))
-    for bad in (good[:-1], good + b"x", good[:6], good.replace(b"<f4", b"|O8")):
+    back, container = isolation.decode(good)
+    assert container == "torch zip" and back.detected == cw.detected and back.blocks == cw.blocks
+    np.testing.assert_array_equal(back.layers[1].effective_weight(), cw.layers[1].effective_weight())
+    assert back.layers[0].gates is back.layers[1].gates  # shared across layers, as the importer made them
+    for bad in (
+        good[:-1],
+        good + b"x",
+        good[:6],
+        good.replace(b"<f8", b"|O8"),
+        good.replace(b"ExpertWeights", b"Popen"),
+    ):
         with pytest.raises(CheckpointError, match="malformed result"):
             isolation.decode(bad)
 

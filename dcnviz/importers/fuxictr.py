@@ -156,26 +156,32 @@ def _validate(t: Mapping[str, Array], p: str) -> tuple[str, int, int, int, int]:
     return variant, len(ks), d, K, r
 
 
+def read_feature_map(feature_map: Any) -> Any:
+    """A FuxiCTR ``feature_map.json`` (path, bytes, JSON text or parsed dict) as parsed JSON, bounded like any
+    untrusted JSON (:func:`dcnviz.untrusted.loads_json`); its shape is checked by :func:`feature_map_features`."""
+    if isinstance(feature_map, bytes | bytearray):
+        return _parse_json(bytes(feature_map).decode("utf-8", "replace"))
+    if isinstance(feature_map, str) and feature_map.lstrip().startswith("{"):
+        return _parse_json(feature_map)
+    if isinstance(feature_map, dict):
+        return feature_map
+    from pathlib import Path
+
+    path = Path(feature_map)
+    if not path.is_file():
+        raise DataFormatError(f"no feature map at {shown(str(path))}")
+    if path.stat().st_size > 16 * 1024 * 1024:
+        raise DataFormatError(f"{path.name}: a feature map over 16 MiB is not plausible")
+    return _parse_json(path.read_text(encoding="utf-8", errors="replace"))
+
+
 def feature_map_features(feature_map: Any) -> list[tuple[str, str]]:
     """(name, type) in x0 order from a FuxiCTR ``feature_map.json`` (path, bytes, str or parsed dict).
 
     FuxiCTR writes ``"features"`` as a list of one-key objects ``[{"user_id": {"type": ...}}, ...]``;
     a plain object ``{"user_id": {...}, ...}`` is accepted too.
     """
-    obj = feature_map
-    if isinstance(feature_map, bytes | bytearray):
-        obj = _parse_json(bytes(feature_map).decode("utf-8", "replace"))
-    elif isinstance(feature_map, str) and feature_map.lstrip().startswith("{"):
-        obj = _parse_json(feature_map)
-    elif not isinstance(feature_map, dict):
-        from pathlib import Path
-
-        path = Path(feature_map)
-        if not path.is_file():
-            raise DataFormatError(f"no feature map at {shown(str(path))}")
-        if path.stat().st_size > 16 * 1024 * 1024:
-            raise DataFormatError(f"{path.name}: a feature map over 16 MiB is not plausible")
-        obj = _parse_json(path.read_text(encoding="utf-8", errors="replace"))
+    obj = read_feature_map(feature_map)
     if not isinstance(obj, dict) or "features" not in obj:
         raise DataFormatError("feature_map.json must be a JSON object with a 'features' entry")
     feats = obj["features"]
