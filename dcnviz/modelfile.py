@@ -308,6 +308,7 @@ def open_model_file(
     filename: str | None = None,
     max_bytes: int = DEFAULT_MAX_FILE_BYTES,
     trusted: bool = False,
+    sha256: str | None = None,
 ) -> ModelFile:
     """Open any model file (a path or its bytes) into one :class:`ModelFile` (see the module docstring).
 
@@ -321,6 +322,8 @@ def open_model_file(
         max_bytes: larger files are refused before they are read.
         trusted: the file is dcnviz's own (a shipped model): parse every container in this process
             instead of an isolated worker.
+        sha256: the bytes' SHA-256 when the caller has computed it already (the app's caches are keyed
+            by it), so that the bytes are hashed once.
 
     Raises:
         DcnvizError: the file is unreadable, hostile, of another format than forced, or the names or
@@ -331,7 +334,7 @@ def open_model_file(
         raise ConfigError(f"format must be one of {FORMATS}; got format={shown(format, 40)}")
     data = read_source(source, max_bytes)
     label = _label(source, filename)
-    sha = hashlib.sha256(data).hexdigest()
+    sha = sha256 or hashlib.sha256(data).hexdigest()
     if format == "dcnviz" and data.startswith((*ZIP_MAGIC, HDF5_MAGIC)):  # dcnviz files are safetensors
         kind = "a zip archive (torch checkpoint or .npz)" if data.startswith(ZIP_MAGIC) else "an HDF5 file"
         raise ImportFormatError(f"{label}: {NOT_DCNVIZ} (it is {kind})")

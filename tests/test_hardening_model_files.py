@@ -339,9 +339,9 @@ def test_header_nested_too_deeply():
     """Found by the fuzzer: a 100 000-deep JSON array raised RecursionError out of json.loads."""
     _, body = split(good())
     deep = b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    both(join(deep, body), CheckpointError, "safetensors header is nested 100,001 levels deep; at most 4 are read")
+    both(join(deep, body), CheckpointError, "safetensors header is nested more than 4 levels deep; at most 4 are read")
     meta = "[" * 100_000 + "]" * 100_000
-    both(edit_meta(good(), meta=meta), CheckpointError, "model metadata is nested 100,000 levels deep; at most 64")
+    both(edit_meta(good(), meta=meta), CheckpointError, "model metadata is nested more than 64 levels deep")
 
 
 def test_metadata_values_must_be_strings():

@@ -189,16 +189,18 @@ def test_names_file_relabels_the_blocks(tmp_path, capsys):
     ]
 
 
-def test_non_finite_weights_are_named_in_the_error(tmp_path, capsys):
+def test_non_finite_weights_are_named_in_a_warning(tmp_path, capsys):
+    """Issue 11: a layer holding NaN is left out with a warning naming it; the others are analysed (exit 0)."""
     torch.manual_seed(0)
     model = DCNModel(SPEC, ModelConfig(hidden=(8,)))
     with torch.no_grad():
         model.cross.layers[1].linear.weight[0, 0] = float("nan")
     path = tmp_path / "nan.safetensors"
     save_model(path, model)
-    assert main(["inspect", str(path), "--json"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error:") and "layer 1" in err and "NaN" in err
+    assert main(["inspect", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [layer["index"] for layer in out["layers"]] == [0]
+    assert any("layer 1" in w and "NaN" in w for w in out["warnings"])
 
 
 def test_a_file_without_feature_blocks_asks_for_names(tmp_path, capsys):

@@ -51,6 +51,7 @@ def load_bundle(
     filename: str = "",
     max_bytes: int = DEFAULT_MAX_FILE_BYTES,
     trusted: bool = False,
+    sha256: str | None = None,
 ) -> ModelBundle:
     """Read a model file's bytes: a dcnviz file, or a peer library's state dict.
 
@@ -65,6 +66,7 @@ def load_bundle(
         filename: used in messages and on the card only.
         max_bytes: larger files are refused.
         trusted: dcnviz's own file (a shipped model): no isolated worker.
+        sha256: the bytes' SHA-256 if already computed (the app's cache key): not hashed again.
 
     Raises:
         DcnvizError: the file is unreadable, hostile, of another format than forced, or ``names`` do
@@ -84,6 +86,7 @@ def load_bundle(
         filename=filename or None,
         max_bytes=max_bytes,
         trusted=trusted,
+        sha256=sha256,
     )
 
 

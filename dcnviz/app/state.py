@@ -184,7 +184,9 @@ def _bundle(
     sha: str, fmt: str, names_json: str, _data: bytes, _filename: str, _max_bytes: int, _trusted: bool
 ) -> ModelBundle:
     names = json.loads(names_json) if names_json else None
-    return load_bundle(_data, format=fmt, names=names, filename=_filename, max_bytes=_max_bytes, trusted=_trusted)
+    return load_bundle(
+        _data, format=fmt, names=names, filename=_filename, max_bytes=_max_bytes, trusted=_trusted, sha256=sha
+    )
 
 
 def bundle_of(entry: ModelEntry) -> ModelBundle:
@@ -242,15 +244,15 @@ def layer_analysis(
 @st.cache_resource(max_entries=16, show_spinner="Running the model on its validation inputs for the mean gates…")
 def _mean_gates(
     sha: str, source: str, data_dir: str | None, label: str, _bundle: ModelBundle
-) -> tuple[tuple[Any, ...], str] | str:
+) -> tuple[tuple[Any, ...], str, tuple[str, ...]] | str:
     try:
         if _bundle.data is None:
             raise DcnvizError("not a dcnviz model file")
-        options, _ = _bundle.data.options_at(source, data_dir=data_dir)
+        options, warnings = _bundle.data.options_at(source, data_dir=data_dir)
         gates, weighting = mean_gates_on(_bundle, options)
     except (DcnvizError, OSError) as e:
         return f"the model could not be run on {label}: {e}"
-    return tuple(gates), weighting
+    return tuple(gates), weighting, warnings
 
 
 def gate_datasets(entry: ModelEntry) -> list[ServerDataset] | str:
@@ -275,10 +277,10 @@ def gate_datasets(entry: ModelEntry) -> list[ServerDataset] | str:
     )
 
 
-def mean_gates_of(entry: ModelEntry, dataset: ServerDataset) -> tuple[tuple[Any, ...], str] | str:
-    """(E_x[G(x_l)] per cross layer, a label) of a dcnviz mixture model over the validation split it
-    recorded, recreated on ``dataset`` of this server (:func:`dcnviz.gates.mean_gates_on`), cached by
-    content; or why not (a str)."""
+def mean_gates_of(entry: ModelEntry, dataset: ServerDataset) -> tuple[tuple[Any, ...], str, tuple[str, ...]] | str:
+    """(E_x[G(x_l)] per cross layer, a label, warnings about the data) of a dcnviz mixture model over the
+    validation split it recorded, recreated on ``dataset`` of this server (:func:`dcnviz.gates.mean_gates_on`),
+    cached by content; or why not (a str)."""
     return _mean_gates(entry.sha256, dataset.source, dataset.data_dir, dataset.label, bundle_of(entry))
 
 

@@ -89,6 +89,8 @@ def gates_toggle(entry: state.ModelEntry, bundle: ModelBundle, layer: int) -> Se
             f"Mean gates E_x[G_k(x_l)] on {dataset.label}: "
             + ", ".join(f"expert {k} {w:.3f}" for k, w in enumerate(weights))
         )
+    for w in g[2]:
+        st.caption(f"Note: {w}.")
     return dataset
 
 
