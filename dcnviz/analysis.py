@@ -67,7 +67,7 @@ MODE_EXPLANATIONS: dict[str, str] = {
 
 DEFAULT_TOLERANCES: tuple[float, ...] = (0.5, 0.1, 0.05, 0.01)  # T of R_T (§3.5)
 DEFAULT_ENERGY = 0.9  # share of Σσ² for energy_rank
-DEFAULT_SUGGEST_TOLERANCE = 0.1  # T behind the one-line suggested rank
+DEFAULT_SUGGEST_TOLERANCE = 0.1  # preferred T of a tolerance-based suggestion (the picked T closest to it is used)
 
 
 class BlockLike(Protocol):
@@ -448,44 +448,135 @@ def rank_versus_tolerance(s: np.ndarray, tolerances: np.ndarray | None = None) -
     return pd.DataFrame({"tolerance": grid, "rank": ranks.astype(np.int64)})
 
 
+AUC_TOLERANCE = 0.001  # "within 0.001 AUC of full rank" (the paper counts 0.001 as significant, §7.2)
+
+
 @dataclass(frozen=True)
 class SuggestedRank:
-    """A one-line rank suggestion for one layer (paper §3.5, §7.5, §8)."""
+    """A one-number rank suggestion (paper §3.5; §8 for r ≈ d/4).
 
-    tolerance: float  # T behind the suggestion
-    rank: int  # smallest r keeping every σ_k ≥ T·σ_1, i.e. R_T
-    text: str  # the one-line explanation shown to users
+    ``basis`` says where the number comes from: ``"tolerance"`` — read off the weights, R_T at the tolerance
+    ``tolerance`` (the smallest r whose U Vᵀ keeps every σ_k ≥ T·σ₁); ``"data"`` — measured: the smallest
+    rank whose AUC, with every cross layer truncated to it without retraining, stays within ``AUC_TOLERANCE``
+    of full rank (:func:`smallest_rank_within`; ``tolerance`` is then None).
+    """
+
+    tolerance: float | None  # T behind a tolerance-based suggestion; None when measured on data
+    rank: int  # the suggested r
+    text: str  # the one sentence shown to users
+    basis: str = "tolerance"  # tolerance | data
+
+
+def suggestion_tolerance(tolerances: Iterable[float]) -> float:
+    """The tolerance behind a tolerance-based suggestion: of the tolerances the user picked, the one closest to
+    0.1 on a log scale (the larger on a tie), so the suggested number is always one of the table's R_T.
+
+    >>> suggestion_tolerance([0.5, 0.1, 0.01]), suggestion_tolerance([0.5, 0.05]), suggestion_tolerance([1e-4])
+    (0.1, 0.05, 0.0001)
+    """
+    tols = check_tolerances(tolerances)
+    target = math.log10(DEFAULT_SUGGEST_TOLERANCE)
+    return min(tols, key=lambda t: (abs(math.log10(t) - target), -t))
+
+
+def _of(rank_bound: int, d: int) -> str:
+    return f"of d = {d}" if rank_bound >= d else f"of its bound {rank_bound} (d = {d})"
+
+
+_PAPER = "the paper found r ≈ d/4 kept full-rank accuracy (§8)"
+
+
+def smallest_rank_within(ranks: Sequence[int], aucs: Sequence[float], tolerance: float = AUC_TOLERANCE) -> int | None:
+    """The smallest rank whose AUC is within ``tolerance`` of the last (full-rank) entry's; None when that AUC is
+    undefined (one class only).
+
+    >>> smallest_rank_within([1, 2, 4, 8], [0.70, 0.7995, 0.8005, 0.8])
+    2
+    """
+    r = np.asarray(ranks, dtype=np.int64)
+    a = np.asarray(aucs, dtype=np.float64)
+    if r.size == 0 or r.shape != a.shape:
+        raise ConfigError(f"a rank curve needs as many AUCs as ranks; got {r.size} ranks and {a.size} AUCs")
+    full = float(a[-1])
+    if not math.isfinite(full):
+        return None
+    ok = np.isfinite(a) & (a >= full - tolerance)
+    return int(r[np.argmax(ok)])
 
 
 def suggest_rank(
-    s: np.ndarray | Sequence[float],
+    s: np.ndarray | Sequence[float] | None = None,
     *,
     d: int,
     tolerance: float = DEFAULT_SUGGEST_TOLERANCE,
     rank_bound: int | None = None,
-    n_features: int | None = None,
+    curve: Sequence[tuple[int, float]] | None = None,
+    auc_tolerance: float = AUC_TOLERANCE,
+    rows: int | None = None,
+    split: str = "val",
 ) -> SuggestedRank:
-    """The smallest rank r whose U Vᵀ keeps every singular value ≥ T·σ_1 (that is R_T), with the paper's advice.
+    """One suggested rank r, in one sentence that holds one rank number.
 
-    The paper found r ≈ d/4 kept full-rank accuracy (§8, Practical Learnings; on Criteo, Table 6's
-    DCN-Mix uses r = 258 per layer of d = 1027) and expects the *threshold rank* to be O(#features) (§7.5).
+    * With data at hand (``curve``: (rank, AUC) pairs of the rank-truncation curve, ascending, the last at full
+      rank; see :mod:`dcnviz.explain`): the smallest rank whose AUC stays within ``auc_tolerance`` of full rank
+      when every cross layer is truncated to it **without retraining** (the paper's Fig. 5b retrains at each r,
+      so a retrained model may need less).
+    * Otherwise, from the singular values ``s``: R_T at ``tolerance``, the smallest r whose U Vᵀ keeps every
+      σ_k ≥ T·σ₁ (§3.5), read off the weights alone. Callers pass the tolerance the user picked
+      (:func:`suggestion_tolerance`).
 
-    >>> suggest_rank([4.0, 2.0, 0.1], d=3, tolerance=0.1, n_features=2).rank
+    Both cite the paper's practical advice r ≈ d/4 (§8), without computing a second number.
+
+    >>> suggest_rank([4.0, 2.0, 0.1], d=3, tolerance=0.1).rank
+    2
+    >>> suggest_rank(d=8, rank_bound=8, curve=[(1, 0.6), (2, 0.7995), (8, 0.8)]).rank
     2
     """
+    bound = d if rank_bound is None else int(rank_bound)
+    if curve is not None:
+        pairs = [(int(r), float(a)) for r, a in curve]
+        if not pairs:
+            raise ConfigError("a rank curve needs at least one point")
+        ranks, aucs = [p[0] for p in pairs], [p[1] for p in pairs]
+        best = smallest_rank_within(ranks, aucs, auc_tolerance)
+        on = f" on {rows:,} {_split_name(split)} rows" if rows else ""
+        if best is None:
+            return SuggestedRank(
+                tolerance=None,
+                rank=ranks[-1],
+                basis="data",
+                text=f"the AUC is undefined{on} (one class only), so no smaller rank could be measured; {_PAPER}",
+            )
+        full = aucs[-1]
+        auc_b = aucs[ranks.index(best)]
+        if best >= ranks[-1]:
+            text = (
+                f"r = {best} ({_of(bound, d)}): every smaller rank loses more than {auc_tolerance:g} AUC{on} when the "
+                f"cross layers are truncated without retraining (a model retrained at a lower rank may not); {_PAPER}"
+            )
+        else:
+            text = (
+                f"r = {best} ({_of(bound, d)}): the smallest rank whose AUC stays within {auc_tolerance:g} of full "
+                f"rank ({auc_b:.4f} vs {full:.4f}{on}) with every cross layer truncated to it without retraining "
+                f"(a model retrained at that rank may need less); {_PAPER}"
+            )
+        return SuggestedRank(tolerance=None, rank=best, basis="data", text=text)
+    if s is None:
+        raise ConfigError("suggest_rank needs the singular values s, or a rank curve measured on data")
     t = check_tolerance(tolerance)
     r = numerical_rank(s, t)
-    bound = d if rank_bound is None else rank_bound
-    where = f"of d = {d}" if bound >= d else f"of its rank bound {bound}, d = {d}"
-    feats = f"; threshold rank O(#features) = O({n_features})" if n_features else ""
     if r == 0:
         text = "all singular values are zero: this layer learned no cross"
     else:
         text = (
-            f"r = {r} ({where}) keeps every singular value ≥ {t:g}·σ₁; "
-            f"the paper kept full-rank accuracy with r ≈ d/4 = {max(1, d // 4)} (§8){feats}"
+            f"r = {r} ({_of(bound, d)}): the smallest rank keeping every singular value ≥ {t:g}·σ₁, read off the "
+            f"weights alone (not measured on data); {_PAPER}"
         )
     return SuggestedRank(tolerance=t, rank=r, text=text)
+
+
+def _split_name(split: str) -> str:
+    return {"val": "validation", "test": "test"}.get(split, split)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -738,11 +829,14 @@ def spectrum(
     initial_label: str = "",
     tolerances: Iterable[float] = DEFAULT_TOLERANCES,
     energy: float = DEFAULT_ENERGY,
-    suggest_tolerance: float = DEFAULT_SUGGEST_TOLERANCE,
-    n_features: int | None = None,
+    suggest_tolerance: float | None = None,
 ) -> Spectrum:
-    """Spectrum and ranks of one matrix, and the same singular values of its initial matrix."""
+    """Spectrum and ranks of one matrix, and the same singular values of its initial matrix.
+
+    The suggested rank is R_T at ``suggest_tolerance``; by default at the tolerance picked among
+    ``tolerances`` by :func:`suggestion_tolerance`, so it follows the user's choice."""
     tols = check_tolerances(tolerances)
+    t_suggest = suggestion_tolerance(tols) if suggest_tolerance is None else check_tolerance(suggest_tolerance)
     s = matrix.singular_values
     s0 = initial.singular_values if initial is not None else None
     return Spectrum(
@@ -755,9 +849,7 @@ def spectrum(
         stable_rank=stable_rank(s),
         rank_bound=matrix.rank_bound,
         d=matrix.d,
-        suggested=suggest_rank(
-            s, d=matrix.d, tolerance=suggest_tolerance, rank_bound=matrix.rank_bound, n_features=n_features
-        ),
+        suggested=suggest_rank(s, d=matrix.d, tolerance=t_suggest, rank_bound=matrix.rank_bound),
         initial_singular_values=s0,
         initial_normalized=None if s0 is None else normalized_spectrum(s0),
         initial_numerical_rank=None if s0 is None else numerical_ranks(s0, tols),
@@ -837,7 +929,7 @@ def analyze_layer(
     *,
     tolerances: Iterable[float] = DEFAULT_TOLERANCES,
     energy: float = DEFAULT_ENERGY,
-    suggest_tolerance: float = DEFAULT_SUGGEST_TOLERANCE,
+    suggest_tolerance: float | None = None,
     gate_weights: np.ndarray | Sequence[float] | None = None,
     gate_label: str = "",
     experts: bool = True,
@@ -851,7 +943,8 @@ def analyze_layer(
     """
     tols = check_tolerances(tolerances)
     share = check_share(energy)
-    check_tolerance(suggest_tolerance)
+    if suggest_tolerance is not None:
+        check_tolerance(suggest_tolerance)
     if not (0 <= index < len(cw.layers)):
         raise ConfigError(f"layer index must be in [0, {len(cw.layers)}); got index={index}")
     blocks = tuple(cw.blocks)
@@ -875,7 +968,6 @@ def analyze_layer(
             tolerances=tols,
             energy=share,
             suggest_tolerance=suggest_tolerance,
-            n_features=len(blocks),
         )
         return block_norms(m.weight, blocks, "raw"), sp, w0
 
@@ -897,7 +989,7 @@ def analyze(
     *,
     tolerances: Iterable[float] = DEFAULT_TOLERANCES,
     energy: float = DEFAULT_ENERGY,
-    suggest_tolerance: float = DEFAULT_SUGGEST_TOLERANCE,
+    suggest_tolerance: float | None = None,
     gate_weights: Sequence[np.ndarray | None] | None = None,
     gate_label: str = "",
     experts: bool = True,
@@ -985,6 +1077,161 @@ def rank_table(analysis: ModelAnalysis, *, experts: bool = True) -> pd.DataFrame
         row["suggestion"] = sp.suggested.text
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# Effect on predictions (the tables behind ``dcnviz.explain``)
+
+
+def pair_values(N: np.ndarray, how: str = "sum") -> np.ndarray:
+    """A (k, k) block table folded onto unordered pairs: cell (i, j) of the result, i < j, is
+    N_ij + N_ji (``sum``, for ablation Δs: both directions removed) or √(N_ij² + N_ji²) (``norm``, as the
+    symmetric block-norm view); the diagonal keeps N_ii. The lower triangle mirrors the upper one.
+
+    >>> pair_values(np.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
+    [[1.0, 5.0], [5.0, 4.0]]
+    """
+    M = np.asarray(N, dtype=np.float64)
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise ConfigError(f"a block table must be (k, k); got shape {M.shape}")
+    if how == "sum":
+        P = M + M.T
+    elif how == "norm":
+        P = np.sqrt(M * M + M.T * M.T)
+    else:
+        raise ConfigError(f"how must be 'sum' or 'norm'; got how={how!r}")
+    np.fill_diagonal(P, np.diag(M))
+    return P
+
+
+def effect_table(
+    ablation: np.ndarray,
+    block_norms: np.ndarray,
+    names: Sequence[str],
+    *,
+    contribution: np.ndarray | None = None,
+    pairs: bool = True,
+    include_self: bool = False,
+) -> pd.DataFrame:
+    """Effect on predictions and weights of each cross, strongest effect first: one table with both.
+
+    ``pairs=True`` ranks unordered feature pairs with ``effect`` = Δ(i, j) + Δ(j, i) (log-loss increase when
+    both blocks are zeroed one at a time), ``contribution`` = √(c_ij² + c_ji²) and ``block_norm`` =
+    √(‖W_ij‖² + ‖W_ji‖²); ``pairs=False`` ranks the directed blocks (i = output feature, j = input feature).
+    Columns: ``rank`` (by effect, from 1), ``feature_i``, ``feature_j``, ``effect``, ``contribution`` (when
+    given), ``block_norm``, ``norm_rank`` (the same cross's rank by block norm).
+
+    >>> N = np.array([[1, 1, 5.0], [1, 1, 1], [1, 1, 1]])
+    >>> t = effect_table(np.array([[0, 3.0, 0], [1.0, 0, 0], [0, 0, 0]]), N, "abc")
+    >>> t[["feature_i", "feature_j", "effect", "norm_rank"]].values.tolist()
+    [['a', 'b', 4.0, 2], ['a', 'c', 0.0, 1], ['b', 'c', 0.0, 3]]
+    """
+    k = len(names)
+    E = np.asarray(ablation, dtype=np.float64)
+    N = np.asarray(block_norms, dtype=np.float64)
+    C = None if contribution is None else np.asarray(contribution, dtype=np.float64)
+    for what, M in (("ablation", E), ("block norms", N), ("contribution", C)):
+        if M is not None and M.shape != (k, k):
+            raise ConfigError(f"{what} have shape {M.shape}, but {k} names were given")
+    if pairs:
+        E, N = pair_values(E, "sum"), pair_values(N, "norm")
+        C = None if C is None else pair_values(C, "norm")
+        ii, jj = np.triu_indices(k, 0 if include_self else 1)
+    else:
+        ii, jj = np.indices((k, k)).reshape(2, -1)
+        if not include_self:
+            keep = ii != jj
+            ii, jj = ii[keep], jj[keep]
+    labels = unique_labels(list(names))
+    eff, norm = E[ii, jj], N[ii, jj]
+    order = np.lexsort((jj, ii, -eff))
+    norm_rank = np.empty(len(ii), dtype=np.int64)
+    norm_rank[np.lexsort((jj, ii, -norm))] = np.arange(1, len(ii) + 1)
+    df = pd.DataFrame(
+        {
+            "rank": np.arange(1, len(ii) + 1),
+            "feature_i": [labels[a] for a in ii[order]],
+            "feature_j": [labels[b] for b in jj[order]],
+            "effect": eff[order],
+        }
+    )
+    if C is not None:
+        df["contribution"] = C[ii, jj][order]
+    df["block_norm"] = norm[order]
+    df["norm_rank"] = norm_rank[order]
+    return df
+
+
+def spearman(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> float:
+    """Spearman rank correlation (ties share their average rank); NaN when either side is constant.
+
+    >>> round(spearman([1, 2, 3, 4], [10, 20, 30, 25]), 6)
+    0.8
+    """
+    x = pd.Series(np.asarray(a, dtype=np.float64)).rank().to_numpy()
+    y = pd.Series(np.asarray(b, dtype=np.float64)).rank().to_numpy()
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def agreement_sentence(table: pd.DataFrame, *, what: str = "pairs", where: str = "") -> str:
+    """One honest sentence on how far the effect on predictions and the block norms of an :func:`effect_table`
+    agree: their Spearman rank correlation, and where the strongest cross by effect ranks by weight.
+
+    >>> N = np.array([[1, 1, 5.0], [1, 1, 1], [1, 1, 1]])
+    >>> t = effect_table(np.array([[0, 3.0, 0], [1.0, 0, 1], [0, 0, 0]]), N, "abc")
+    >>> print(agreement_sentence(t))  # doctest: +NORMALIZE_WHITESPACE
+    Weights and effect rank the 3 pairs differently (Spearman ρ = -0.87): the strongest by effect, a × b, is #2 by
+    block norm.
+    """
+    n = len(table)
+    if n < 2:
+        return f"With {n} {what} there is nothing to rank."
+    rho = spearman(table["effect"], table["block_norm"])
+    first = table.iloc[0]
+    sep = "×" if what == "pairs" else "←"
+    top = f"{first.feature_i} {sep} {first.feature_j}"
+    at = f" {where}" if where else ""
+    if not math.isfinite(rho):
+        return f"Weights and effect cannot be rank-correlated{at}: one of them is the same for all {n} {what}."
+    if rho >= 0.8:
+        how = "closely"
+    elif rho >= 0.5:
+        how = "moderately"
+    elif rho >= 0.2:
+        how = "only weakly"
+    else:
+        how = None
+    agree = f"agree {how} on" if how else "rank"
+    tail = " differently" if how is None else ""
+    return (
+        f"Weights and effect {agree} the {n} {what}{tail}{at} (Spearman ρ = {rho:.2f}): the strongest by effect, "
+        f"{top}, is #{int(first.norm_rank)} by block norm."
+    )
+
+
+def rank_curve_frame(
+    ranks: Sequence[int], aucs: Sequence[float], loglosses: Sequence[float], *, auc_tolerance: float = AUC_TOLERANCE
+) -> pd.DataFrame:
+    """The rank-truncation curve as a table: ``rank``, ``auc``, ``logloss``, ``auc_drop`` (full-rank AUC − AUC),
+    ``logloss_rise``, ``within`` (AUC within ``auc_tolerance`` of full rank) and ``suggested`` (the smallest
+    such rank, :func:`smallest_rank_within`)."""
+    df = pd.DataFrame(
+        {
+            "rank": np.asarray(ranks, dtype=np.int64),
+            "auc": np.asarray(aucs, dtype=np.float64),
+            "logloss": np.asarray(loglosses, dtype=np.float64),
+        }
+    )
+    if df.empty:
+        raise ConfigError("a rank curve needs at least one point")
+    df["auc_drop"] = df["auc"].iloc[-1] - df["auc"]
+    df["logloss_rise"] = df["logloss"] - df["logloss"].iloc[-1]
+    df["within"] = df["auc"] >= df["auc"].iloc[-1] - auc_tolerance
+    best = smallest_rank_within(list(df["rank"]), list(df["auc"]), auc_tolerance)
+    df["suggested"] = df["rank"] == best
+    return df
 
 
 # --------------------------------------------------------------------------------------------------

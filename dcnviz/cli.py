@@ -1,4 +1,5 @@
-"""``dcnviz <command>`` (the same as ``python -m dcnviz <command>``): train, evaluate, download, inspect, paper, app.
+"""``dcnviz <command>`` (the same as ``python -m dcnviz <command>``): train, evaluate, download, inspect, explain,
+paper, app.
 
 Each command lives in ``dcnviz/commands/<name>.py`` with ``register(subparsers)``, which adds its
 parser and sets ``func`` to a ``run(args) -> int``. ``app`` serves the Streamlit app and passes its
@@ -18,7 +19,7 @@ from pathlib import Path
 from dcnviz import __version__
 from dcnviz.errors import DcnvizError
 
-COMMANDS = ("train", "evaluate", "download", "inspect", "paper", "app")
+COMMANDS = ("train", "evaluate", "download", "inspect", "explain", "paper", "app")
 
 
 def build_parser() -> argparse.ArgumentParser:

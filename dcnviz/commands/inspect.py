@@ -90,9 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--suggest-tolerance",
         type=float,
-        default=DEFAULT_SUGGEST_TOLERANCE,
+        default=None,
         metavar="T",
-        help="tolerance behind the suggested rank (default 0.1)",
+        help=f"tolerance behind the suggested rank (default: the --tolerance closest to {DEFAULT_SUGGEST_TOLERANCE:g})",
     )
     p.add_argument("--mode", default="symmetric", choices=MODES, help="block-norm view for the summary's top crosses")
     p.add_argument("--top", type=int, default=5, metavar="N", help="crosses listed per layer in the summary")
@@ -217,7 +217,12 @@ def _matrix_json(item: MatrixAnalysis, index: int) -> dict[str, Any]:
         "rank_bound": sp.rank_bound,
         "stable_rank": _num(sp.stable_rank),
         "energy_rank": {tolerance_key(sp.energy): sp.energy_rank},
-        "suggested_rank": {"tolerance": sp.suggested.tolerance, "rank": sp.suggested.rank, "text": sp.suggested.text},
+        "suggested_rank": {
+            "tolerance": sp.suggested.tolerance,
+            "rank": sp.suggested.rank,
+            "text": sp.suggested.text,
+            "basis": sp.suggested.basis,
+        },
         "linear_part_only": m.linear_part_only,
     }
     if m.weighting:
