@@ -52,7 +52,7 @@ from dcnviz.encoded import Encoded
 from dcnviz.errors import ConfigError
 from dcnviz.layers import FullRankCross, LowRankCross, MixtureCross, VectorCross
 from dcnviz.model import DCNModel
-from dcnviz.spec import Block
+from dcnviz.spec import Block, FeatureSpec
 from dcnviz.train import auc_score, log_loss
 from dcnviz.weights import from_model
 
@@ -623,6 +623,11 @@ class Explainer:
         ]
 
     @property
+    def names(self) -> list[str]:
+        """Feature (block) names in x0 order, made unique."""
+        return A.unique_labels([b.name for b in self.blocks])
+
+    @property
     def largest_bound(self) -> int:
         return max(self.bounds)
 
@@ -669,15 +674,31 @@ class Explainer:
 
     # ---------------------------------------------------------------- the rank curve
 
-    def rank_curve(self, ranks: Sequence[int] | None = None) -> tuple[RankPoint, ...] | None:
-        """AUC and log loss with every cross layer truncated to each rank, ascending; None for nonlinear experts."""
+    def rank_curve(
+        self, ranks: Sequence[int] | None = None, *, progress: Progress | None = None
+    ) -> tuple[RankPoint, ...] | None:
+        """AUC and log loss with every cross layer truncated to each rank, ascending (memoised); None for
+        nonlinear experts. ``progress(fraction, what)`` is called before each rank."""
         if self.nonlinear:
             return None
         rs = tuple(resolve_ranks(ranks, self.largest_bound))
         with self._lock:
             if rs not in self._curves:
-                self._curves[rs] = tuple(self._rank_point(r) for r in rs)
+                pts = []
+                for n, r in enumerate(rs):
+                    if progress is not None:
+                        progress(n / len(rs), f"truncating every cross layer to rank {r}")
+                    pts.append(self._rank_point(r))
+                self._curves[rs] = tuple(pts)
             return self._curves[rs]
+
+    def has_effect(self, index: int) -> bool:
+        """True when layer ``index``'s ablation is already computed (a view can skip its progress bar)."""
+        return index in self._effects
+
+    def has_curve(self, ranks: Sequence[int] | None = None) -> bool:
+        """True when the rank curve at these ranks is already computed (or undefined: nonlinear experts)."""
+        return self.nonlinear or tuple(resolve_ranks(ranks, self.largest_bound)) in self._curves
 
     def _rank_point(self, r: int) -> RankPoint:
         if all(r >= b for b in self.bounds):  # nothing truncated: the model itself
@@ -755,16 +776,14 @@ class Explainer:
                 effects.append(self.not_asked(li))
         curve: tuple[RankPoint, ...] | None = None
         if rs is not None:
-            with self._lock:
-                key = tuple(rs)
-                if key not in self._curves:
-                    pts = []
-                    for r in rs:
-                        tick(f"truncating every cross layer to rank {r}")
-                        pts.append(self._rank_point(r))
-                        done += 1
-                    self._curves[key] = tuple(pts)
-                curve = self._curves[key]
+            base = done
+
+            def rank_tick(fraction: float, what: str) -> None:
+                if progress is not None:
+                    progress(min(1.0, (base + fraction * len(rs)) / max(1, steps)), what)
+
+            curve = self.rank_curve(rs, progress=rank_tick)
+            done += len(rs)
         row_effect = None
         if row is not None:
             tick(f"ablating for row {row}")
@@ -792,6 +811,33 @@ class Explainer:
             row=row_effect,
             suggestion=suggestion,
         )
+
+
+def row_values(spec: FeatureSpec, data: Encoded, index: int) -> dict[str, str]:
+    """The feature values of one encoded row, decoded with the FeatureSpec (what the row *is*: user, movie, …).
+
+    Categorical ids map back to their vocabulary value (0 = out of vocabulary); multivalent fields list their
+    values; dense fields are shown de-normalised.
+    """
+    if not 0 <= index < len(data):
+        raise ConfigError(f"row must be in [0, {len(data)}); got {index}")
+    out: dict[str, str] = {}
+    counters = {"categorical": 0, "multivalent": 0, "dense": 0}
+    for f in spec.fields:
+        j = counters[f.kind]
+        counters[f.kind] += 1
+        if f.kind == "categorical":
+            out[f.name] = _vocab(f.vocab, int(data.cat[index, j]))
+        elif f.kind == "multivalent":
+            ids = [int(i) for i in data.multi[j][index] if int(i) >= 0]
+            out[f.name] = ", ".join(_vocab(f.vocab, i) for i in ids) or "(none)"
+        else:
+            out[f.name] = f"{float(data.dense[index, j]) * f.std + f.mean:.4g}"
+    return out
+
+
+def _vocab(vocab: Sequence[str], i: int) -> str:
+    return vocab[i - 1] if 1 <= i <= len(vocab) else "(out of vocabulary)"
 
 
 def _bce_sum(z: torch.Tensor, y: torch.Tensor, dz: torch.Tensor | None = None) -> torch.Tensor:

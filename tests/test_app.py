@@ -7,7 +7,6 @@ Training runs on a tiny generated sample in the ML-1M format (``dcnviz.data.SAMP
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -28,6 +27,8 @@ from test_app_support import (
     NAMES,
     PLANTED,
     ROOT,
+    arr,
+    charts,
     goto,
     no_deprecations,
     ok,
@@ -52,21 +53,6 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("sample")
     write_sample(make_sample(SampleConfig(n_users=150, n_movies=60, n_ratings=3000, min_ratings=20)), d)
     return d
-
-
-def arr(v: object) -> np.ndarray:
-    """A Plotly JSON array: a nested list, or a typed array {"dtype", "bdata" (base64), "shape"}."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        shape = v.get("shape")
-        if isinstance(shape, str):
-            shape = [int(x) for x in shape.split(",")]
-        return a.reshape(shape) if shape else a
-    return np.array(v, dtype=float)
-
-
-def charts(at: AppTest) -> list[dict]:
-    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
 
 
 # --------------------------------------------------------------------------------------------------

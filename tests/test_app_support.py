@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from streamlit.testing.v1 import AppTest
 
@@ -42,6 +45,21 @@ def ok(at: AppTest) -> None:
 
 def goto(at: AppTest, page: str) -> AppTest:
     return at.switch_page(f"{PAGES}/{page}.py").run()
+
+
+def arr(v: object) -> np.ndarray:
+    """A Plotly JSON array: a nested list, or a typed array {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        shape = v.get("shape")
+        if isinstance(shape, str):
+            shape = [int(x) for x in shape.split(",")]
+        return a.reshape(shape) if shape else a
+    return np.array(v, dtype=float)
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
 
 
 def tiny_spec() -> FeatureSpec:

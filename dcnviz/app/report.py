@@ -38,8 +38,10 @@ from dcnviz.app.bundle import (
     metrics_table,
     recipe_table,
 )
+from dcnviz.app.report_effects import explanation_section
 from dcnviz.app.tables import rank_summary
 from dcnviz.errors import DcnvizError
+from dcnviz.explain import Explanation
 from dcnviz.figures import fig_block_norms, fig_spectrum, fig_training_curves
 
 _CSS = """
@@ -100,6 +102,7 @@ def build_report_html(
     top_n: int = 10,
     experts: bool = True,
     modes: Sequence[str] = ("raw", "symmetric"),
+    explanation: Explanation | None = None,
 ) -> str:
     """The whole report as one HTML string (a few MB: plotly.js is inlined).
 
@@ -110,6 +113,8 @@ def build_report_html(
         top_n: rows of each top-crosses table.
         experts: also draw each expert of a mixture layer.
         modes: block-norm views drawn per layer (``raw`` is the paper's Fig. 6b).
+        explanation: the model measured on data (:mod:`dcnviz.explain`): adds the effect on predictions and
+            the rank-truncation curve, whose measured suggestion replaces the per-layer tolerance-based one.
     """
     fig = _Figures()
     e = html.escape
@@ -163,12 +168,15 @@ def build_report_html(
             f"<h3>Top {top_n} crosses (symmetric pairs)</h3>",
             _table_html(la.top_crosses("symmetric", n=top_n)),
             fig(fig_spectrum(la.spectrum, normalized=True, title=f"Layer {i}: singular values σ_k / σ₁")),
-            f'<p class="note">Suggested rank: {e(la.spectrum.suggested.text)}.</p>',
         ]
+        if explanation is None or explanation.suggestion is None:  # one suggested rank: the measured one if any
+            parts.append(f'<p class="note">Suggested rank: {e(la.spectrum.suggested.text)}.</p>')
         if experts:
             for ex in la.experts:
                 parts.append(f"<h3>{e(ex.matrix.label)}</h3>")
                 parts.append(fig(fig_block_norms(ex.norms("raw"), names, title=f"{ex.matrix.label}: block norms")))
+    if explanation is not None:
+        parts += explanation_section(explanation, fig, _table_html)
     if analysis.layers:
         tols = ", ".join(f"{t:g}" for t in analysis.tolerances)
         init = " (in brackets: the initial matrix's)" if analysis.init_label else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dcnviz.analysis import MODE_EXPLANATIONS, MODES, MatrixAnalysis
-from dcnviz.app import state, ui
+from dcnviz.app import effects, state, ui
 from dcnviz.app.bundle import ModelBundle
 from dcnviz.figures import fig_block_norms, fig_weight_matrix
 from dcnviz.modelfile import ServerDataset
@@ -104,6 +104,9 @@ def render() -> None:
     cols = st.columns([1, 1, 1])
     with cols[0]:
         layer = ui.layer_picker(bundle, key="cx_layer")
+    if effects.view_switch(key="cx_view") == "effect":
+        effects.effect_view(entry, bundle, layer)
+        return
     gate_data = gates_toggle(entry, bundle, layer)
     with ui.guard():
         la = state.layer_analysis(entry, layer, gate_data=gate_data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dcnviz.app import state, ui
+from dcnviz.app import effects, state, ui
 from dcnviz.app.report import build_report_html
 
 REPORT = "dcnviz_report"  # session_state: (model key, sha, tolerances, html bytes) of the last report built
@@ -16,8 +16,9 @@ def render() -> None:
     tols = state.chosen_tolerances()
     st.markdown(
         f"One HTML file with the model card, block-norm heatmaps (raw and symmetric) and top crosses of every "
-        f"cross layer, spectra, suggested ranks and the numerical-rank table of **{entry.label}**. plotly.js is "
-        "inside the file, so it opens offline and can be shared as it is."
+        f"cross layer, spectra, suggested ranks and the numerical-rank table of **{entry.label}** — and, when the "
+        "model's data is on this server, its effect on predictions and the rank-truncation curve measured on it. "
+        "plotly.js is inside the file, so it opens offline and can be shared as it is."
     )
     st.caption(
         f"Tolerances T = {', '.join(f'{t:g}' for t in tols)}: the ones chosen on the Spectrum page (change them there)."
@@ -27,7 +28,10 @@ def render() -> None:
     if st.button("Build the report", key="rep_build", type="primary"):
         with st.spinner("Building the report…"), ui.guard():
             analysis = state.model_analysis(entry, tols)
-            page = build_report_html(bundle, analysis, title=f"dcnviz report: {entry.label}", experts=experts)
+            measured = effects.explanation_for(entry, bundle)
+            page = build_report_html(
+                bundle, analysis, title=f"dcnviz report: {entry.label}", experts=experts, explanation=measured
+            )
         st.session_state[REPORT] = (entry.key, bundle.sha256, tols, page.encode("utf-8"))
     built = st.session_state.get(REPORT)
     if built and built[0] == entry.key and built[1] == bundle.sha256 and built[2] == tols:

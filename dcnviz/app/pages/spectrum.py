@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dcnviz.analysis import DEFAULT_TOLERANCES, Spectrum, check_tolerance, rank_table
-from dcnviz.app import state, ui
+from dcnviz.app import effects, state, ui
 from dcnviz.app.bundle import ModelBundle
 from dcnviz.app.tables import rank_summary
 from dcnviz.errors import ConfigError
@@ -150,10 +150,14 @@ def render() -> None:
     )
     ui.show_table(rank_summary(table), key="sp_ranks", filename=f"{entry.label}-numerical-ranks", csv=table)
 
-    st.subheader("Suggested ranks and rank bounds")
+    measured = effects.rank_curve_view(entry, bundle)
+    st.subheader("Suggested rank and rank bounds")
+    if measured is not None:
+        st.markdown(f"**Every cross layer:** {measured.text}.")
     for i in layers:
         sp = analysis.layers[i].spectrum
-        st.markdown(f"- **layer {i}:** {sp.suggested.text}. *Bound:* {bound_sentence(bundle, i)}")
+        said = "" if measured is not None else f"{sp.suggested.text}. "
+        st.markdown(f"- **layer {i}:** {said}*Bound:* {bound_sentence(bundle, i)}")
 
     with st.expander("Numerical rank as the tolerance varies"):
         figr = fig_rank_vs_tolerance(spectra, show_initial=show_initial)

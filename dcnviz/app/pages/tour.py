@@ -10,7 +10,7 @@ import streamlit as st
 
 import dcnviz.data as data_mod
 from dcnviz.analysis import DEFAULT_SUGGEST_TOLERANCE
-from dcnviz.app import state, ui
+from dcnviz.app import effects, state, ui
 from dcnviz.app.bundle import pair_rank, sample_ground_truth
 from dcnviz.figures import fig_block_norms, fig_spectrum
 from dcnviz.layers import LATEX
@@ -108,8 +108,10 @@ def render() -> None:
         msg += f"; the initial matrix kept {sp.initial_numerical_rank[t]} ({sp.initial_label})"
     st.markdown(
         msg + ". The paper saw learned W's spectra decay far faster than their random start, so a low-rank "
-        "W ≈ U Vᵀ (Eq. 2) with r ≈ d/4 keeps the accuracy at a fraction of the cost."
+        "W ≈ U Vᵀ (Eq. 2) can keep the accuracy at a fraction of the cost."
     )
+    sug = effects.suggestion(entry, bundle, sp)
+    st.markdown(f"**Suggested rank for this model:** {sug.text}.")
     st.page_link(ui.page("spectrum"), label="Tolerances and rank tables on Spectrum", icon=":material/show_chart:")
 
     st.header("4 · What to try next")
