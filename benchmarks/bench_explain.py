@@ -15,11 +15,16 @@ Measured (median of ``--repeat`` runs, seconds):
 2. its parts: the forward pass, one layer's ablation, the rank curve;
 3. **naive reference** (same run): one whole forward pass per ablated block, k² = 36 per layer, 72 in all
    (``dcnviz.explain.naive_ablation``), measured once per layer (it is slow), and the ratio to 1.;
-4. **app**: the first ablation heatmap (Explainer + layer 0's ablation + the heatmap figure serialised as
-   ``st.plotly_chart`` does) and a view switch served from the memo (layer 0 again, the rank curve again).
+4. **first heatmap**: the first ablation heatmap (Explainer + layer 0's ablation + the heatmap figure serialised
+   as ``st.plotly_chart`` does) and a view switch served from the memo (layer 0 again, the rank curve again);
+5. **app** (``--app``; Streamlit's AppTest runs the real page scripts, browser drawing not included): the
+   shipped ``models/dcnv2_sample.safetensors`` (the same shape: d = 180, 6 features, 2 full layers, DNN
+   256 × 256) on the bundled sample's 5,002 validation rows — Feature crosses switched to "effect on
+   predictions" with cold caches (reading the sample, the forward pass, layer 0's ablation, the figures),
+   then cached switches (layer 1, back to layer 0, weights and back), and Spectrum's rank curve cold and cached.
 
 Run: ``.venv/bin/python benchmarks/bench_explain.py [--repeat 3] [--threads 2] [--structure stacked]
-[--model dcn-mix]``; prints the load average, which says how busy the shared machine was.
+[--model dcn-mix] [--app]``; prints the load average, which says how busy the shared machine was.
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ def main() -> None:
     ap.add_argument("--structure", choices=("parallel", "stacked"), default="parallel")
     ap.add_argument("--model", choices=("dcnv2", "dcn-mix"), default="dcnv2")
     ap.add_argument("--no-naive", action="store_true", help="skip the slow reference")
+    ap.add_argument("--app", action="store_true", help="also time the app's pages through AppTest")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = ml1m_sized(args.model, args.structure)
@@ -140,7 +146,52 @@ def main() -> None:
         f"4. app: first ablation heatmap (forward + layer 0 + figure JSON) {t_first:.3f} s; "
         f"switching views (memo) {t_switch * 1e3:.2f} ms"
     )
+    if args.app:
+        app_runs(args.repeat)
     print(f"load average at end: {os.getloadavg()[0]:.2f} (1 min)")
+
+
+def app_runs(repeat: int) -> None:
+    import shutil
+    import tempfile
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    def timed(at: AppTest, change: Callable[[AppTest], object]) -> float:
+        t = time.perf_counter()
+        change(at)
+        at.run()
+        dt = time.perf_counter() - t
+        assert not at.exception and not at.error, [e.message for e in at.exception] + [e.value for e in at.error]
+        return dt
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(ROOT / "models" / "dcnv2_sample.safetensors", tmp)
+        os.environ["DCNVIZ_MODELS_DIR"] = tmp
+        cold, switch, spectrum_cold, spectrum_warm = [], [], [], []
+        for _ in range(repeat):
+            at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+            at.run()  # the Tour (it measures the rank curve for its suggestion)
+            at.switch_page("dcnviz/app/pages/crosses.py").run()
+            st.cache_resource.clear()  # cold: the model file, the sample and the explainer are read again
+            cold.append(timed(at, lambda a: a.radio(key="cx_view").set_value("effect")))
+            times = [
+                timed(at, lambda a: a.selectbox(key="cx_layer").set_value(1)),
+                timed(at, lambda a: a.selectbox(key="cx_layer").set_value(0)),
+                timed(at, lambda a: a.radio(key="cx_view").set_value("weights")),
+                timed(at, lambda a: a.radio(key="cx_view").set_value("effect")),
+            ]
+            switch.append(statistics.median(times[2:]))  # layer 1 is computed the first time: not a cached switch
+            st.cache_resource.clear()
+            spectrum_cold.append(timed(at, lambda a: a.switch_page("dcnviz/app/pages/spectrum.py")))
+            spectrum_warm.append(timed(at, lambda a: None))
+        print(
+            "5. app (AppTest, shipped dcnv2_sample, 5,002 validation rows): Feature crosses → effect view, cold "
+            f"caches {statistics.median(cold):.3f} s; cached view switch {statistics.median(switch):.3f} s; "
+            f"Spectrum with the rank curve: cold {statistics.median(spectrum_cold):.3f} s, cached "
+            f"{statistics.median(spectrum_warm):.3f} s"
+        )
 
 
 if __name__ == "__main__":

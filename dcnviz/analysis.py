@@ -480,7 +480,7 @@ def suggestion_tolerance(tolerances: Iterable[float]) -> float:
 
 
 def _of(rank_bound: int, d: int) -> str:
-    return f"of d = {d}" if rank_bound >= d else f"of its bound {rank_bound} (d = {d})"
+    return f"of d = {d}" if rank_bound >= d else f"of its bound {rank_bound}, d = {d}"
 
 
 _PAPER = "the paper found r ≈ d/4 kept full-rank accuracy (§8)"

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -399,8 +400,8 @@ class _Ablator:
             g = _adjoint_step(self.layers[k], c.x0, g)
         return g
 
-    def deltas(self, c: _Chunk) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Δz (B, k, k) float32, Σ_rows ‖T_j[slot i]‖² (k, k) float64) for this chunk."""
+    def deltas(self, c: _Chunk, tick: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Δz (B, k, k) float32, Σ_rows ‖T_j[slot i]‖² (k, k) float64) for this chunk; ``tick(j)`` before column j."""
         li, blocks = self.li, self.blocks
         layer, x0, xl = self.layers[li], c.x0, c.xs[li]
         B, k = x0.shape[0], len(blocks)
@@ -412,6 +413,8 @@ class _Ablator:
         elif self.mode == "mixture":
             mix = _MixtureNext(self, c)
         for j, bj in enumerate(blocks):
+            if tick is not None:
+                tick(j)
             T = _partial(layer, x0, xl, slice(bj.start, bj.stop))  # (B, d)
             sq[:, j] = seg((T * T).sum(dim=0, dtype=torch.float64))  # Σ_rows ‖T_j[slot i]‖² per i
             if self.mode == "adjoint":
@@ -605,6 +608,7 @@ class Explainer:
         self.layers = model.cross_layers()
         self.nonlinear = any(_nonlinear(m) for m in self.layers)
         self.bounds = [rank_bound(m) for m in self.layers]
+        self.token = uuid.uuid4().hex  # names this explainer's results (e.g. in an app's caches)
         self._lock = threading.RLock()
         self._effects: dict[int, LayerEffect] = {}
         self._curves: dict[tuple[int, ...], tuple[RankPoint, ...]] = {}
@@ -633,15 +637,16 @@ class Explainer:
 
     # ---------------------------------------------------------------- ablation and contribution
 
-    def layer_effect(self, index: int) -> LayerEffect:
-        """Ablation and contribution of every block of cross layer ``index`` (memoised)."""
+    def layer_effect(self, index: int, *, progress: Progress | None = None) -> LayerEffect:
+        """Ablation and contribution of every block of cross layer ``index`` (memoised). ``progress(fraction,
+        what)`` is called as the columns j of the layer are done."""
         (li,) = resolve_layers([index], len(self.layers))
         with self._lock:
             if li not in self._effects:
-                self._effects[li] = self._layer_effect(li)
+                self._effects[li] = self._layer_effect(li, progress)
             return self._effects[li]
 
-    def _layer_effect(self, li: int) -> LayerEffect:
+    def _layer_effect(self, li: int, progress: Progress | None = None) -> LayerEffect:
         layer, norms = self.layers[li], self._norms[li]
         kind = str(layer.kind)
         if self.nonlinear:
@@ -652,9 +657,15 @@ class Explainer:
         ab = _Ablator(self.model, self.blocks, li)
         loss = torch.zeros(k, k, dtype=torch.float64)
         sq = torch.zeros(k, k, dtype=torch.float64)
+        steps = len(self._chunks) * k
         with torch.no_grad():
-            for c in self._chunks:
-                dz, s = ab.deltas(c)
+            for n, c in enumerate(self._chunks):
+
+                def tick(j: int, n: int = n) -> None:
+                    if progress is not None:
+                        progress((n * k + j) / steps, f"layer {li}: zeroing the blocks of input feature {j + 1} of {k}")
+
+                dz, s = ab.deltas(c, tick)
                 loss += _bce_sum(c.z.unsqueeze(-1).unsqueeze(-1), c.y.unsqueeze(-1).unsqueeze(-1), dz)
                 sq += s
         ablation = ((loss - self._loss_sum) / self.rows).numpy()
@@ -766,29 +777,28 @@ class Explainer:
             if progress is not None:
                 progress(min(1.0, done / max(1, steps)), what)
 
+        def part(base: int, width: int) -> Progress:
+            def report(fraction: float, what: str) -> None:
+                if progress is not None:
+                    progress(min(1.0, (base + fraction * width) / max(1, steps)), what)
+
+            return report
+
         effects = []
         for li in range(len(self.layers)):
             if li in chosen:
-                tick(f"ablating the blocks of layer {li}")
-                effects.append(self.layer_effect(li))
+                effects.append(self.layer_effect(li, progress=part(done, 1)))
                 done += 1
             else:
                 effects.append(self.not_asked(li))
         curve: tuple[RankPoint, ...] | None = None
         if rs is not None:
-            base = done
-
-            def rank_tick(fraction: float, what: str) -> None:
-                if progress is not None:
-                    progress(min(1.0, (base + fraction * len(rs)) / max(1, steps)), what)
-
-            curve = self.rank_curve(rs, progress=rank_tick)
+            curve = self.rank_curve(rs, progress=part(done, len(rs)))
             done += len(rs)
         row_effect = None
         if row is not None:
             tick(f"ablating for row {row}")
             row_effect = self.row_effect(row, chosen)
-        tick("done")
         if progress is not None:
             progress(1.0, "done")
         suggestion = None

@@ -161,6 +161,20 @@ def test_ranks_and_layers_are_checked():
         Explainer(dnn, random_rows(dnn.spec, 10))
 
 
+def test_progress_is_reported_in_order_and_results_are_memoised():
+    m = tiny(ModelConfig(model="dcnv2", cross_layers=2, hidden=(8,)))
+    ex = Explainer(m, random_rows(m.spec, 60))
+    seen: list[tuple[float, str]] = []
+    first = ex.explain(progress=lambda f, what: seen.append((f, what)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(seen) > 2 * 4 + 5
+    assert any("rank 8" in w for _, w in seen) and any("layer 1" in w for _, w in seen)
+    seen.clear()
+    again = ex.explain(progress=lambda f, what: seen.append((f, what)))
+    assert [f for f, _ in seen] == [1.0]  # nothing recomputed
+    assert again.layers[0].ablation is first.layers[0].ablation and ex.has_effect(1) and ex.has_curve()
+
+
 # ------------------------------------------------------------------------------------------ batched = naive
 
 
@@ -287,6 +301,16 @@ def test_a_model_trained_here_ranks_the_planted_pairs_first(truth):
     assert order.index(control) >= 2
     table = A.effect_table(effect.ablation, effect.block_norms, splits.spec.names)
     assert table.effect.iloc[1] > 0  # both planted crosses help the predictions
+
+
+def test_the_python_example_in_docs_runs_as_written(capsys, monkeypatch):
+    text = (ROOT / "docs" / "analysis.md").read_text(encoding="utf-8")
+    start = text.index("<!-- explain-example -->")
+    code = text[text.index("```python\n", start) + len("```python\n") : text.index("```\n", start + 30)]
+    monkeypatch.chdir(ROOT)
+    exec(compile(code, "docs/analysis.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "Spearman ρ" in out and "without retraining" in out
 
 
 # ------------------------------------------------------------------------------------------ the CLI

@@ -176,10 +176,8 @@ def effect_view(entry: state.ModelEntry, bundle: ModelBundle, layer: int) -> Non
     if ex is None:
         return
     bar = _Bar()
-    if not ex.has_effect(layer):
-        bar(0.0, f"Zeroing each of the {len(ex.blocks) ** 2} blocks of layer {layer} in turn…")
     with ui.guard():
-        le = ex.layer_effect(layer)
+        le = ex.layer_effect(layer, progress=bar)
     bar.done()
     names = ex.names
     split = f"{ex.rows:,} validation rows"
@@ -193,15 +191,15 @@ def effect_view(entry: state.ModelEntry, bundle: ModelBundle, layer: int) -> Non
     tabs = st.tabs(["Effect: Δ log loss (ablation)", "Effect: contribution", "Weights: block norms ‖W_ij‖"])
     with tabs[0]:
         st.caption(EFFECT_HELP)
-        fig = fig_effect(le.ablation, names, what="ablation", title=f"layer {layer}: Δ log loss when block (i, j) is 0")
+        fig = _figure(ex, layer, "ablation", f"layer {layer}: Δ log loss when block (i, j) is 0")
         ui.show_figure(fig, key="fx_ablation", filename=f"{entry.label}-layer{layer}-ablation")
     with tabs[1]:
         st.caption(CONTRIBUTION_HELP)
-        figc = fig_effect(le.contribution, names, what="contribution", title=f"layer {layer}: contribution")
+        figc = _figure(ex, layer, "contribution", f"layer {layer}: contribution")
         ui.show_figure(figc, key="fx_contribution", filename=f"{entry.label}-layer{layer}-contribution")
     with tabs[2]:
         st.caption(A.MODE_EXPLANATIONS["raw"])
-        fign = fig_block_norms(le.block_norms, names, mode="raw", title=f"layer {layer}: block norms ‖W_ij‖_F")
+        fign = _figure(ex, layer, "block_norms", f"layer {layer}: block norms ‖W_ij‖_F")
         ui.show_figure(fign, key="fx_norms", filename=f"{entry.label}-layer{layer}-block-norms")
 
     st.subheader("Crosses by effect, with their weights")
@@ -217,6 +215,19 @@ def effect_view(entry: state.ModelEntry, bundle: ModelBundle, layer: int) -> Non
     )
     ui.show_table(table, key="fx_table", filename=f"{entry.label}-layer{layer}-effect-table")
     row_view(ex, entry, layer, names)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _figure_of(token: str, layer: int, what: str, title: str, _ex: Explainer) -> Any:
+    le = _ex.layer_effect(layer)
+    if what == "block_norms":
+        return fig_block_norms(le.block_norms, _ex.names, mode="raw", title=title)
+    return fig_effect(getattr(le, what), _ex.names, what=what, title=title)
+
+
+def _figure(ex: Explainer, layer: int, what: str, title: str) -> Any:
+    """One layer's heatmap, built once per explainer (figures cost more to build than to show again)."""
+    return _figure_of(ex.token, layer, what, title, ex)
 
 
 def row_view(ex: Explainer, entry: state.ModelEntry, layer: int, names: Sequence[str]) -> None:
