@@ -42,6 +42,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_app_render import median_time  # noqa: E402
+
 from dcnviz.encoded import Encoded  # noqa: E402
 from dcnviz.explain import Explainer, naive_ablation  # noqa: E402
 from dcnviz.model import DCNModel, ModelConfig  # noqa: E402
@@ -67,12 +69,7 @@ def random_rows(model: DCNModel, n: int, seed: int = 0) -> Encoded:
 
 
 def median(fn: Callable[[], object], repeat: int) -> float:
-    out = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return statistics.median(out)
+    return median_time(fn, repeat, warm=False)
 
 
 def main() -> None:

@@ -35,8 +35,9 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
-    """The demo models (no recorded data) and a DCN-V2 trained on the tiny sample (its name says so)."""
+def demo_dir(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
+    """The demo models (no recorded data) and a DCN-V2 trained on the tiny sample (its name says so): the
+    shipped-model folder of conftest's ``env``."""
     d = tmp_path_factory.mktemp("models")
     write_demo_models(d)
     old = dcnviz.data.SAMPLE_DIR
@@ -47,13 +48,6 @@ def models(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
     finally:
         dcnviz.data.SAMPLE_DIR = old
     return d
-
-
-@pytest.fixture
-def app_env(models: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("DCNVIZ_MODELS_DIR", str(models))
-    monkeypatch.setattr(dcnviz.data, "SAMPLE_DIR", sample_dir)
-    return models
 
 
 def library_explainer(models: Path) -> Explainer:
@@ -70,13 +64,13 @@ def table_with(at, column: str):  # type: ignore[no-untyped-def]
     return next(d.value for d in at.dataframe if column in d.value.columns)
 
 
-def test_effect_on_predictions_view_matches_the_library(app_env: Path) -> None:
+def test_effect_on_predictions_view_matches_the_library(env: Path) -> None:
     at = start()
     assert at.sidebar.selectbox(key="model_key").value == "shipped:c_sample_dcnv2.safetensors"
     goto(at, "crosses")
     at.radio(key="cx_view").set_value("effect").run()
     ok(at)
-    ex = library_explainer(app_env)
+    ex = library_explainer(env)
     want = ex.layer_effect(0)
     figs = charts(at)
     ablation = figs[0]
@@ -104,7 +98,7 @@ def test_effect_on_predictions_view_matches_the_library(app_env: Path) -> None:
     assert at.radio(key="cx_mode")
 
 
-def test_models_that_cannot_be_run_on_data_say_why(app_env: Path) -> None:
+def test_models_that_cannot_be_run_on_data_say_why(env: Path) -> None:
     at = goto(start(), "crosses")
     at.sidebar.selectbox(key="model_key").set_value("shipped:a_dcnv2_planted.safetensors").run()
     at.radio(key="cx_view").set_value("effect").run()
@@ -115,12 +109,12 @@ def test_models_that_cannot_be_run_on_data_say_why(app_env: Path) -> None:
     assert any("Rank truncation unavailable" in i.value for i in at.info)
 
 
-def test_spectrum_rank_curve_and_one_suggested_rank(app_env: Path) -> None:
+def test_spectrum_rank_curve_and_one_suggested_rank(env: Path) -> None:
     at = goto(start(), "spectrum")
     ok(at)
     curve = next(f for f in charts(at) if "truncated" in f["layout"]["title"]["text"])
     assert curve["layout"]["xaxis2"]["type"] == "log" or curve["layout"]["xaxis"]["type"] == "log"
-    ex = library_explainer(app_env)
+    ex = library_explainer(env)
     want = ex.rank_curve()
     table = table_with(at, "auc")
     assert list(table["rank"]) == [p.rank for p in want]
@@ -138,7 +132,7 @@ def test_spectrum_rank_curve_and_one_suggested_rank(app_env: Path) -> None:
     assert all(line.count("r = ") == 1 and "O(" not in line for line in lines)  # one rank number
 
 
-def test_tour_lesson_and_report_use_the_measured_rank(app_env: Path) -> None:
+def test_tour_lesson_and_report_use_the_measured_rank(env: Path) -> None:
     at = start()
     ok(at)
     sug = [m.value for m in at.markdown if m.value.startswith("**Suggested rank for this model:**")]
