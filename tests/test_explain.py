@@ -175,6 +175,28 @@ def test_progress_is_reported_in_order_and_results_are_memoised():
     assert again.layers[0].ablation is first.layers[0].ablation and ex.has_effect(1) and ex.has_curve()
 
 
+def test_the_suggested_rank_is_one_number_from_data_or_the_picked_tolerance():
+    s = np.array([10.0, 6.0, 3.0, 0.8, 0.3, 0.05])
+    # read off the weights: R_T at the picked tolerance closest to 0.1 (log scale)
+    for tols, t, r in (((0.5, 0.1, 0.01), 0.1, 3), ((0.5, 0.05), 0.05, 4), ((0.5,), 0.5, 2), ((0.2, 0.02), 0.2, 3)):
+        sp = A.spectrum(
+            A.LayerMatrix(layer=0, expert=None, kind="full", label="x", d=6, dense=np.diag(s)), tolerances=tols
+        )
+        assert (sp.suggested.tolerance, sp.suggested.rank, sp.suggested.basis) == (t, r, "tolerance")
+        assert f"≥ {t:g}·σ₁" in sp.suggested.text and "(§8)" in sp.suggested.text and "§7.5" not in sp.suggested.text
+    # measured: the smallest rank within 0.001 AUC of full rank; one rank number in the sentence
+    sug = A.suggest_rank(d=180, curve=[(1, 0.80), (2, 0.8985), (4, 0.8991), (8, 0.9003), (180, 0.9000)], rows=5002)
+    assert (sug.rank, sug.basis, sug.tolerance) == (4, "data", None)
+    assert "without retraining" in sug.text and "5,002 validation rows" in sug.text and "(§8)" in sug.text
+    import re
+
+    assert re.findall(r"\br = (\d+)", sug.text) == ["4"] and "d/4" in sug.text and "= 45" not in sug.text
+    full = A.suggest_rank(d=10, rank_bound=4, curve=[(1, 0.7), (2, 0.75), (4, 0.8)])
+    assert full.rank == 4 and "of its bound 4, d = 10" in full.text
+    undefined = A.suggest_rank(d=10, curve=[(1, float("nan")), (10, float("nan"))])
+    assert undefined.rank == 10 and "undefined" in undefined.text
+
+
 # ------------------------------------------------------------------------------------------ batched = naive
 
 
