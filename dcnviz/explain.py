@@ -416,7 +416,7 @@ class _Ablator:
             if tick is not None:
                 tick(j)
             T = _partial(layer, x0, xl, slice(bj.start, bj.stop))  # (B, d)
-            sq[:, j] = seg((T * T).sum(dim=0, dtype=torch.float64))  # Σ_rows ‖T_j[slot i]‖² per i
+            sq[:, j] = seg((T * T).sum(dim=0, dtype=torch.float64)).cpu()  # Σ_rows ‖T_j[slot i]‖² per i
             if self.mode == "adjoint":
                 dz[:, :, j] = -seg(g * T)  # Δz_ij = g_{l+1} · δ_ij, δ_ij = −T_j[slot i]
             elif self.mode == "mixture":
@@ -472,7 +472,7 @@ class _MixtureNext:
         Ucat = m.U.permute(1, 0, 2).reshape(d, K * r)  # (d, K r)
         self.a = (q @ Ucat).view(B, K, r)  # (B, K, r)
         self.h = F.linear(x, self.Vt).view(B, K, r)  # (B, K, r)
-        self.qb = (q @ m.b).unsqueeze(-1) if m.b is not None else torch.zeros(B, 1, dtype=x.dtype)  # (B, 1)
+        self.qb = (q @ m.b).unsqueeze(-1) if m.b is not None else x.new_zeros(B, 1)  # (B, 1)
         self.gate_logits = None if m.gate is None else m.gate(x)  # (B, K)
         self.base = (self._gates(self.gate_logits, B) * ((self.a * self.h).sum(-1) + self.qb)).sum(-1)  # (B,)
 

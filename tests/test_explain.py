@@ -244,6 +244,25 @@ def test_batched_ablation_equals_one_forward_pass_per_block(name):
         assert row[i, j] == pytest.approx(delta, rel=1e-4, abs=1e-6 * (1 + abs(z)))
 
 
+@pytest.mark.parametrize(
+    "name", ["full parallel (adjoint)", "full stacked (rerun)", "mixture (next layer through its factors)"]
+)
+def test_row_chunks_give_the_same_results(name, monkeypatch):
+    m = tiny(CONFIGS[name])
+    rows = random_rows(m.spec, 230)
+    whole = explain(m, rows, row=5)
+    monkeypatch.setattr("dcnviz.explain.EVAL_BATCH", 64)  # 4 forward chunks
+    monkeypatch.setattr("dcnviz.explain._WORK_FLOATS", 16 * 20 * 5)  # the rerun path in slices of 20 rows
+    chunked = explain(m, rows, row=5)
+    assert chunked.baseline == pytest.approx(whole.baseline, rel=1e-6)
+    for a, b in zip(chunked.layers, whole.layers, strict=True):
+        np.testing.assert_allclose(a.ablation, b.ablation, rtol=1e-4, atol=1e-8)
+        np.testing.assert_allclose(a.contribution, b.contribution, rtol=1e-5)
+    for a, b in zip(chunked.rank_curve, whole.rank_curve, strict=True):
+        assert (a.rank, a.auc) == (b.rank, pytest.approx(b.auc, abs=1e-9))
+    np.testing.assert_allclose(chunked.row.ablation[1], whole.row.ablation[1], rtol=1e-5, atol=1e-8)
+
+
 def _dense(layer) -> torch.Tensor:
     from dcnviz.explain import _dense_weights
 
