@@ -9,16 +9,16 @@
 * :func:`suggestion` — the one-number rank suggestion of a model: measured when the curve is at hand,
   read off the weights at the user's tolerance otherwise (Spectrum, Tour, Report).
 
-The data is what the user picks among the data on this server of the kind the model was trained on; a
-folder named in an uploaded file is never opened. Results are cached per model content and data
-(``st.cache_resource`` holds one :class:`dcnviz.explain.Explainer`, which memoises each layer and the
-curve), so switching layers, views or pages does not recompute. Computation shows a progress bar.
+The data is what the user picks among the data on this server (:func:`dcnviz.modelfile.server_datasets`)
+of the kind the model was trained on; a folder named in an uploaded file is never opened. Results are
+cached per model content and data (``st.cache_resource`` holds one :class:`dcnviz.explain.Explainer`,
+which memoises each layer, the curve and the figures), so switching layers, views or pages does not
+recompute. Computation shows a progress bar.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -31,6 +31,7 @@ from dcnviz.errors import DcnvizError
 from dcnviz.explain import DEFAULT_MAX_ROWS, NONLINEAR_RANK_NOTE, Explainer, Explanation, row_values
 from dcnviz.figures import fig_block_norms
 from dcnviz.figures_explain import fig_effect, fig_rank_curve
+from dcnviz.modelfile import OWN_TABLES, ServerDataset, server_datasets
 
 EFFECT_HELP = (
     "Measured on data: each block (i, j) of this layer's W is set to 0 in turn (everything else unchanged, the bias "
@@ -48,66 +49,54 @@ TRUNCATION_HELP = (
 )
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """Data on this server a model can be run on."""
-
-    source: str  # sample | ml-100k | ml-1m
-    data_dir: str | None  # None: the bundled sample
-    label: str  # shown to users (never a path an uploaded file named)
-
-
 # --------------------------------------------------------------------------------------------------
 # Data on this server
 
 
-def datasets_for(bundle: ModelBundle) -> list[Dataset] | str:
-    """The data on this server of the kind the model was trained on, or why there is none (a sentence)."""
+def datasets_for(bundle: ModelBundle) -> list[ServerDataset] | str:
+    """The data on this server (:func:`dcnviz.modelfile.server_datasets`) of the kind the model was trained on,
+    or why there is none (a sentence). A folder named in the model file is never looked at."""
     if bundle.format != "dcnviz":
         return (
             f"the effect on predictions needs a dcnviz model file: it runs the whole model on data, and this "
             f"{bundle.library} file holds only its cross weights"
         )
-    info = bundle.meta.get("data_info") if bundle.meta else None
-    options = info.get("options") if isinstance(info, dict) else None
-    source = options.get("source") if isinstance(options, dict) else None
-    if source is None:
+    recorded = bundle.data
+    if recorded is None or recorded.options is None or recorded.source is None:
         return "this model file records no training data, so the split it was validated on cannot be recreated"
-    if source == "sample":
-        return [Dataset("sample", None, "the bundled synthetic sample")]
-    return f"the model was trained on {source} data, which is not on this server"
-
-
-def _options_at(meta: Any, ds: Dataset) -> Any:
-    """The recorded split options with the data location of ``ds`` (the recorded folder is never used)."""
-    from dcnviz.data import DataOptions
-
-    recorded = dict(meta["data_info"]["options"])
-    recorded.pop("schema", None)
-    recorded.update(source=ds.source, data_dir=ds.data_dir)
-    return DataOptions.from_json(recorded)
+    found = bundle.server_data(server_datasets())
+    if found:
+        return found
+    if recorded.source in OWN_TABLES:
+        return f"the model was trained on its own {recorded.source} table, which is not on this server"
+    return (
+        f"the model was trained on {recorded.source} data, which is not on this server (the operator can provide "
+        "MovieLens folders in $DCNVIZ_DATA_DIR or the project's data/ folder)"
+    )
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the validation split and running the model on it…")
-def _explainer(sha: str, source: str, data_dir: str | None, split: str, rows: int, _data: bytes) -> Explainer | str:
-    from dcnviz.checkpoint import load_model
+def _explainer(
+    sha: str, source: str, data_dir: str | None, split: str, rows: int, _bundle: ModelBundle
+) -> Explainer | str:
     from dcnviz.data import load_splits
 
     try:
-        loaded = load_model(_data)
-        splits = load_splits(_options_at(loaded.meta, Dataset(source, data_dir, "")), spec=loaded.spec)
+        assert _bundle.data is not None  # datasets_for checked it
+        options, _ = _bundle.data.options_at(source, data_dir=data_dir)
+        splits = load_splits(options, spec=_bundle.spec)
         part = splits.val if split == "val" else splits.test
-        return Explainer(loaded.model, part, split=split, max_rows=rows)
+        return Explainer(_bundle.build_model(), part, split=split, max_rows=rows)
     except (DcnvizError, OSError) as e:
         return f"the model could not be run on this data: {e}"
 
 
-def explainer_of(entry: state.ModelEntry, ds: Dataset, *, rows: int = DEFAULT_MAX_ROWS) -> Explainer | str:
+def explainer_of(entry: state.ModelEntry, ds: ServerDataset, *, rows: int = DEFAULT_MAX_ROWS) -> Explainer | str:
     """The cached :class:`Explainer` of a model on a dataset's validation split (or why not, a str)."""
-    return _explainer(entry.sha256, ds.source, ds.data_dir, "val", rows, state.entry_bytes(entry))
+    return _explainer(entry.sha256, ds.source, ds.data_dir, "val", rows, state.bundle_of(entry))
 
 
-def pick_dataset(bundle: ModelBundle, *, key: str) -> Dataset | None:
+def pick_dataset(bundle: ModelBundle, *, key: str) -> ServerDataset | None:
     """A data picker (shown only when there is a choice); None, with the reason shown, when there is no data."""
     found = datasets_for(bundle)
     if isinstance(found, str):

@@ -24,7 +24,9 @@ import sys
 from typing import Any
 
 from dcnviz.data import SOURCES
+from dcnviz.encoded import Encoded
 from dcnviz.explain import DEFAULT_MAX_ROWS, SPLITS
+from dcnviz.model import DCNModel
 from dcnviz.train import DEVICES
 
 
@@ -71,39 +73,35 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def load_for_explain(args: argparse.Namespace) -> tuple[Any, Any, str]:
-    """(the loaded model, the split's encoded rows, a description of the data) for ``args``."""
-    from dcnviz.checkpoint import is_dcnviz_file, load_model, parse_safetensors_header, read_source
-    from dcnviz.commands.evaluate import recorded_options
+def load_for_explain(args: argparse.Namespace) -> tuple[DCNModel, Encoded, str]:
+    """(the model, the split's encoded rows, the data source) for ``args``, through the front door
+    (:func:`dcnviz.modelfile.open_model_file`): the split is the one the file recorded, on the data
+    ``--data``/``--data-dir``/``--schema`` point at (by default where the file says: it is the user's own)."""
     from dcnviz.data import load_splits
-    from dcnviz.errors import CheckpointError, ConfigError
+    from dcnviz.errors import ConfigError
     from dcnviz.explain import check_explainable
+    from dcnviz.modelfile import RecordedData, open_model_file
 
-    raw = read_source(args.file, 512 * 1024 * 1024)
-    try:
-        _, metadata = parse_safetensors_header(raw)
-        ours = is_dcnviz_file(metadata)
-    except CheckpointError:
-        ours = False
-    if not ours:
+    mf = open_model_file(args.file)
+    if mf.format != "dcnviz":
         raise ConfigError(
-            f"{args.file} is not a dcnviz model file: explain runs the model on data, which needs the whole model "
-            "(embedding tables, cross and deep layers, feature vocabularies); a peer library's state dict "
-            "(torchrec, DeepCTR-Torch, FuxiCTR, RecBole, TFRS) holds only the weights that `inspect` reads"
+            f"{args.file} is a {mf.library} file ({mf.detected}), not a dcnviz model file: explain runs the model "
+            "on data, which needs the whole model (embedding tables, cross and deep layers, feature vocabularies); "
+            "a peer library's state dict holds only the cross weights that `inspect` reads"
         )
-    loaded = load_model(raw)
-    for w in loaded.warnings:
+    for w in mf.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    check_explainable(loaded.model)
-    info = loaded.meta.get("data_info") or {}
-    recorded = info.get("options") if isinstance(info, dict) else None
-    source = args.data or (recorded.get("source") if isinstance(recorded, dict) else None)
+    model = mf.build_model()
+    check_explainable(model)
+    recorded = mf.data or RecordedData()
+    source = args.data or recorded.source
     if source is None:
         raise ConfigError(f"{args.file} records no training data; give --data (and --data-dir) to say which to use")
-    where = argparse.Namespace(data=source, data_dir=args.data_dir, schema=args.schema)
-    splits = load_splits(recorded_options(loaded.meta, where), spec=loaded.spec)
-    rows = splits.val if args.split == "val" else splits.test
-    return loaded, rows, source
+    options, warnings = recorded.cli_options(source, data_dir=args.data_dir, schema=args.schema)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    splits = load_splits(options, spec=mf.spec)
+    return model, splits.val if args.split == "val" else splits.test, source
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-rows must be >= 1; got --max-rows {args.max_rows}")
     if args.top < 0:
         raise ConfigError(f"--top must be >= 0; got --top {args.top}")
-    loaded, rows, source = load_for_explain(args)
-    model = loaded.model.to(resolve_device(args.device))
+    model, rows, source = load_for_explain(args)
+    model = model.to(resolve_device(args.device))
     ex = Explainer(model, rows, split=args.split, max_rows=args.max_rows)
     result = ex.explain(ranks=args.ranks, layers=args.layers, row=args.row)
     if args.json:
