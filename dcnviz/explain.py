@@ -455,9 +455,14 @@ class _Ablator:
 class _MixtureNext:
     """Ablating layer l when layer l+1 is a linear mixture (Eq. 3) followed by affine layers and a linear readout.
 
-    With x' = x + δ (x = x_{l+1}, δ in slot i only), q = x0 ⊙ g_{l+2}, a_k = U_kᵀ q, h_k = V_kᵀ x:
-    Δz = g_{l+2} · δ + Σ_k G_k(x') (a_k · (h_k + V_kᵀ δ) + q · b) − Σ_k G_k(x) (a_k · h_k + q · b),
-    so no (B, d) × (d, K r) product is needed per ablation, only (B, e_i) × (e_i, K r).
+    With x' = x + δ (x = x_{l+1}, δ = −T_j in slot i only), g = g_{l+2}, q = x0 ⊙ g, a_k = U_kᵀ q and
+    h_k = V_kᵀ x, the change of the logit is exact:
+
+        Δz = g · δ + Σ_k G_k(x') (a_k · h_k + q · b + a_k · V_kᵀ δ) − Σ_k G_k(x) (a_k · h_k + q · b),
+
+    and a_k · V_kᵀ δ = Σ_{u ∈ slot i} (V_k a_k)_u δ_u, so with A = [V_k a_k]_k (B, K, d) kept, every output
+    block i of a column j costs one (B, K, d) product and block sums — no (B, d) × (d, K r) product per ablation.
+    The gate logits move by G_w δ, a block sum of G_w ⊙ δ.
     """
 
     def __init__(self, ab: _Ablator, c: _Chunk) -> None:
@@ -466,34 +471,41 @@ class _MixtureNext:
         self.m = m
         x0, x = c.x0, c.xs[ab.li + 1]
         B, K, r, d = x0.shape[0], m.K, m.r, m.d
+        self.seg = _Segments(ab.blocks, d, x0)
         self.g = ab.adjoint(c, ab.li + 2)  # (B, d)
         q = x0 * self.g  # (B, d)
-        self.Vt = m.V.transpose(1, 2).reshape(K * r, d)  # (K r, d)
-        Ucat = m.U.permute(1, 0, 2).reshape(d, K * r)  # (d, K r)
-        self.a = (q @ Ucat).view(B, K, r)  # (B, K, r)
-        self.h = F.linear(x, self.Vt).view(B, K, r)  # (B, K, r)
-        self.qb = (q @ m.b).unsqueeze(-1) if m.b is not None else x.new_zeros(B, 1)  # (B, 1)
+        a = (q @ m.U.permute(1, 0, 2).reshape(d, K * r)).view(B, K, r)  # (B, K, r): a_k = U_kᵀ q
+        h = F.linear(x, m.V.transpose(1, 2).reshape(K * r, d)).view(B, K, r)  # (B, K, r): h_k = V_kᵀ x
+        qb = (q @ m.b).unsqueeze(-1) if m.b is not None else x.new_zeros(B, 1)  # (B, 1)
+        self.ahb = (a * h).sum(-1) + qb  # (B, K): a_k · h_k + q · b
+        self.A = torch.einsum("bkr,kur->bku", a, m.V)  # (B, K, d): V_k a_k
         self.gate_logits = None if m.gate is None else m.gate(x)  # (B, K)
-        self.base = (self._gates(self.gate_logits, B) * ((self.a * self.h).sum(-1) + self.qb)).sum(-1)  # (B,)
+        self.gate_blocks: torch.Tensor | None = None  # (d, K k): column (k, i) is G_w's row k on slot i only
+        if m.gate is not None:
+            n = len(ab.blocks)
+            Gb = x.new_zeros(d, K, n)
+            for i, bi in enumerate(ab.blocks):
+                Gb[bi.start : bi.stop, :, i] = m.gate.weight[:, bi.start : bi.stop].T
+            self.gate_blocks = Gb.reshape(d, K * n)
+        self.base = (self._gates(self.gate_logits) * self.ahb).sum(1)  # (B,)
 
-    def _gates(self, logits: torch.Tensor | None, B: int) -> torch.Tensor:
+    def _gates(self, logits: torch.Tensor | None) -> torch.Tensor | float:
+        """G from gate logits (B, K[, k]) along the experts' axis 1; the constant 1/K without a gate."""
         m = self.m
         if logits is None:
-            return torch.full((B, m.K), 1.0 / m.K, dtype=self.a.dtype, device=self.a.device)
-        return torch.softmax(logits, dim=-1) if m.gate_kind == "softmax" else torch.sigmoid(logits)
+            return 1.0 / m.K
+        return torch.softmax(logits, dim=1) if m.gate_kind == "softmax" else torch.sigmoid(logits)
 
     def deltas(self, T: torch.Tensor) -> torch.Tensor:
-        m, B = self.m, T.shape[0]
-        out = torch.empty(B, len(self.ab.blocks), dtype=T.dtype, device=T.device)
-        for i, bi in enumerate(self.ab.blocks):
-            si = slice(bi.start, bi.stop)
-            delta = -T[:, si]  # (B, e_i): δ in slot i
-            dh = F.linear(delta, self.Vt[:, si]).view(B, m.K, m.r)  # (B, K, r) = V_kᵀ δ
-            logits = None if self.gate_logits is None else self.gate_logits + F.linear(delta, m.gate.weight[:, si])  # type: ignore[union-attr]
-            G = self._gates(logits, B)  # (B, K)
-            new = (G * ((self.a * (self.h + dh)).sum(-1) + self.qb)).sum(-1)  # (B,)
-            out[:, i] = (self.g[:, si] * delta).sum(-1) + (new - self.base)
-        return out
+        """Δz (B, k) of zeroing block (i, j), i = 0…k−1, given T = T_j (B, d)."""
+        adh = -self.seg(self.A * T.unsqueeze(1))  # (B, K, k): a_k · V_kᵀ δ_i
+        logits = None
+        if self.gate_logits is not None and self.gate_blocks is not None:
+            shift = -(T @ self.gate_blocks).view(T.shape[0], self.m.K, -1)  # (B, K, k): G_w δ_i
+            logits = self.gate_logits.unsqueeze(-1) + shift
+        G = self._gates(logits)  # (B, K, k), or 1/K
+        new = (G * (self.ahb.unsqueeze(-1) + adh)).sum(1)  # (B, k)
+        return -self.seg(self.g * T) + new - self.base.unsqueeze(-1)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -210,6 +210,9 @@ CONFIGS = {
     "mixture 3 layers sigmoid (rerun)": ModelConfig(
         model="dcn-mix", cross_layers=3, rank=2, experts=2, gate="sigmoid", hidden=(8,)
     ),
+    "mixture constant gates": ModelConfig(
+        model="dcn-mix", cross_layers=2, rank=2, experts=2, gate="constant", hidden=(8,)
+    ),
     "mixture stacked constant gates": ModelConfig(
         model="dcn-mix", structure="stacked", cross_layers=2, rank=2, experts=2, gate="constant", hidden=(8,)
     ),
