@@ -103,10 +103,12 @@ def fig_rank_curve(frame: pd.DataFrame, *, title: str = "", auc_tolerance: float
                 row=row,
                 col=1,
             )
-    fig.update_xaxes(
-        type="log", title_text="rank r of every cross layer (truncated SVD, without retraining)", row=2, col=1
-    )
-    fig.update_xaxes(type="log", row=1, col=1)
+    ranks = [int(v) for v in r]
+    lo, hi = np.log10(max(1, min(ranks))), np.log10(max(ranks))
+    pad = max(0.05, 0.04 * (hi - lo))
+    axis = {"type": "log", "tickvals": ranks, "ticktext": [str(v) for v in ranks], "range": [lo - pad, hi + pad]}
+    fig.update_xaxes(title_text="rank r of every cross layer (truncated SVD, without retraining)", row=2, col=1, **axis)
+    fig.update_xaxes(row=1, col=1, **axis)
     fig.update_layout(
         title={"text": title or "Rank truncation without retraining", "x": 0.0, "xanchor": "left"},
         autosize=True,

@@ -103,7 +103,10 @@ def pick_dataset(bundle: ModelBundle, *, key: str) -> ServerDataset | None:
         st.info(f"Effect on predictions unavailable: {found}.")
         return None
     if len(found) == 1:
-        st.caption(f"Measured on the first {DEFAULT_MAX_ROWS:,} validation rows of {found[0].label}.")
+        st.caption(
+            f"Data: {found[0].label}, the validation split the model file recorded (its first "
+            f"{DEFAULT_MAX_ROWS:,} rows at most)."
+        )
         return found[0]
     i = st.selectbox(
         "Data (on this server)", list(range(len(found))), key=key, format_func=lambda i: found[int(i)].label
