@@ -305,6 +305,25 @@ def test_nonlinear_experts_give_null_with_notes():
     assert out["row"]["ablation"] == [None, None]
 
 
+def test_figures_label_what_they_show():
+    from dcnviz.figures_explain import fig_effect, fig_rank_curve
+
+    V = np.array([[0.0, 0.02], [-0.01, 0.005]])
+    fig = fig_effect(V, ["a", "b"], what="ablation")
+    heat = fig.data[0]
+    assert heat.colorbar.title.text == "Δ log loss" and heat.zmid == 0 and (heat.zmin, heat.zmax) == (-0.02, 0.02)
+    np.testing.assert_allclose(np.asarray(heat.z, dtype=float), V)
+    assert "Δ log loss" in heat.hovertemplate and fig.layout.yaxis.title.text.startswith("output feature i")
+    assert fig_effect(np.abs(V), ["a", "b"], what="contribution").data[0].zmid is None
+    frame = A.rank_curve_frame([1, 2, 4, 8], [0.7, 0.79, 0.7995, 0.8], [0.6, 0.5, 0.45, 0.44])
+    curve = fig_rank_curve(frame)
+    stars = [t for t in curve.data if t.marker.symbol == "star"]
+    assert [int(t.x[0]) for t in stars] == [4, 4] and curve.layout.xaxis2.type == "log"
+    assert list(curve.layout.xaxis2.tickvals) == [1, 2, 4, 8] and "without retraining" in curve.layout.xaxis2.title.text
+    with pytest.raises(ConfigError, match="what must be one of"):
+        fig_effect(V, ["a", "b"], what="norms")
+
+
 # ------------------------------------------------------------------------------------------ ground truth
 
 
