@@ -140,6 +140,6 @@ def test_tour_lesson_and_report_use_the_measured_rank(env: Path) -> None:
     goto(at, "report")
     at.button(key="rep_build").click().run()
     ok(at)
-    page = at.session_state[REPORT][2].decode("utf-8")
+    page = at.session_state[REPORT][-1].decode("utf-8")
     assert "Effect on predictions and rank truncation (measured on data)" in page
     assert "Rank truncation without retraining" in page and "Suggested rank:</b> r = " in page
