@@ -51,8 +51,30 @@ def fig_effect(values: np.ndarray, names: Sequence[str], *, what: str = "ablatio
         top = float(np.max(np.abs(finite))) if finite.size else 1.0
         top = top if top > 0 else 1.0
         style.update(colorscale=DIVERGING_SCALE, zmid=0.0, zmin=-top, zmax=top)
+    if fig.data and fig.data[0].text is not None:  # cell numbers: fixed decimals, not 8.03e-06 beside 0.00673
+        style["text"] = _fixed_text(V)
     fig.update_traces(selector={"type": "heatmap"}, **style)
     return fig
+
+
+def _fixed_text(V: np.ndarray) -> list[list[str]]:
+    """Cell labels with as many decimals as the largest |value| needs for two significant digits; values that
+    round to zero read "0".
+
+    >>> _fixed_text(np.array([[0.00673, -8e-06], [0.0, 0.0012]]))
+    [['0.0067', '0'], ['0', '0.0012']]
+    """
+    finite = np.abs(V[np.isfinite(V)])
+    top = float(finite.max()) if finite.size else 0.0
+    dec = max(1, int(np.ceil(-np.log10(top))) + 1) if top > 0 else 1
+    out = []
+    for row in V:
+        cells = []
+        for v in row:
+            t = f"{v:.{dec}f}" if np.isfinite(v) else ""
+            cells.append("0" if t and float(t) == 0.0 else t)
+        out.append(cells)
+    return out
 
 
 def fig_rank_curve(frame: pd.DataFrame, *, title: str = "", auc_tolerance: float = AUC_TOLERANCE) -> go.Figure:
