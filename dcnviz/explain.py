@@ -764,7 +764,7 @@ class Explainer:
         return RowEffect(
             index=index,
             label=float(c.y[0]),
-            score=1.0 / (1.0 + math.exp(-z)),
+            score=float(torch.sigmoid(c.z[0].double())),  # σ(z), no overflow at large |z|
             logit=z,
             ablation=tuple(out),
         )
