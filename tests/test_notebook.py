@@ -34,4 +34,5 @@ def test_the_example_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "planted crosses on top" in text and "movie_id" in text
     figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
     assert len(figures) >= 3, "the heatmap, |W| and the spectrum are drawn"
+    assert "Spearman ρ" in text and "suggested rank: r = " in text  # explain: effect table and rank curve
     assert (tmp_path / "dcnv2_sample-report.html").stat().st_size > 1_000_000  # plotly.js inlined
