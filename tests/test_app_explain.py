@@ -137,6 +137,15 @@ def test_tour_lesson_and_report_use_the_measured_rank(env: Path) -> None:
     ok(at)
     sug = [m.value for m in at.markdown if m.value.startswith("**Suggested rank for this model:**")]
     assert sug and "without retraining" in sug[0]
+    # a model without data: the Tour's suggestion is read off layer 0 at the tolerance picked on Spectrum
+    at.sidebar.selectbox(key="model_key").set_value("shipped:a_dcnv2_planted.safetensors").run()
+    goto(at, "spectrum")
+    at.multiselect(key="sp_tols").set_value([0.5, 0.05]).run()
+    goto(at, "tour")
+    ok(at)
+    sug = [m.value for m in at.markdown if m.value.startswith("**Suggested rank for layer 0:**")]
+    assert sug and "0.05·σ₁" in sug[0] and "read off the weights" in sug[0] and sug[0].count("r = ") == 1
+    at.sidebar.selectbox(key="model_key").set_value("shipped:c_sample_dcnv2.safetensors").run()
     goto(at, "report")
     at.button(key="rep_build").click().run()
     ok(at)

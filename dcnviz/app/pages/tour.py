@@ -110,8 +110,10 @@ def render() -> None:
         msg + ". The paper saw learned W's spectra decay far faster than their random start, so a low-rank "
         "W ≈ U Vᵀ (Eq. 2) can keep the accuracy at a fraction of the cost."
     )
-    sug = effects.suggestion(entry, bundle, sp)
-    st.markdown(f"**Suggested rank for this model:** {sug.text}.")
+    picked = state.layer_analysis(entry, 0, state.chosen_tolerances()).spectrum  # the tolerances picked on Spectrum
+    sug = effects.suggestion(entry, bundle, picked)
+    whose = "this model" if sug.basis == "data" else "layer 0"
+    st.markdown(f"**Suggested rank for {whose}:** {sug.text}.")
     st.page_link(ui.page("spectrum"), label="Tolerances and rank tables on Spectrum", icon=":material/show_chart:")
 
     st.header("4 · What to try next")
