@@ -437,3 +437,15 @@ def test_cli_refuses_peer_files_dnn_models_and_bad_options(tmp_path, capsys):
     assert code == 2 and "--max-rows must be >= 1" in err
     code, _, err = run_cli(capsys, str(SHIPPED), "--row", "999999", "--max-rows", "10", "--ranks", "1")
     assert code == 2 and "row must be an index within the val split" in err
+
+
+def test_inspect_json_suggests_one_rank_at_the_picked_tolerance(capsys):
+    assert main(["inspect", str(SHIPPED), "--json", "--tolerance", "0.5", "0.05"]) == 0
+    layers = json.loads(capsys.readouterr()[0].strip().splitlines()[-1])["layers"]
+    for la in layers:  # no data is run by inspect: read off the weights at the picked T closest to 0.1
+        sug = la["suggested_rank"]
+        assert (sug["tolerance"], sug["basis"]) == (0.05, "tolerance")
+        assert sug["rank"] == la["numerical_rank"]["0.05"] and sug["text"].count("r = ") == 1
+    assert main(["inspect", str(SHIPPED), "--json", "--tolerance", "0.5", "0.05", "--suggest-tolerance", "0.5"]) == 0
+    layers = json.loads(capsys.readouterr()[0].strip().splitlines()[-1])["layers"]
+    assert [la["suggested_rank"]["rank"] for la in layers] == [la["numerical_rank"]["0.5"] for la in layers]
