@@ -17,9 +17,16 @@ How it is fast (issue 5), without changing the model:
   (fused) operation each instead of one per parameter tensor;
 * the loss and gradient norm stay on the device and are read back only at progress ticks.
 
+How a run is laid out: :func:`run` (data options → splits → :func:`fit_seeds` → :class:`TrainingRun`,
+which owns the model file's metadata) is what the CLI and the app call; :func:`fit` builds one
+``_Trainer`` whose pieces are one optimizer ``step``, one pass over the data (``train_epoch``, checking
+the loss at every progress tick), ``validate`` (keeps the best weights) and ``recover`` (rolls back to
+the last finite weights after a fault).
+
 Public API::
 
     TrainConfig(...)                                   # the recipe; defaults = the shipped recipe
+    run(data_options, model_config, config, *, callback, should_stop) -> TrainingRun   (.summary(), .save())
     fit(model, splits, config, *, seed, callback, should_stop) -> TrainResult
     fit_seeds(model_config, splits, config, *, ...)   -> SeedsResult   (mean ± std over seeds)
     evaluate(model, encoded, *, batch_size)            -> {"auc": ..., "logloss": ...}
@@ -31,9 +38,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -245,6 +254,14 @@ class Progress:
     seed: int = 0
     run: int = 0  # index of the seed being trained (0-based)
     runs: int = 1  # number of seeds in this call
+    row: dict[str, Any] | None = None  # at epoch end: the row fit appends to TrainResult.history (same dict)
+    examples: int = 0  # training examples processed in this run so far
+    train_s: float = 0.0  # seconds spent in training steps in this run so far (validation excluded)
+
+    @property
+    def run_examples_per_s(self) -> float:
+        """examples / train_s so far: the measure :attr:`TrainResult.examples_per_s` reports at the end."""
+        return self.examples / self.train_s if self.train_s > 0 else 0.0
 
 
 def _clean(x: float) -> float | None:
@@ -540,8 +557,35 @@ def _is_bias(name: str) -> bool:
 # Training
 
 
+MAX_PARAMETERS = 1 << 28  # trainable parameters dcnviz trains (≈ 8 GB with gradients, Adam and kept copies)
+
+
+def check_model_size(spec: FeatureSpec, model_config: ModelConfig) -> int:
+    """The model's parameter count, checked before any memory is allocated (built on the meta device).
+
+    Raises :class:`ConfigError` naming the largest part when the count exceeds :data:`MAX_PARAMETERS`.
+    """
+    with torch.device("meta"):
+        model = DCNModel(spec, model_config)
+    parts = {
+        "embedding tables (embedding size × vocabularies)": model.embedding,
+        "cross network (x0 width d, cross layers, rank)": getattr(model, "cross", None),
+        "deep tower (hidden sizes)": getattr(model, "deep", None),
+    }
+    sizes = {k: sum(p.numel() for p in m.parameters()) if m is not None else 0 for k, m in parts.items()}
+    total = sum(p.numel() for p in model.parameters())
+    if total > MAX_PARAMETERS:
+        part, n = max(sizes.items(), key=lambda kv: kv[1])
+        raise ConfigError(
+            f"the model would have {total:,} parameters, more than the {MAX_PARAMETERS:,} dcnviz trains; "
+            f"the largest part is the {part} with {n:,} (x0 width d={spec.d}): use smaller sizes"
+        )
+    return total
+
+
 def build_model(spec: FeatureSpec, model_config: ModelConfig, seed: int) -> DCNModel:
-    """A fresh model initialised from ``seed`` (the global RNG is left as it was)."""
+    """A fresh model initialised from ``seed`` (the global RNG is left as it was); its size is checked first."""
+    check_model_size(spec, model_config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return DCNModel(spec, model_config)
@@ -580,7 +624,7 @@ def fit(
         config: the recipe (default: :class:`TrainConfig`'s shipped defaults).
         seed: seed of the batch order (default: ``config.seeds[0]``); the model's init is the caller's.
         callback: gets a :class:`Progress` every ``progress_every`` steps (default ≈ 50 per epoch) and at
-            every epoch end (with validation metrics).
+            every epoch end (with validation metrics and the epoch's history row).
         should_stop: polled at every tick; returning True ends training, keeping the best model so far
             (a partial epoch is validated and competes for best).
 
@@ -600,9 +644,10 @@ def fit(
         raise ConfigError(f"`amp` (bfloat16 mixed precision) needs a CUDA device; got device={device.type}")
     if config.compile and device.type != "cuda":
         raise ConfigError(f"`compile` (torch.compile of the training step) is for CUDA; got device={device.type}")
+    hooks = _Hooks(callback, should_stop, progress_every, seed, run, runs)
     t_start = time.perf_counter()
     try:
-        return _fit(model, splits, config, device, seed, callback, should_stop, progress_every, run, runs, t_start)
+        return _fit(model, splits, config, device, hooks, t_start)
     except TrainingError:
         raise
     except (RuntimeError, MemoryError) as e:
@@ -615,248 +660,342 @@ def fit(
         raise
 
 
-def _fit(
-    model: DCNModel,
-    splits: DatasetSplits,
-    config: TrainConfig,
-    device: torch.device,
-    seed: int,
-    callback: Callable[[Progress], None] | None,
-    should_stop: Callable[[], bool] | None,
-    progress_every: int | None,
-    run: int,
-    runs: int,
-    t_start: float,
-) -> TrainResult:
-    model.to(device)
-    train = splits.train.to(device)
-    val = splits.val.to(device)
-    n = len(train)
-    B = config.batch_size
-    steps_per_epoch = (n + B - 1) // B
-    tick = progress_every or max(1, steps_per_epoch // 50)
-    gen = torch.Generator().manual_seed(seed)  # CPU generator: the same batch order on every device
+@dataclass(frozen=True)
+class _Hooks:
+    """How one :func:`fit` call talks to its caller."""
 
-    flat = _FlatParams(model)
-    opt = _FlatAdam(flat.data, flat.grad, lr=config.lr, betas=config.adam_betas, eps=config.adam_eps)
-    ema = flat.data.clone() if config.ema_decay is not None else None
-    ema_decay = config.ema_decay or 0.0
-    forward = torch.compile(model) if config.compile else model
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if config.amp else contextlib.nullcontext
-    clip = config.clip_norm
+    callback: Callable[[Progress], None] | None
+    should_stop: Callable[[], bool] | None
+    progress_every: int | None
+    seed: int
+    run: int
+    runs: int
+
+
+@dataclass
+class _Epoch:
+    """What one pass over the training split did (see :meth:`_Trainer.train_epoch`)."""
+
+    steps: int = 0  # optimizer steps taken in this epoch
+    loss_sum: float = 0.0  # Σ over verified ticks of (mean tick loss × tick examples)
+    count: int = 0  # examples whose loss is in loss_sum
+    train_s: float = 0.0  # seconds in training steps
+    interrupted: bool = False  # should_stop ended it early
+    fault: str | None = None  # a non-finite loss or gradient ended it
+
+    @property
+    def train_logloss(self) -> float | None:
+        return _clean(self.loss_sum / self.count) if self.count else None
+
+
+def _l2_regions(flat: _FlatParams, config: TrainConfig, n: int) -> tuple[list[tuple[slice, float]], list[slice]]:
+    """(penalised regions of the flat buffer with their gradient factor 2λ, the unpenalised rest); ``n``
+    is the number of training rows (the data-size aware embedding λ)."""
     l2_emb = config.l2_embedding * (config.l2_embedding_rows / n if config.l2_embedding_rows is not None else 1.0)
-    l2_regions = [(r, 2.0 * lam) for r, lam in ((flat.emb, l2_emb), (flat.kernels, config.l2)) if lam > 0]
-    free = _unpenalised(flat.data.numel(), l2_regions)
+    regions = [(r, 2.0 * lam) for r, lam in ((flat.emb, l2_emb), (flat.kernels, config.l2)) if lam > 0]
+    return regions, _unpenalised(flat.data.numel(), regions)
 
-    fast_x0 = _FastX0(model, flat) if FAST_X0 and not config.compile else None
-    if fast_x0 is not None and not fast_x0.enabled:
-        fast_x0 = None
 
-    def step(batch: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast():
-            x0 = fast_x0(batch) if fast_x0 is not None else None  # (B, d)
-            logits = model.head(x0) if x0 is not None else forward(batch.cat, batch.dense, batch.multi)  # (B,)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), batch.y)
-        # The gradient of λ‖W‖² (§3.4) is 2λW: write it where the zeroed gradient would go, and let
-        # backward accumulate the log-loss gradient on top (one pass instead of zero, then add).
-        for region in free:
-            flat.grad[region].zero_()
-        for region, alpha in l2_regions:
-            torch.mul(flat.data[region], alpha, out=flat.grad[region])
+def _seed_l2_gradient(flat: _FlatParams, regions: list[tuple[slice, float]], free: list[slice]) -> None:
+    """Start a step's gradient at the L2 term's: 2λW where λ‖W‖² is penalised (§3.4), 0 elsewhere.
+
+    Backward then accumulates the log-loss gradient on top (one pass instead of zero, then add).
+    """
+    for region in free:
+        flat.grad[region].zero_()
+    for region, alpha in regions:
+        torch.mul(flat.data[region], alpha, out=flat.grad[region])
+
+
+class _Trainer:
+    """The state of one :func:`fit` call: flat buffers, optimiser, weight average, the weights worth keeping.
+
+    One optimizer step is :meth:`step`; one pass over the data is :meth:`train_epoch` (which checks the
+    loss at every progress tick); :meth:`validate` scores an epoch and keeps the best weights;
+    :meth:`recover` rolls back to the last weights known to be finite after a fault.
+    """
+
+    def __init__(
+        self, model: DCNModel, splits: DatasetSplits, config: TrainConfig, device: torch.device, hooks: _Hooks
+    ) -> None:
+        model.to(device)
+        self.model, self.config, self.device, self.hooks = model, config, device, hooks
+        self.train = splits.train.to(device)
+        self.val = splits.val.to(device)
+        self.steps_per_epoch = -(-len(self.train) // config.batch_size)
+        self.tick = hooks.progress_every or max(1, self.steps_per_epoch // 50)
+        self.gen = torch.Generator().manual_seed(hooks.seed)  # CPU generator: the same batch order on every device
+        self.flat = flat = _FlatParams(model)
+        self.opt = _FlatAdam(flat.data, flat.grad, lr=config.lr, betas=config.adam_betas, eps=config.adam_eps)
+        self.ema = flat.data.clone() if config.ema_decay is not None else None
+        self.ema_steps = 0
+        self.forward = torch.compile(model) if config.compile else model
+        self.l2_regions, self.free = _l2_regions(flat, config, len(self.train))
+        fast_x0 = _FastX0(model, flat) if FAST_X0 and not config.compile else None
+        self.fast_x0 = fast_x0 if fast_x0 is not None and fast_x0.enabled else None
+        self.history: list[dict[str, Any]] = []
+        self.best_loss, self.best_epoch, self.since_best = math.inf, 0, 0
+        self.best_val: dict[str, float] = {"auc": math.nan, "logloss": math.nan}
+        self.best_weights: torch.Tensor | None = None
+        self.last_good = flat.data.clone()  # weights whose losses and gradients so far were all finite
+        self.last_good_t = time.perf_counter()
+        self.global_step, self.examples, self.train_s, self.epoch = 0, 0, 0.0, 0
+        self.stopped = "max_epochs"  # early_stopping | max_epochs | should_stop | fault
+        self.fault: str | None = None
+
+    # -- one step ------------------------------------------------------------------------------------
+
+    def step(self, batch: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, L2 gradient, backward, clipping and the Adam step; (loss, gradient norm) on the device."""
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.config.amp else contextlib.nullcontext()
+        with autocast:
+            x0 = self.fast_x0(batch) if self.fast_x0 is not None else None  # (B, d)
+            logits = self.model.head(x0) if x0 is not None else self.forward(batch.cat, batch.dense, batch.multi)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), batch.y)  # logits: (B,)
+        _seed_l2_gradient(self.flat, self.l2_regions, self.free)
         loss.backward()
-        norm = torch.linalg.vector_norm(flat.grad)
-        if clip is not None:
-            flat.grad.mul_(torch.clamp(clip / (norm + 1e-6), max=1.0))
-        opt.step()
+        norm = torch.linalg.vector_norm(self.flat.grad)
+        if self.config.clip_norm is not None:
+            self.flat.grad.mul_(torch.clamp(self.config.clip_norm / (norm + 1e-6), max=1.0))
+        self.opt.step()
+        if self.ema is not None:
+            self.ema_steps += 1
+            d = min(self.config.ema_decay or 0.0, (1.0 + self.ema_steps) / (10.0 + self.ema_steps))
+            self.ema.lerp_(self.flat.data, 1.0 - d)
         return loss.detach(), norm.detach()
 
-    def eval_weights() -> contextlib.AbstractContextManager[None]:
+    # -- one epoch -----------------------------------------------------------------------------------
+
+    def train_epoch(self, epoch: int) -> _Epoch:
+        """One pass over the shuffled training split; the loss is read back (and checked) once per tick."""
+        out = _Epoch()
+        t_epoch = time.perf_counter()
+        perm = torch.randperm(len(self.train), generator=self.gen).to(self.device)
+        data = self.train.index(perm)  # one gather per epoch; batches are slices
+        loss_acc = torch.zeros((), device=self.device)
+        norm_acc = torch.zeros((), device=self.device)
+        tick_steps, tick_examples = 0, 0
+        for i, batch in enumerate(_batches(data, self.config.batch_size)):
+            loss, norm = self.step(batch)
+            nb = len(batch)
+            loss_acc += loss * nb
+            norm_acc += norm
+            self.global_step += 1
+            out.steps, tick_steps, tick_examples = i + 1, tick_steps + 1, tick_examples + nb
+            last = i == self.steps_per_epoch - 1
+            if tick_steps < self.tick and not last:
+                continue
+            total = float(loss_acc)  # the only host sync: once per tick
+            self.examples += tick_examples
+            if not (math.isfinite(total) and math.isfinite(float(norm_acc))):
+                out.fault = self.recover(epoch, first=self.global_step - tick_steps + 1)
+                break
+            self._verified(last)
+            out.loss_sum += total
+            out.count += tick_examples
+            elapsed = time.perf_counter() - t_epoch
+            self._report_tick(epoch, out, total / tick_examples, out.count / max(elapsed, 1e-9), elapsed)
+            loss_acc.zero_()
+            norm_acc.zero_()
+            tick_steps, tick_examples = 0, 0
+            if not last and self.hooks.should_stop is not None and self.hooks.should_stop():
+                out.interrupted = True
+                break
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        out.train_s = time.perf_counter() - t_epoch
+        self.train_s += out.train_s
+        return out
+
+    def _verified(self, last: bool) -> None:
+        """Every step up to here was finite: refresh the rollback snapshot (at most every SNAPSHOT_S)."""
+        now = time.perf_counter()
+        if now - self.last_good_t > SNAPSHOT_S or last:
+            self.last_good.copy_(self.flat.data)
+            self.last_good_t = now
+
+    def _report_tick(self, epoch: int, out: _Epoch, loss: float, speed: float, elapsed: float) -> None:
+        if self.hooks.callback is None:
+            return
+        h = self.hooks
+        self.hooks.callback(
+            Progress(
+                step=self.global_step,
+                epoch=epoch,
+                epoch_step=out.steps,
+                steps_per_epoch=self.steps_per_epoch,
+                loss=loss,
+                examples_per_s=speed,
+                seed=h.seed,
+                run=h.run,
+                runs=h.runs,
+                examples=self.examples,
+                train_s=self.train_s + elapsed,
+            )
+        )
+
+    # -- faults, validation, the weights kept ---------------------------------------------------------
+
+    def recover(self, epoch: int, *, first: int) -> str:
+        """A non-finite loss or gradient between steps ``first`` and now: roll back to the last good weights."""
+        self.flat.data.copy_(self.last_good)
+        if self.ema is not None:
+            self.ema.copy_(self.last_good)
+        self.stopped = "fault"
+        return (
+            f"non-finite loss or gradient in epoch {epoch} (between steps {first} and {self.global_step});"
+            " training stopped"
+        )
+
+    def _eval_weights(self) -> contextlib.AbstractContextManager[None]:
         """Swap the averaged weights in for evaluation (no-op without EMA)."""
+        ema = self.ema
         if ema is None:
             return contextlib.nullcontext()
 
         @contextlib.contextmanager
         def swap() -> Iterator[None]:
-            saved = flat.data.clone()
-            flat.data.copy_(ema)
+            saved = self.flat.data.clone()
+            self.flat.data.copy_(ema)
             try:
                 yield
             finally:
-                flat.data.copy_(saved)
+                self.flat.data.copy_(saved)
 
         return swap()
 
-    history: list[dict[str, Any]] = []
-    best_loss, best_epoch, best_val = math.inf, 0, {"auc": math.nan, "logloss": math.nan}
-    best_weights: torch.Tensor | None = None
-    last_good = flat.data.clone()  # weights whose losses and gradients so far were all finite
-    last_good_t = time.perf_counter()
-    stopped, fault = "max_epochs", None
-    global_step, examples, train_s, since_best = 0, 0, 0.0, 0
-    ema_steps = 0
-    epoch = 0
-    model.train()
-    try:
-        for epoch in range(1, config.epochs + 1):
-            opt.lr = config.lr * config.lr_decay ** (epoch - 1)
-            t_epoch = time.perf_counter()
-            epoch_train_s = 0.0
-            perm = torch.randperm(n, generator=gen).to(device)
-            data = train.index(perm)  # one gather per epoch; batches are slices
-            loss_acc = torch.zeros((), device=device)
-            norm_acc = torch.zeros((), device=device)
-            epoch_loss_sum, epoch_count, tick_steps, tick_examples = 0.0, 0, 0, 0
-            interrupted = False
-            for i, batch in enumerate(_batches(data, B)):
-                loss, norm = step(batch)
-                if ema is not None:
-                    ema_steps += 1
-                    d = min(ema_decay, (1.0 + ema_steps) / (10.0 + ema_steps))
-                    ema.lerp_(flat.data, 1.0 - d)
-                nb = len(batch)
-                loss_acc += loss * nb
-                norm_acc += norm
-                global_step += 1
-                tick_steps += 1
-                tick_examples += nb
-                if tick_steps == tick or i == steps_per_epoch - 1:
-                    total = float(loss_acc)  # the only host sync: once per tick
-                    ok = math.isfinite(total) and math.isfinite(float(norm_acc))
-                    elapsed = time.perf_counter() - t_epoch
-                    if not ok:
-                        epoch_train_s += elapsed
-                        first = global_step - tick_steps + 1
-                        fault = (
-                            f"non-finite loss or gradient in epoch {epoch} (between steps {first} and {global_step});"
-                            " training stopped"
-                        )
-                        flat.data.copy_(last_good)
-                        if ema is not None:
-                            ema.copy_(last_good)
-                        examples += tick_examples
-                        stopped = "fault"
-                        break
-                    now = time.perf_counter()
-                    if now - last_good_t > SNAPSHOT_S or i == steps_per_epoch - 1:
-                        last_good.copy_(flat.data)  # verified: every step up to here was finite
-                        last_good_t = now
-                    examples += tick_examples
-                    epoch_loss_sum += total
-                    epoch_count += tick_examples
-                    if callback is not None:
-                        callback(
-                            Progress(
-                                step=global_step,
-                                epoch=epoch,
-                                epoch_step=i + 1,
-                                steps_per_epoch=steps_per_epoch,
-                                loss=total / tick_examples,
-                                examples_per_s=epoch_count / max(elapsed, 1e-9),
-                                seed=seed,
-                                run=run,
-                                runs=runs,
-                            )
-                        )
-                    loss_acc.zero_()
-                    norm_acc.zero_()
-                    tick_steps, tick_examples = 0, 0
-                    if should_stop is not None and i < steps_per_epoch - 1 and should_stop():
-                        interrupted = True
-                        stopped = "should_stop"
-                        break
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            epoch_train_s = time.perf_counter() - t_epoch
-            train_s += epoch_train_s
-            if stopped == "fault":
-                history.append(
-                    {
-                        "epoch": epoch,
-                        "train_logloss": _clean(epoch_loss_sum / epoch_count) if epoch_count else None,
-                        "val": None,
-                        "epoch_s": round(epoch_train_s, 4),
-                        "examples_per_s": None,
-                        "lr": opt.lr,
-                        "partial": True,
-                        "fault": fault,
-                    }
-                )
-                break
-            with eval_weights():
-                val_m = evaluate(model, val, batch_size=config.eval_batch_size)
-            improved = math.isfinite(val_m["logloss"]) and val_m["logloss"] < best_loss
-            if improved:
-                best_loss, best_epoch, best_val, since_best = val_m["logloss"], epoch, val_m, 0
-                best_weights = (ema if ema is not None else flat.data).clone()
-            else:
-                since_best += 1
-            history.append(
-                {
-                    "epoch": epoch,
-                    "train_logloss": _clean(epoch_loss_sum / epoch_count) if epoch_count else None,
-                    "val": _metrics_json(val_m),
-                    "epoch_s": round(epoch_train_s, 4),
-                    "examples_per_s": round(epoch_count / epoch_train_s, 1) if epoch_train_s > 0 else None,
-                    "lr": opt.lr,
-                    "partial": interrupted,
-                }
+    def validate(self, epoch: int, out: _Epoch) -> tuple[dict[str, Any], dict[str, float], bool]:
+        """Score the epoch on the validation split, keep its weights if best; (history row, metrics, improved)."""
+        with self._eval_weights():
+            val_m = evaluate(self.model, self.val, batch_size=self.config.eval_batch_size)
+        improved = math.isfinite(val_m["logloss"]) and val_m["logloss"] < self.best_loss
+        if improved:
+            self.best_loss, self.best_epoch, self.best_val, self.since_best = val_m["logloss"], epoch, val_m, 0
+            self.best_weights = (self.ema if self.ema is not None else self.flat.data).clone()
+        else:
+            self.since_best += 1
+        row = {
+            "epoch": epoch,
+            "train_logloss": out.train_logloss,
+            "val": _metrics_json(val_m),
+            "epoch_s": round(out.train_s, 4),
+            "examples_per_s": round(out.count / out.train_s, 1) if out.train_s > 0 else None,
+            "lr": self.opt.lr,
+            "partial": out.interrupted,
+        }
+        self.history.append(row)
+        return row, val_m, improved
+
+    def _fault_row(self, epoch: int, out: _Epoch) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "train_logloss": out.train_logloss,
+            "val": None,
+            "epoch_s": round(out.train_s, 4),
+            "examples_per_s": None,
+            "lr": self.opt.lr,
+            "partial": True,
+            "fault": out.fault,
+        }
+
+    def _report_epoch(
+        self, epoch: int, out: _Epoch, row: dict[str, Any], val: dict[str, float], improved: bool
+    ) -> None:
+        if self.hooks.callback is None:
+            return
+        h = self.hooks
+        self.hooks.callback(
+            Progress(
+                step=self.global_step,
+                epoch=epoch,
+                epoch_step=out.steps,
+                steps_per_epoch=self.steps_per_epoch,
+                loss=out.loss_sum / out.count if out.count else math.nan,
+                examples_per_s=out.count / out.train_s if out.train_s > 0 else 0.0,
+                metrics={"val": val, "best_epoch": self.best_epoch, "best_val": self.best_val, "improved": improved},
+                seed=h.seed,
+                run=h.run,
+                runs=h.runs,
+                row=row,
+                examples=self.examples,
+                train_s=self.train_s,
             )
-            if callback is not None:
-                callback(
-                    Progress(
-                        step=global_step,
-                        epoch=epoch,
-                        epoch_step=steps_per_epoch
-                        if not interrupted
-                        else (global_step - (epoch - 1) * steps_per_epoch),
-                        steps_per_epoch=steps_per_epoch,
-                        loss=epoch_loss_sum / epoch_count if epoch_count else math.nan,
-                        examples_per_s=epoch_count / epoch_train_s if epoch_train_s > 0 else 0.0,
-                        metrics={"val": val_m, "best_epoch": best_epoch, "best_val": best_val, "improved": improved},
-                        seed=seed,
-                        run=run,
-                        runs=runs,
-                    )
-                )
-            if interrupted:
-                break
-            if since_best >= config.patience:
-                stopped = "early_stopping"
-                break
-            if should_stop is not None and epoch < config.epochs and should_stop():
-                stopped = "should_stop"
-                break
-        # Keep the best validated weights (after a fault: those, or the last good ones).
-        if best_weights is not None:
-            flat.data.copy_(best_weights)
-        elif ema is not None and fault is None:
-            flat.data.copy_(ema)
-        if fault is not None:
+        )
+
+    # -- the whole run -------------------------------------------------------------------------------
+
+    def train_epochs(self) -> None:
+        """Epochs until max epochs, early stopping, a stop request or a fault."""
+        self.model.train()
+        stop = self.hooks.should_stop
+        for epoch in range(1, self.config.epochs + 1):
+            self.epoch = epoch
+            self.opt.lr = self.config.lr * self.config.lr_decay ** (epoch - 1)
+            out = self.train_epoch(epoch)
+            if out.fault is not None:
+                self.fault = out.fault
+                self.history.append(self._fault_row(epoch, out))
+                return
+            row, val_m, improved = self.validate(epoch, out)
+            self._report_epoch(epoch, out, row, val_m, improved)
+            if out.interrupted:
+                self.stopped = "should_stop"
+                return
+            if self.since_best >= self.config.patience:
+                self.stopped = "early_stopping"
+                return
+            if stop is not None and epoch < self.config.epochs and stop():
+                self.stopped = "should_stop"
+                return
+
+    def keep_best(self) -> None:
+        """Load the best validated weights (after a fault: those, or the last good ones) into the model."""
+        if self.best_weights is not None:
+            self.flat.data.copy_(self.best_weights)
+        elif self.ema is not None and self.fault is None:
+            self.flat.data.copy_(self.ema)
+        if self.fault is not None:
             kept = (
-                f"kept the model of epoch {best_epoch} (best validated)" if best_epoch else "kept the last good weights"
+                f"kept the model of epoch {self.best_epoch} (best validated)"
+                if self.best_epoch
+                else "kept the last good weights"
             )
-            fault = f"{fault}; {kept}"
-            if history:
-                history[-1]["fault"] = fault
+            self.fault = f"{self.fault}; {kept}"
+            if self.history:
+                self.history[-1]["fault"] = self.fault
+
+
+def _fit(
+    model: DCNModel,
+    splits: DatasetSplits,
+    config: TrainConfig,
+    device: torch.device,
+    hooks: _Hooks,
+    t_start: float,
+) -> TrainResult:
+    trainer = _Trainer(model, splits, config, device, hooks)
+    try:
+        trainer.train_epochs()
+        trainer.keep_best()
     finally:
-        flat.release()
+        trainer.flat.release()
     model.eval()
     test_m = evaluate(model, splits.test.to(device), batch_size=config.eval_batch_size)
     return TrainResult(
         model=model,
         config=config,
-        seed=seed,
+        seed=hooks.seed,
         device=device.type,
-        val=best_val,
+        val=trainer.best_val,
         test=test_m,
-        best_epoch=best_epoch,
-        epochs=epoch,
-        history=history,
+        best_epoch=trainer.best_epoch,
+        epochs=trainer.epoch,
+        history=trainer.history,
         wall_s=time.perf_counter() - t_start,
-        train_s=train_s,
-        examples=examples,
-        stopped=stopped,
-        fault=fault,
+        train_s=trainer.train_s,
+        examples=trainer.examples,
+        stopped=trainer.stopped,
+        fault=trainer.fault,
     )
 
 
@@ -895,18 +1034,128 @@ def fit_seeds(
     return SeedsResult(runs=results, wall_s=time.perf_counter() - t0)
 
 
+# --------------------------------------------------------------------------------------------------
+# One training run, from data options to the model file (the CLI and the app both use it)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who made a model file: stored in its ``extra`` metadata, apart from what the training produced."""
+
+    made_by: str  # "python -m dcnviz train" | "dcnviz app"
+    argv: tuple[str, ...] | None = None  # the command line (CLI)
+    label: str | None = None  # the name shown in the app's model picker
+
+
+@dataclass
+class TrainingRun:
+    """The outcome of :func:`run`: the seeds' results and everything the model file records about them."""
+
+    options: Any  # dcnviz.data.DataOptions the data was loaded with
+    model_config: ModelConfig
+    config: TrainConfig
+    result: SeedsResult
+    data_info: dict[str, Any]  # DatasetSplits.info: source, options, files, rows, label balance
+    wall_s: float  # the whole run: data loading, training and test scoring
+
+    @property
+    def best(self) -> TrainResult:
+        """The run worth saving (lowest validation log loss over seeds)."""
+        return self.result.best
+
+    @property
+    def fault(self) -> str | None:
+        return self.result.fault
+
+    def summary(self) -> dict[str, Any]:
+        """The CLI's JSON object (issue 2 contract): ``wall_s`` is the whole run, ``train_wall_s`` fit's part."""
+        out = self.result.to_json()
+        out["wall_s"] = round(self.wall_s, 3)
+        out["train_wall_s"] = round(self.result.wall_s, 3)
+        return out
+
+    def metadata(self, provenance: Provenance) -> dict[str, Any]:
+        """The keyword arguments of :func:`dcnviz.checkpoint.model_to_bytes` for the best run's model."""
+        best = self.best
+        extra: dict[str, Any] = {"made_by": provenance.made_by}
+        if provenance.argv is not None:
+            extra["argv"] = list(provenance.argv)
+        if provenance.label is not None:
+            extra["label"] = provenance.label
+        extra["seed"] = best.seed
+        return {
+            "train_config": self.config.to_json(),
+            "metrics": {**self.summary(), "saved_seed": best.seed},
+            "history": best.history,
+            "data_info": self.data_info,
+            "extra": extra,
+        }
+
+    def to_bytes(self, provenance: Provenance) -> bytes:
+        """The model file (safetensors) of the best run, with its metadata."""
+        from dcnviz.checkpoint import model_to_bytes
+
+        return model_to_bytes(self.best.model.to("cpu"), **self.metadata(provenance))
+
+    def save(self, path: str | os.PathLike[str], provenance: Provenance) -> Path:
+        """Write the model file atomically (temp file, then rename)."""
+        from dcnviz.checkpoint import write_atomic
+
+        return write_atomic(path, self.to_bytes(provenance))
+
+
+def run(
+    options: Any,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    *,
+    callback: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_data: Callable[[DatasetSplits], None] | None = None,
+    progress_every: int | None = None,
+) -> TrainingRun:
+    """Load the data of ``options`` (:class:`dcnviz.data.DataOptions`), train every seed, return the outcome.
+
+    ``on_data`` sees the loaded splits before training starts (the CLI prints their size, the app shows
+    it); ``callback`` and ``should_stop`` are :func:`fit`'s. The CLI and the app both train through here,
+    so a model made by either records the same metadata (:meth:`TrainingRun.metadata`).
+    """
+    from dcnviz.data import load_splits
+
+    t0 = time.perf_counter()
+    splits = load_splits(options)
+    if on_data is not None:
+        on_data(splits)
+    result = fit_seeds(
+        model_config, splits, config, callback=callback, should_stop=should_stop, progress_every=progress_every
+    )
+    return TrainingRun(
+        options=options,
+        model_config=model_config,
+        config=config,
+        result=result,
+        data_info=splits.info,
+        wall_s=time.perf_counter() - t0,
+    )
+
+
 __all__ = [
     "DEVICES",
+    "MAX_PARAMETERS",
     "Progress",
+    "Provenance",
     "SeedsResult",
     "TrainConfig",
     "TrainResult",
+    "TrainingRun",
     "auc_score",
     "build_model",
+    "check_model_size",
     "evaluate",
     "fit",
     "fit_seeds",
     "log_loss",
     "predict_logits",
     "resolve_device",
+    "run",
 ]
