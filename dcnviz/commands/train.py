@@ -21,9 +21,12 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from dcnviz.errors import ConfigError
 from dcnviz.model import MODEL_NAMES, STRUCTURES, ModelConfig
@@ -31,23 +34,48 @@ from dcnviz.train import DEVICES, Progress, TrainConfig
 
 _MODEL_DEFAULTS = ModelConfig()
 _TRAIN_DEFAULTS = TrainConfig()
+_DATA_EMBEDDING_DIM = 30  # = dcnviz.data.DataOptions's default (not imported here: pandas; a test checks)
 SOURCES = ("sample", "ml-1m", "ml-100k", "csv", "parquet")  # = dcnviz.data.SOURCES (kept import-light)
 GATES = ("softmax", "sigmoid", "constant")
 ACTIVATIONS = ("identity", "relu", "tanh", "hard_tanh")
 EXIT_FAULT = 3
+MADE_BY = "python -m dcnviz train"  # the model file's extra.made_by
 
 
-def _int_or_auto(text: str) -> int | str:
-    """An argparse type: an integer >= 1, or the word ``auto`` (--embedding-dim, --threads)."""
-    if text == "auto":
+MAX_EMBEDDING_DIM = 1024  # --embedding-dim
+MAX_HIDDEN = 65536  # each --hidden size
+MAX_SEED = 2**63 - 1  # --seed, --split-seed (PyTorch seeds are 64-bit)
+PATH_MAX = 4096  # bytes in a path (Linux)
+NAME_MAX_FALLBACK = 255  # bytes in one file name where the file system does not say
+TEMP_SUFFIX_BYTES = len(".") + 8 + len(".tmp")  # checkpoint.write_atomic writes ".NAME.XXXXXXXX.tmp" first
+
+
+def max_threads() -> int:
+    """The most ``--threads`` accepted: 4 per core (more only makes OpenMP threads wait on each other)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def _bounded_int(text: str, low: int, high: int, *, auto: bool = False) -> int | str:
+    if auto and text == "auto":
         return "auto"
+    either = " or 'auto'" if auto else ""
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto'; got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto'; got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be an integer in [{low}, {high}]{either}; got {text!r}") from None
+    if not low <= v <= high:
+        raise argparse.ArgumentTypeError(f"must be an integer in [{low}, {high}]{either}; got {text!r}")
     return v
+
+
+def _int_or_auto(high: int) -> Callable[[str], int | str]:
+    """An argparse type: an integer in [1, high], or the word ``auto`` (--embedding-dim, --threads)."""
+    return lambda text: _bounded_int(text, 1, high, auto=True)
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (argparse names the argument in its error)."""
+    return lambda text: cast(int, _bounded_int(text, low, high))
 
 
 def _optional_float(text: str) -> float | None:
@@ -134,9 +162,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument("--genres", action="store_true", help="add genres (multivalent, mean-pooled)")
     d.add_argument("--dense", nargs="+", metavar="NAME", default=None, help="dense MovieLens features (year)")
     d.add_argument("--age-encoding", choices=("groups", "raw"), default=None, help="ML-100K ages (default groups)")
-    d.add_argument("--split-seed", type=int, default=0, help="seed of the random 80/10/10 split")
+    d.add_argument("--split-seed", type=_int_in(0, MAX_SEED), default=0, help="seed of the random 80/10/10 split")
     d.add_argument(
-        "--embedding-dim", type=_int_or_auto, default=30, metavar="E|auto", help="embedding size (auto = 6·vocab^¼)"
+        "--embedding-dim",
+        type=_int_or_auto(MAX_EMBEDDING_DIM),
+        default=_DATA_EMBEDDING_DIM,
+        metavar="E|auto",
+        help=f"embedding size, at most {MAX_EMBEDDING_DIM} (auto = 6·vocab^¼)",
     )
     m = p.add_argument_group("model")
     m.add_argument("--model", choices=MODEL_NAMES, default=_MODEL_DEFAULTS.model)
@@ -146,13 +178,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     m.add_argument("--experts", type=int, default=None, metavar="K", help="experts K (dcn-mix; crossnet → mixture)")
     m.add_argument("--gate", choices=GATES, default=_MODEL_DEFAULTS.gate)
     m.add_argument("--expert-activation", choices=ACTIVATIONS, default=_MODEL_DEFAULTS.expert_activation)
-    m.add_argument("--hidden", type=int, nargs="*", default=list(_MODEL_DEFAULTS.hidden), metavar="H")
+    m.add_argument(
+        "--hidden", type=_int_in(1, MAX_HIDDEN), nargs="*", default=list(_MODEL_DEFAULTS.hidden), metavar="H"
+    )
     m.add_argument("--dropout", type=float, default=_MODEL_DEFAULTS.dropout)
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=_TRAIN_DEFAULTS.epochs, metavar="N", help="most epochs")
     t.add_argument("--batch-size", type=int, default=_TRAIN_DEFAULTS.batch_size, metavar="B")
     t.add_argument("--lr", type=float, default=_TRAIN_DEFAULTS.lr)
-    t.add_argument("--seed", type=int, nargs="+", default=list(_TRAIN_DEFAULTS.seeds), metavar="S")
+    t.add_argument("--seed", type=_int_in(0, MAX_SEED), nargs="+", default=list(_TRAIN_DEFAULTS.seeds), metavar="S")
     t.add_argument("--device", choices=DEVICES, default=_TRAIN_DEFAULTS.device)
     t.add_argument("--patience", type=int, default=_TRAIN_DEFAULTS.patience, help="early-stopping patience")
     t.add_argument("--l2", type=float, default=_TRAIN_DEFAULTS.l2, help="λ on kernels (§3.4)")
@@ -171,7 +205,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     t.add_argument("--compile", action="store_true", help="torch.compile the training forward (GPU)")
     t.add_argument(
         "--threads",
-        type=_int_or_auto,
+        type=_int_or_auto(max_threads()),
         default="auto",
         metavar="N|auto",
         help="CPU threads for PyTorch; auto = one per core not busy with other work now (at most PyTorch's default)",
@@ -299,62 +333,106 @@ class _StopOnInterrupt:
         return self.requested
 
 
+def check_out(text: str) -> Path:
+    """Refuse an ``--out`` that could not be written, before any training, so a finished model is never lost.
+
+    The path must name a ``.safetensors`` file (not a folder), must not lie under a file, its name must fit
+    the file system (with the temporary name :func:`dcnviz.checkpoint.write_atomic` writes first), and its
+    folder (or the nearest existing one above it, which the save creates folders in) must be writable.
+    """
+    if not text.endswith(".safetensors"):
+        raise ConfigError(f"--out must name a .safetensors file; got {text!r}")
+    given = Path(text).expanduser()
+    path = given.absolute()
+    name_max, short = _name_max(path), f"{text[:80]!r}…" if len(text) > 80 else repr(text)
+    if len(os.fsencode(path.name)) + TEMP_SUFFIX_BYTES > name_max:
+        raise ConfigError(
+            f"--out {short}: the file name is {len(os.fsencode(path.name))} bytes long; this file system allows "
+            f"{name_max} per name, and the save first writes a temporary file named '.NAME.XXXXXXXX.tmp'"
+        )
+    folders = [p.name for p in path.parents if len(os.fsencode(p.name)) > name_max]
+    if folders:
+        raise ConfigError(f"--out {short}: a folder name is longer than the {name_max} bytes this file system allows")
+    if len(os.fsencode(str(path))) + TEMP_SUFFIX_BYTES >= PATH_MAX:
+        raise ConfigError(f"--out {short}: the path is longer than the {PATH_MAX} bytes a path may have")
+    if path.is_dir():
+        raise ConfigError(f"--out {text!r} is a folder; name a file in it, e.g. {path / 'model.safetensors'}")
+    folder = next(p for p in path.parents if p.exists())  # the root always exists
+    if not folder.is_dir():
+        raise ConfigError(f"--out {text!r} lies under {folder}, which is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {text!r}: cannot write in {folder} (permission denied)")
+    if folder == path.parent:  # probe with the save's own temporary name (read-only file systems, quotas)
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        except OSError as e:
+            raise ConfigError(f"--out {text!r}: cannot write in {folder}: {e.strerror}") from None
+        os.close(fd)
+        os.unlink(probe)
+    return path
+
+
+def _name_max(path: Path) -> int:
+    """Bytes allowed in one file name on the file system holding ``path`` (its nearest existing folder)."""
+    for p in path.parents:
+        try:
+            return os.pathconf(p, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            continue
+    return NAME_MAX_FALLBACK
+
+
+def _threads(requested: int | str, quiet: bool) -> int:
+    """The CPU thread count for PyTorch: ``--threads N``, or :func:`auto_threads`'s choice."""
+    import torch
+
+    if requested != "auto":
+        return int(requested)
+    busy = busy_cores()
+    threads = auto_threads(torch.get_num_threads(), os.cpu_count(), busy)
+    if threads != torch.get_num_threads() and not quiet:
+        print(
+            f"threads: {threads} (other processes keep {busy:.1f} of {os.cpu_count()} cores busy); "
+            "--threads N overrides",
+            file=sys.stderr,
+        )
+    return threads
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from dcnviz.checkpoint import save_model
-    from dcnviz.data import load_splits
-    from dcnviz.train import fit_seeds
+    from dcnviz import train
+    from dcnviz.encoded import DatasetSplits
 
-    if args.out is not None and not str(args.out).endswith(".safetensors"):
-        raise ConfigError(f"--out must name a .safetensors file; got {args.out!r}")
-    threads = args.threads
-    if threads == "auto":
-        busy = busy_cores()
-        threads = auto_threads(torch.get_num_threads(), os.cpu_count(), busy)
-        if threads != torch.get_num_threads() and not args.quiet:
-            print(
-                f"threads: {threads} (other processes keep {busy:.1f} of {os.cpu_count()} cores busy); "
-                "--threads N overrides",
-                file=sys.stderr,
-            )
-    torch.set_num_threads(threads)
+    out = check_out(args.out) if args.out is not None else None
+    torch.set_num_threads(_threads(args.threads, args.quiet))
     options = data_options(args)
     mconfig = model_config(args)
     tconfig = train_config(args)
-    t0 = time.perf_counter()
-    splits = load_splits(options)
-    rows = splits.info.get("rows", {})
-    if not args.quiet:
+
+    def on_data(splits: DatasetSplits) -> None:
+        rows = splits.info.get("rows", {})
         print(
             f"data: {options.source} — {rows.get('train', '?')} train / {rows.get('val', '?')} val / "
             f"{rows.get('test', '?')} test rows, x0 width d={splits.spec.d} ({len(splits.spec.fields)} fields)",
             file=sys.stderr,
         )
+
     bar = None if args.quiet else ProgressBar(tconfig.epochs)
     with _StopOnInterrupt() as stop:
-        result = fit_seeds(mconfig, splits, tconfig, callback=bar, should_stop=stop)
-    summary = result.to_json()
-    summary["wall_s"] = round(time.perf_counter() - t0, 3)  # the whole command: data loading included
-    summary["train_wall_s"] = round(result.wall_s, 3)
-    best = result.best
-    if args.out is not None:
-        metrics = dict(summary)
-        metrics["saved_seed"] = best.seed
-        saved = save_model(
-            args.out,
-            best.model.to("cpu"),
-            train_config=tconfig.to_json(),
-            metrics=metrics,
-            history=best.history,
-            data_info=splits.info,
-            extra={"made_by": "python -m dcnviz train", "argv": sys.argv[1:], "seed": best.seed},
+        outcome = train.run(
+            options, mconfig, tconfig, callback=bar, should_stop=stop, on_data=None if args.quiet else on_data
         )
+    summary = outcome.summary()
+    if out is not None:
+        saved = outcome.save(out, train.Provenance(made_by=MADE_BY, argv=tuple(sys.argv[1:])))
         summary["out"] = str(saved)
         if not args.quiet:
+            best = outcome.best
             print(f"saved {saved} (seed {best.seed}, best epoch {best.best_epoch})", file=sys.stderr)
     print(json.dumps(summary, allow_nan=False))
-    if result.fault:
-        print(f"error: training stopped on a fault: {result.fault}", file=sys.stderr)
+    if outcome.fault:
+        print(f"error: training stopped on a fault: {outcome.fault}", file=sys.stderr)
         return EXIT_FAULT
     return 0
