@@ -410,12 +410,17 @@ def test_stop_button_keeps_the_best_model_so_far(env: Path) -> None:
     at = goto(start(), "train")
     at.number_input(key="tr_epochs").set_value(100)
     at.number_input(key="tr_emb").set_value(4)
-    at.text_input(key="tr_hidden").set_value("16")
+    at.text_input(key="tr_hidden").set_value("512,512")  # slow enough to stop mid-run
+    at.select_slider(key="tr_lr").set_value(1e-5)  # improves a little every epoch: no early stop
     at.selectbox(key="tr_batch").set_value(128)
     at.run()
     at.button(key="tr_start").click().run()
     job = at.session_state["train_job"]
-    wait_for(at, lambda: bool(job.snapshot().history))  # at least one epoch validated
+    deadline = time.monotonic() + 120
+    while not job.snapshot().history:  # at least one epoch validated
+        assert time.monotonic() < deadline and not job.snapshot().finished, job.snapshot().message
+        time.sleep(0.05)
+    at.run()
     assert not job.snapshot().finished
     at.button(key="tr_stop").click().run()
     wait_for(at, lambda: job.snapshot().finished)

@@ -223,7 +223,7 @@ def test_app_training_job_with_nan_loss_keeps_the_last_good_model(monkeypatch):
         model=ModelConfig(hidden=(8,)),
         train=TrainConfig(epochs=4, patience=4, batch_size=512, lr=0.01, device="cpu"),
     )
-    snap = wait(TrainingJob(req).start(), timeout=300)
+    snap = wait(TrainingJob(req, isolate=False).start(), timeout=300)  # in-process: the test patches the trainer
     assert snap.status == "done", (snap.status, snap.error)
     assert snap.message.startswith("training stopped on a fault:") and "non-finite" in snap.message
     assert snap.model_bytes is not None
@@ -268,7 +268,7 @@ def test_app_training_job_out_of_memory_fails_with_the_batch_hint(monkeypatch):
         model=ModelConfig(hidden=(8,)),
         train=TrainConfig(epochs=1, batch_size=4096, device="cpu"),
     )
-    snap = wait(TrainingJob(req).start(), timeout=300)
+    snap = wait(TrainingJob(req, isolate=False).start(), timeout=300)  # in-process: the test patches the trainer
     assert snap.status == "failed" and snap.model_bytes is None
     assert snap.error is not None and "try a smaller batch, e.g. --batch-size 2048" in snap.error
 

@@ -1,11 +1,26 @@
-"""Background work owned by one app session: a training run in its own thread, with live progress and stop.
+"""Background work owned by one app session: training runs in worker processes, shared fairly.
 
-Plain Python (no Streamlit). The page starts a :class:`TrainingJob`, keeps it in its session state and
-polls :meth:`TrainingJob.snapshot` (a copy taken under a lock) from an ``st.fragment(run_every=...)``;
-the stop button calls :meth:`TrainingJob.stop`, which :func:`dcnviz.train.fit` sees through its
-``should_stop`` hook and answers by keeping the best model so far. The thread never touches Streamlit.
-When the run ends, the model file's bytes (:func:`dcnviz.checkpoint.model_to_bytes`) are in
-``snapshot().model_bytes``; nothing is written to disk.
+Plain Python (no Streamlit). The Train page starts a :class:`TrainingJob`, the Paper lab a
+:class:`SyntheticJob`; both are :class:`Job` s and share their plumbing:
+
+* **Isolation.** The work runs in a worker process forked from a warm fork server (torch and the
+  trainer imported once), so a crash, a runaway allocation (the worker has an address-space limit) or
+  a stall costs that run only, never the server. A failed run says why: the library's own message, or
+  how the process ended (signal, memory limit).
+* **Cheap to watch.** The worker publishes progress at most :data:`PUBLISH_S` apart over a pipe (plus
+  every epoch's history row); a reader thread in the server applies it under a lock; the page reads
+  :meth:`Job.snapshot` copies. The trainer's thread does nothing per step for the page.
+* **Fair sharing.** One :class:`RunPool` per server knows its cores: at most ``DCNVIZ_MAX_RUNS`` runs
+  at once (default :func:`default_max_runs`), the rest wait in a queue whose position each snapshot
+  carries, and the running ones split the cores (each worker applies its thread budget at its next
+  progress tick).
+* **Owned by the session.** A job carries ``owner``, a callable that says whether its session is
+  still connected; the pool cancels (kills, keeping nothing) a run whose session has been gone for
+  ``DCNVIZ_RUN_GRACE_S`` seconds (default 5): a closed tab or an expired session.
+
+The stop button calls :meth:`Job.stop` (the trainer keeps the best model so far); :meth:`Job.cancel`
+ends the run at once and drops its results. A finished training run's model file (bytes, from
+:meth:`dcnviz.train.TrainingRun.to_bytes`) is in ``snapshot().model_bytes``; nothing is written to disk.
 
 >>> from dcnviz.data import DataOptions
 >>> from dcnviz.model import ModelConfig
@@ -17,26 +32,651 @@ When the run ends, the model file's bytes (:func:`dcnviz.checkpoint.model_to_byt
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
+import multiprocessing as mp
+import os
+import signal
 import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from multiprocessing import popen_forkserver
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerProcess  # type: ignore[attr-defined]
+from typing import Any, ClassVar
 
-import torch
-
-from dcnviz.checkpoint import model_to_bytes
-from dcnviz.data import DataOptions, load_splits
+from dcnviz.data import DataOptions
 from dcnviz.errors import DcnvizError
 from dcnviz.model import ModelConfig
-from dcnviz.train import Progress, TrainConfig, build_model, fit
+from dcnviz.train import TrainConfig
 
 _LOG = logging.getLogger(__name__)
 MAX_TICKS = 5000  # progress points kept for the live curve (older ones thinned)
+PUBLISH_S = 0.25  # a worker sends progress at most this often (epoch ends always)
+MAX_RUNS_ENV = "DCNVIZ_MAX_RUNS"  # runs training at once on this server; more wait in a queue
+GRACE_ENV = "DCNVIZ_RUN_GRACE_S"  # seconds a run outlives its session (a reload or network blip reconnects)
+MEMORY_ENV = "DCNVIZ_RUN_MEMORY_MB"  # address-space limit of one worker process (MB); 0 = none
+ISOLATION_ENV = "DCNVIZ_RUN_ISOLATION"  # process (default) | thread (no worker: tests that patch the trainer)
+MONITOR_S = 0.5  # how often the pool checks that each run's session is still there
+KILL_WAIT_S = 2.0  # after SIGTERM, a worker gets this long before SIGKILL
+FINISHED = ("done", "stopped", "failed", "cancelled")
+Emit = Callable[[str, Any], None]  # worker side: emit(kind, payload) sends one message to the server
+
+
+# --------------------------------------------------------------------------------------------------
+# The server's share of the machine
+
+
+def machine_cores() -> int:
+    """CPU cores this process may use (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_max_runs(cores: int) -> int:
+    """Runs at once when ``DCNVIZ_MAX_RUNS`` is not set: half the cores, at least 2 (each run ≥ 1 thread).
+
+    >>> default_max_runs(2), default_max_runs(8), default_max_runs(1)
+    (2, 4, 2)
+    """
+    return max(2, cores // 2)
+
+
+def _env_number(name: str, default: float, *, low: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise DcnvizError(f"${name} must be a number; got {text!r}") from None
+    if not (math.isfinite(value) and value >= low):
+        raise DcnvizError(f"${name} must be >= {low:g}; got {text!r}")
+    return value
+
+
+def default_memory_limit() -> int | None:
+    """Bytes of address space one worker may map: ``$DCNVIZ_RUN_MEMORY_MB``, else 3/4 of the machine's RAM."""
+    mb = _env_number(MEMORY_ENV, -1.0, low=0.0) if os.environ.get(MEMORY_ENV) else -1.0
+    if mb == 0:
+        return None
+    if mb > 0:
+        return int(mb * 2**20)
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return int(ram * 3 // 4)
+
+
+# --------------------------------------------------------------------------------------------------
+# The worker process
+
+
+class Control:
+    """What the server tells a running worker: stop (keep the best model) and the thread budget.
+
+    Set by the worker's listener thread, read by the trainer at its progress ticks (attribute reads).
+    """
+
+    def __init__(self, threads: int, *, apply_threads: bool = True) -> None:
+        self.stop = False
+        self.threads = threads
+        self._applied = 0
+        self._apply = apply_threads
+
+    def should_stop(self) -> bool:
+        return self.stop
+
+    def apply_threads(self) -> None:
+        """Use the current budget for PyTorch's CPU threads (called on the trainer's own thread)."""
+        if self._apply and self.threads != self._applied and self.threads >= 1:
+            import torch
+
+            torch.set_num_threads(self.threads)
+            self._applied = self.threads
+
+
+class Throttle:
+    """True at most once per ``interval`` seconds (the worker's bound on progress messages)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last = -math.inf
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return False
+        self.last = now
+        return True
+
+
+def _listen(conn: Connection, control: Control) -> None:
+    """Worker side: apply the server's messages; if the server goes away, end the worker at once."""
+    while True:
+        try:
+            kind, value = conn.recv()
+        except (EOFError, OSError):
+            os._exit(3)  # the server is gone: nobody will read this run's result
+        if kind == "stop":
+            control.stop = True
+        elif kind == "threads":
+            control.threads = int(value)
+
+
+def _worker_main(
+    work: Callable[[Any, Emit, Control], None], request: Any, conn: Connection, settings: dict[str, Any]
+) -> None:
+    """Entry point of a worker process: limits, then ``work(request, emit, control)``; errors as messages."""
+    import resource
+
+    import dcnviz.data
+
+    limit = settings.get("memory_bytes")
+    if limit:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if settings.get("sample_dir"):
+        dcnviz.data.SAMPLE_DIR = type(dcnviz.data.SAMPLE_DIR)(settings["sample_dir"])  # the server's sample folder
+    control = Control(int(settings.get("threads", 1)))
+    control.apply_threads()
+    threading.Thread(target=_listen, args=(conn, control), name="dcnviz-control", daemon=True).start()
+    lock = threading.Lock()
+
+    def emit(kind: str, payload: Any = None) -> None:
+        with lock:
+            conn.send((kind, payload))
+
+    _run_work(work, request, emit, control, settings.get("memory_bytes"))
+
+
+def _run_work(
+    work: Callable[[Any, Emit, Control], None], request: Any, emit: Emit, control: Control, limit: int | None
+) -> None:
+    """Run ``work``; a dcnviz error or running out of memory becomes a ``failed`` message with the reason."""
+    try:
+        work(request, emit, control)
+    except DcnvizError as e:
+        emit("failed", str(e))
+    except MemoryError:
+        where = f"its memory limit ({limit / 2**30:.1f} GiB, ${MEMORY_ENV})" if limit else "memory"
+        emit("failed", f"the run ran out of {where}; try a smaller model, batch or dataset")
+    except Exception as e:  # a bug: say what happened, keep the traceback for the server's log
+        emit("crashed", (f"unexpected error ({type(e).__name__}): {e}", traceback.format_exc()))
+
+
+_PRELOAD = ["dcnviz.train", "dcnviz.data", "dcnviz.checkpoint", "dcnviz.app.jobs"]  # imported once, in the fork server
+# The workers' OpenMP threads sleep while they wait instead of spinning: on a shared machine spinning
+# threads of several runs (or of other programs) starve each other (docs/app.md, "Training in a shared app").
+WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+_FORK_SERVER_LOCK = threading.Lock()
+_preload_set = False
+
+
+def _fork_server() -> None:
+    """Start the fork server the workers are forked from, once: torch and the trainer are imported there.
+
+    Plain ``fork`` of the server is never used: it has threads, and an OpenMP runtime forked after use
+    hangs. The fork server is a fresh interpreter (process-wide: other multiprocessing users share it);
+    it gets :data:`WORKER_ENV` (where the user has not set those variables).
+    """
+    global _preload_set
+    from multiprocessing import forkserver
+
+    with _FORK_SERVER_LOCK:
+        if not _preload_set:
+            forkserver.set_forkserver_preload(_PRELOAD)
+            _preload_set = True
+        added = {k: v for k, v in WORKER_ENV.items() if k not in os.environ}
+        os.environ.update(added)
+        try:
+            forkserver.ensure_running()
+        finally:
+            for k in added:
+                os.environ.pop(k, None)
+
+
+class _NoMainPopen(popen_forkserver.Popen):  # type: ignore[misc]
+    """The fork server's ``Popen``, except that the child does not re-run the parent's ``__main__``.
+
+    multiprocessing re-imports the parent's main script in each child so objects defined there
+    unpickle. In a Streamlit server ``sys.modules["__main__"]`` is the app script Streamlit is running,
+    which must never run in a worker; our targets live in dcnviz modules, so the entries are dropped.
+    (The body is ``popen_forkserver.Popen._launch`` of CPython 3.11–3.13 with that one change.)
+    """
+
+    def _launch(self, process_obj: Any) -> None:
+        from multiprocessing import forkserver, spawn, util
+        from multiprocessing.context import reduction, set_spawning_popen  # type: ignore[attr-defined]
+
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        prep_data.pop("init_main_from_path", None)
+        prep_data.pop("init_main_from_name", None)
+        buf = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            set_spawning_popen(None)
+        self.sentinel, w = forkserver.connect_to_new_process(self._fds)  # type: ignore[attr-defined]
+        parent_w = os.dup(w)
+        self.finalizer = util.Finalize(self, util.close_fds, (parent_w, self.sentinel))  # type: ignore[attr-defined]
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class _WorkerProcess(ForkServerProcess):  # type: ignore[misc,valid-type]
+    """A fork-server process started through :class:`_NoMainPopen`."""
+
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        _fork_server()
+        return _NoMainPopen(process_obj)
+
+
+def _worker_process(target: Callable[..., None], args: tuple[Any, ...], name: str) -> Any:
+    proc = _WorkerProcess(target=target, args=args, name=name)
+    proc.daemon = True
+    return proc
+
+
+_warming = threading.Event()
+
+
+def warm_up() -> None:
+    """Start the fork server now (in the background), so the first run does not wait for torch's import."""
+    if _warming.is_set():
+        return
+    _warming.set()
+
+    def go() -> None:
+        with contextlib.suppress(Exception):
+            _fork_server()
+
+    threading.Thread(target=go, name="dcnviz-warm-up", daemon=True).start()
+
+
+def _exit_reason(code: int | None, limit: int | None) -> str:
+    """Why a worker ended without reporting a result, in words."""
+    if code is None:
+        return "the training process did not end"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (the system may have run out of memory)" if -code == signal.SIGKILL else ""
+        return f"the training process was killed by {name}{hint}"
+    mem = f"; it may have exceeded its memory limit ({limit / 2**30:.1f} GiB, ${MEMORY_ENV})" if limit else ""
+    return f"the training process ended unexpectedly with exit code {code}{mem}"
+
+
+# --------------------------------------------------------------------------------------------------
+# A job: the server side of one run
+
+
+class Job:
+    """One background run owned by a session: state under a lock, a worker process, stop and cancel.
+
+    Subclasses give :meth:`work` (the module-level function the worker runs: ``work(request, emit,
+    control)``) and :meth:`_receive` (apply one worker message to the state, under the lock).
+    """
+
+    kind: ClassVar[str] = "job"
+
+    def __init__(
+        self,
+        request: Any,
+        *,
+        owner: Callable[[], bool] | None = None,
+        pool: RunPool | None = None,
+        isolate: bool | None = None,
+    ) -> None:
+        self.request = request
+        self.id = uuid.uuid4().hex  # identifies the run (e.g. so its model is registered once)
+        self.owner = owner  # is the owning session still connected? (None: cannot tell; never cancelled)
+        self._pool = pool
+        self._isolate = isolate if isolate is not None else os.environ.get(ISOLATION_ENV, "process") != "thread"
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ended = threading.Event()
+        self._t0 = time.perf_counter()
+        self.status, self.message = "queued", "waiting to start"
+        self.error: str | None = None  # why it failed
+        self.threads = 0  # CPU threads it may use now
+        self.queue_position: int | None = None  # 1-based, while it waits for a slot
+        self._conn: Connection | None = None
+        self._proc: Any = None
+        self._control: Control | None = None
+        self._memory = default_memory_limit() if self._isolate else None
+
+    # -- the page's side --------------------------------------------------------------------------
+
+    def start(self) -> Job:
+        """Queue the run in the server's pool; it starts when a slot is free."""
+        self._t0 = time.perf_counter()
+        (self._pool or RunPool.shared()).submit(self)
+        return self
+
+    def stop(self) -> None:
+        """Ask the run to stop at its next progress tick, keeping its best result so far."""
+        self._stop.set()
+        with self._lock:
+            queued = self.status == "queued"
+            if queued:  # never started: nothing to keep
+                self._finish_locked("stopped", "stopped before it started")
+            elif self.status not in FINISHED:
+                self.message = "stopping: finishing the current step and keeping the best model so far…"
+        if queued:
+            self._ended.set()
+            (self._pool or RunPool.shared()).forget(self)
+        self._send(("stop", None))
+        if self._control is not None:
+            self._control.stop = True
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """End the run now and keep nothing (its session ended)."""
+        self._stop.set()
+        with self._lock:
+            if self.status in FINISHED:
+                return
+            self._finish_locked("cancelled", reason)
+            self._drop_results_locked()
+        if self._control is not None:
+            self._control.stop = True
+        proc = self._proc
+        if proc is not None:
+            threading.Thread(target=_terminate, args=(proc,), name="dcnviz-kill", daemon=True).start()
+        (self._pool or RunPool.shared()).forget(self)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the run's worker has ended; True if it has."""
+        return self._ended.wait(timeout)
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self._t0
+
+    # -- the pool's side --------------------------------------------------------------------------
+
+    def _launch(self, threads: int) -> None:
+        """Start the worker (from a thread of its own: the first fork server start takes seconds)."""
+        with self._lock:
+            if self.status in FINISHED:
+                self._ended.set()
+                return
+            self.threads, self.queue_position = threads, None
+            self.status, self.message = "starting", "starting a worker…"
+        threading.Thread(target=self._serve, args=(threads,), name=f"dcnviz-{self.kind}", daemon=True).start()
+
+    def _set_threads(self, threads: int) -> None:
+        with self._lock:
+            self.threads = threads
+        self._send(("threads", threads))
+        if self._control is not None:
+            self._control.threads = threads
+
+    def _queued(self, position: int, running: int, limit: int) -> None:
+        with self._lock:
+            if self.status == "queued":
+                self.queue_position = position
+                self.message = (
+                    f"queued: {position} in line — {running} run(s) are training on this server "
+                    f"(at most {limit} at once, ${MAX_RUNS_ENV})"
+                )
+
+    def _serve(self, threads: int) -> None:
+        try:
+            if self._isolate:
+                self._serve_process(threads)
+            else:
+                self._control = Control(threads, apply_threads=False)
+                _run_work(self.work(), self.request, self._on_message, self._control, None)
+        finally:
+            self._ended.set()
+            (self._pool or RunPool.shared()).release(self)
+
+    def _serve_process(self, threads: int) -> None:
+        parent, child = mp.Pipe(duplex=True)
+        settings = {"threads": threads, "memory_bytes": self._memory, "sample_dir": _sample_dir()}
+        proc = _worker_process(_worker_main, (self.work(), self.request, child, settings), f"dcnviz-{self.kind}")
+        if self.finished:
+            return
+        proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+        if self.finished or self.stop_requested:  # cancelled or stopped while the worker started
+            self._send(("stop", None))
+            if self.status == "cancelled":
+                _terminate(proc)
+        while True:
+            try:
+                kind, payload = parent.recv()
+            except (EOFError, OSError):
+                break
+            self._on_message(kind, payload)
+        proc.join(KILL_WAIT_S)
+        with self._lock:
+            if self.status not in FINISHED:
+                self._finish_locked("failed", "failed")
+                self.error = _exit_reason(proc.exitcode, self._memory)
+        with contextlib.suppress(OSError):
+            parent.close()
+        self._conn = None
+        self._proc = None
+
+    def _send(self, msg: tuple[str, Any]) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        with self._send_lock, contextlib.suppress(OSError, ValueError):
+            conn.send(msg)
+
+    # -- applying the worker's messages -------------------------------------------------------------
+
+    def _on_message(self, kind: str, payload: Any) -> None:
+        with self._lock:
+            if self.status == "cancelled":
+                return  # a late message of a cancelled run: keep nothing
+            if kind == "failed":
+                self._finish_locked("failed", "failed")
+                self.error = str(payload)
+            elif kind == "crashed":
+                message, tb = payload
+                _LOG.error("%s job crashed:\n%s", self.kind, tb)
+                self._finish_locked("failed", "failed")
+                self.error = message
+            elif kind == "status":
+                if self.status not in FINISHED:
+                    self.status, self.message = payload
+                    if self._stop.is_set() and self.status != "saving":
+                        self.message = "stopping: finishing the current step and keeping the best model so far…"
+            else:
+                self._receive(kind, payload)
+
+    def work(self) -> Callable[[Any, Emit, Control], None]:  # pragma: no cover - subclasses
+        """The function the worker runs (module level, so the worker can import it)."""
+        raise NotImplementedError
+
+    def _receive(self, kind: str, payload: Any) -> None:  # pragma: no cover - subclasses
+        raise NotImplementedError(kind)
+
+    def _finish_locked(self, status: str, message: str) -> None:
+        self.status, self.message, self.queue_position = status, message, None
+
+    def _drop_results_locked(self) -> None:
+        """Forget what the run produced (subclasses clear their fields)."""
+
+
+def _terminate(proc: Any) -> None:
+    """SIGTERM, then SIGKILL after :data:`KILL_WAIT_S`."""
+    with contextlib.suppress(Exception):
+        proc.terminate()
+        proc.join(KILL_WAIT_S)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(KILL_WAIT_S)
+
+
+def _sample_dir() -> str:
+    import dcnviz.data
+
+    return str(dcnviz.data.SAMPLE_DIR)
+
+
+# --------------------------------------------------------------------------------------------------
+# The pool: cores, the run limit, the queue, session ownership
+
+
+class RunPool:
+    """The server's training slots: at most ``max_runs`` runs at once, a FIFO queue, a thread budget each.
+
+    ``cores // running`` threads per run (at least 1), re-balanced whenever a run starts or ends. A
+    monitor thread cancels runs (running or queued) whose ``owner`` has said "gone" for ``grace_s``.
+    """
+
+    _shared: ClassVar[RunPool | None] = None
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, *, cores: int | None = None, max_runs: int | None = None, grace_s: float | None = None) -> None:
+        self.cores = cores or machine_cores()
+        if max_runs is None:
+            max_runs = int(_env_number(MAX_RUNS_ENV, default_max_runs(self.cores), low=1))
+        self.max_runs = max_runs
+        self.grace_s = _env_number(GRACE_ENV, 5.0, low=0.0) if grace_s is None else grace_s
+        self._lock = threading.Lock()
+        self._running: list[Job] = []
+        self._queue: list[Job] = []
+        self._gone_since: dict[str, float] = {}
+        self._monitor: threading.Thread | None = None
+
+    @classmethod
+    def shared(cls) -> RunPool:
+        """The server's pool (one per process), made on first use from the environment."""
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = RunPool()
+            return cls._shared
+
+    def budget(self, running: int | None = None) -> int:
+        """Threads for each of ``running`` runs (default: the runs now training)."""
+        n = len(self._running) if running is None else running
+        return max(1, self.cores // max(1, n))
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            self._queue.append(job)
+        self._schedule()
+        self._ensure_monitor()
+
+    def position(self, job: Job) -> int | None:
+        with self._lock:
+            return self._queue.index(job) + 1 if job in self._queue else None
+
+    def counts(self) -> tuple[int, int]:
+        """(runs training, runs queued)."""
+        with self._lock:
+            return len(self._running), len(self._queue)
+
+    def release(self, job: Job) -> None:
+        """A run's worker ended: free its slot and start the next in line."""
+        self.forget(job)
+
+    def forget(self, job: Job) -> None:
+        """Take ``job`` out of the pool (ended, cancelled, or stopped in the queue)."""
+        with self._lock:
+            if job in self._running:
+                self._running.remove(job)
+            if job in self._queue:
+                self._queue.remove(job)
+            self._gone_since.pop(job.id, None)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Start queued runs while slots are free; re-balance threads; tell the queue where it stands."""
+        with self._lock:
+            started = []
+            while self._queue and len(self._running) < self.max_runs:
+                job = self._queue.pop(0)
+                if job.finished:
+                    continue
+                self._running.append(job)
+                started.append(job)
+            budget = self.budget()
+            running, queue = list(self._running), list(self._queue)
+        for job in running:
+            if job in started:
+                job._launch(budget)
+            elif job.threads != budget:
+                job._set_threads(budget)
+        for i, job in enumerate(queue):
+            job._queued(i + 1, len(running), self.max_runs)
+
+    def _ensure_monitor(self) -> None:
+        with self._lock:
+            if self._monitor is not None and self._monitor.is_alive():
+                return
+            self._monitor = threading.Thread(target=self._watch, name="dcnviz-run-monitor", daemon=True)
+            self._monitor.start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(MONITOR_S)
+            with self._lock:
+                jobs = self._running + self._queue
+            if not jobs:
+                with self._lock:
+                    if not (self._running or self._queue):
+                        self._monitor = None
+                        return
+                continue
+            self.check_owners(jobs)
+
+    def check_owners(self, jobs: list[Job] | None = None, *, now: float | None = None) -> list[Job]:
+        """Cancel the runs whose session has been gone for ``grace_s``; returns them."""
+        now = time.monotonic() if now is None else now
+        if jobs is None:
+            with self._lock:
+                jobs = self._running + self._queue
+        cancelled = []
+        for job in jobs:
+            alive = True
+            if job.owner is not None:
+                try:
+                    alive = bool(job.owner())
+                except Exception:  # a broken liveness check never kills a run
+                    alive = True
+            if alive:
+                self._gone_since.pop(job.id, None)
+                continue
+            since = self._gone_since.setdefault(job.id, now)
+            if now - since >= self.grace_s:
+                job.cancel("cancelled: the session that started it ended (tab closed or session expired)")
+                cancelled.append(job)
+        return cancelled
+
+
+# --------------------------------------------------------------------------------------------------
+# Training runs (the Train page)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,173 +693,182 @@ class TrainRequest:
 class JobSnapshot:
     """A consistent copy of a job's state for the page to draw."""
 
-    status: str  # queued | loading data | training | saving | done | stopped | failed
+    status: str  # queued | starting | loading data | training | saving | done | stopped | failed | cancelled
     message: str  # one line for the status bar
     ticks: list[dict[str, float]]  # {"epoch": fractional epoch, "step", "loss", "examples_per_s"}
-    history: list[dict[str, Any]]  # one entry per finished epoch (val metrics), as fit() records it
+    history: list[dict[str, Any]]  # one row per finished epoch, exactly as dcnviz.train.fit records it
     epoch: int  # current epoch (1-based; 0 before training)
     epochs: int  # most epochs
     fraction: float  # progress in [0, 1]
-    examples_per_s: float  # latest training speed
+    examples_per_s: float  # training examples / training seconds of the whole run so far (the final number at the end)
     elapsed_s: float  # since the job started
     device: str  # where it trains
-    result: dict[str, Any] | None  # TrainResult.to_json() when done
+    result: dict[str, Any] | None  # dcnviz.train.TrainingRun.summary() when done
     model_bytes: bytes | None  # the model file when done (the best model kept)
     error: str | None  # a clean message when it failed
+    queue_position: int | None = None  # 1-based place in the server's queue while waiting
+    threads: int = 0  # CPU threads the run may use now
 
     @property
     def finished(self) -> bool:
-        return self.status in ("done", "stopped", "failed")
+        return self.status in FINISHED
 
     @property
     def running(self) -> bool:
         return not self.finished and self.status != "queued"
 
 
-@dataclass
-class _State:
-    status: str = "queued"
-    message: str = "waiting to start"
-    ticks: list[dict[str, float]] = field(default_factory=list)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    epoch: int = 0
-    fraction: float = 0.0
-    examples_per_s: float = 0.0
-    device: str = ""
-    result: dict[str, Any] | None = None
-    model_bytes: bytes | None = None
-    error: str | None = None
+def _train_work(request: TrainRequest, emit: Emit, control: Control) -> None:
+    """Worker side of a training run: :func:`dcnviz.train.run`, progress sent at a bounded rate."""
+    from dcnviz import train
+    from dcnviz.encoded import DatasetSplits
+
+    emit("status", ("loading data", f"loading {request.data.source}…"))
+    publish = _ProgressPublisher(emit, control, request.train.epochs)
+
+    def on_data(splits: DatasetSplits) -> None:
+        rows = splits.info.get("rows", {})
+        emit("status", ("training", f"training on {rows.get('train', '?')} examples…"))
+
+    outcome = train.run(
+        request.data, request.model, request.train, callback=publish, should_stop=control.should_stop, on_data=on_data
+    )
+    emit("status", ("saving", "saving the model…"))
+    best = outcome.best
+    data = outcome.to_bytes(train.Provenance(made_by="dcnviz app", label=request.label))
+    emit(
+        "done",
+        {
+            "summary": outcome.summary(),
+            "model_bytes": data,
+            "stopped": best.stopped == "should_stop",
+            "fault": outcome.fault,
+            "epochs": best.epochs,
+            "best_epoch": best.best_epoch,
+            "device": best.device,
+        },
+    )
 
 
-class TrainingJob:
-    """One training run in a daemon thread. Thread-safe: the thread writes, the page reads snapshots."""
+class _ProgressPublisher:
+    """The trainer's progress callback in the worker: every epoch end, and ticks at most PUBLISH_S apart.
 
-    def __init__(self, request: TrainRequest) -> None:
-        self.request = request
-        self.id = uuid.uuid4().hex  # identifies the run (e.g. so its model is registered once)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._s = _State()
-        self._t0 = time.perf_counter()
-        self._thread = threading.Thread(target=self._run, name="dcnviz-train", daemon=True)
+    The loss sent for a tick is the mean over the examples since the last one sent.
+    """
 
-    def start(self) -> TrainingJob:
-        self._t0 = time.perf_counter()
-        self._thread.start()
-        return self
+    def __init__(self, emit: Emit, control: Control, epochs: int) -> None:
+        self.emit, self.control, self.epochs = emit, control, epochs
+        self.throttle = Throttle(PUBLISH_S)
+        self.loss_sum, self.examples, self.sent_examples = 0.0, 0, 0
 
-    def stop(self) -> None:
-        """Ask the run to stop at its next progress tick; the best model so far is kept."""
-        self._stop.set()
-        with self._lock:
-            if self._s.status not in ("done", "stopped", "failed"):
-                self._s.message = "stopping: finishing the current step and keeping the best model so far…"
+    def __call__(self, p: Any) -> None:
+        self.control.apply_threads()
+        frac_epoch = (p.epoch - 1) + p.epoch_step / max(1, p.steps_per_epoch)
+        tick = {
+            "epoch": frac_epoch,
+            "step": float(p.step),
+            "examples_per_s": p.run_examples_per_s,
+            "epoch_no": p.epoch,
+            "epoch_step": p.epoch_step,
+            "steps_per_epoch": p.steps_per_epoch,
+            "device": "",
+        }
+        if p.row is not None:
+            self.emit("epoch", {**tick, "row": p.row})
+            return
+        n = p.examples - self.examples
+        self.loss_sum += p.loss * n
+        self.examples = p.examples
+        if not self.throttle.ready():
+            return
+        window = self.examples - self.sent_examples
+        tick["loss"] = self.loss_sum / window if window else p.loss
+        self.loss_sum, self.sent_examples = 0.0, self.examples
+        self.emit("tick", tick)
 
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
 
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+class TrainingJob(Job):
+    """One training run of the Train page (see the module docstring). Thread-safe: read snapshots."""
+
+    kind = "train"
+
+    def __init__(
+        self,
+        request: TrainRequest,
+        *,
+        owner: Callable[[], bool] | None = None,
+        pool: RunPool | None = None,
+        isolate: bool | None = None,
+    ) -> None:
+        super().__init__(request, owner=owner, pool=pool, isolate=isolate)
+        self.ticks: list[dict[str, float]] = []
+        self.history: list[dict[str, Any]] = []
+        self.epoch, self.fraction, self.examples_per_s = 0, 0.0, 0.0
+        self.device = ""
+        self.result: dict[str, Any] | None = None
+        self.model_bytes: bytes | None = None
+
+    def work(self) -> Callable[[Any, Emit, Control], None]:
+        return _train_work
 
     def snapshot(self) -> JobSnapshot:
         with self._lock:
-            s = self._s
             return JobSnapshot(
-                status=s.status,
-                message=s.message,
-                ticks=list(s.ticks),
-                history=[dict(h) for h in s.history],
-                epoch=s.epoch,
+                status=self.status,
+                message=self.message,
+                ticks=list(self.ticks),
+                history=[dict(h) for h in self.history],
+                epoch=self.epoch,
                 epochs=self.request.train.epochs,
-                fraction=s.fraction,
-                examples_per_s=s.examples_per_s,
-                elapsed_s=time.perf_counter() - self._t0,
-                device=s.device,
-                result=s.result,
-                model_bytes=s.model_bytes,
-                error=s.error,
+                fraction=self.fraction,
+                examples_per_s=self.examples_per_s,
+                elapsed_s=self.elapsed_s,
+                device=self.device,
+                result=self.result,
+                model_bytes=self.model_bytes,
+                error=self.error,
+                queue_position=self.queue_position,
+                threads=self.threads,
             )
 
-    def _set(self, **kw: Any) -> None:
-        with self._lock:
-            for k, v in kw.items():
-                setattr(self._s, k, v)
+    def _receive(self, kind: str, payload: Any) -> None:
+        if kind in ("tick", "epoch"):
+            self._progress(payload, kind == "epoch")
+        elif kind == "done":
+            self._done(payload)
+        else:
+            raise ValueError(f"unknown message {kind!r} from a training worker")
 
-    def _on_progress(self, p: Progress) -> None:
+    def _progress(self, t: dict[str, Any], epoch_end: bool) -> None:
         epochs = self.request.train.epochs
-        frac_epoch = (p.epoch - 1) + p.epoch_step / max(1, p.steps_per_epoch)
-        with self._lock:
-            s = self._s
-            s.epoch = p.epoch
-            s.fraction = min(1.0, frac_epoch / epochs)
-            s.examples_per_s = float(p.examples_per_s)
-            if p.metrics is None:
-                s.ticks.append(
-                    {
-                        "epoch": frac_epoch,
-                        "step": float(p.step),
-                        "loss": float(p.loss),
-                        "examples_per_s": p.examples_per_s,
-                    }
-                )
-                if len(s.ticks) > MAX_TICKS:
-                    s.ticks = s.ticks[::2]
-                if not self._stop.is_set():
-                    s.message = (
-                        f"epoch {p.epoch}/{epochs} · step {p.epoch_step}/{p.steps_per_epoch} · loss {p.loss:.4f}"
-                    )
-            else:
-                val = p.metrics.get("val", {})
-                s.history.append(
-                    {
-                        "epoch": p.epoch,
-                        "train_logloss": float(p.loss),
-                        "val_logloss": float(val.get("logloss", float("nan"))),
-                        "val_auc": float(val.get("auc", float("nan"))),
-                        "examples_per_s": float(p.examples_per_s),
-                    }
-                )
+        self.epoch = int(t["epoch_no"])
+        self.fraction = min(1.0, t["epoch"] / epochs)
+        self.examples_per_s = float(t["examples_per_s"])
+        if epoch_end:
+            self.history.append(t["row"])
+            return
+        self.ticks.append({k: float(t[k]) for k in ("epoch", "step", "loss", "examples_per_s")})
+        if len(self.ticks) > MAX_TICKS:
+            self.ticks = self.ticks[::2]
+        if not self._stop.is_set():
+            self.message = (
+                f"epoch {self.epoch}/{epochs} · step {t['epoch_step']}/{t['steps_per_epoch']} · loss {t['loss']:.4f}"
+            )
 
-    def _run(self) -> None:
-        r = self.request
-        try:
-            self._set(status="loading data", message=f"loading {r.data.source}…")
-            splits = load_splits(r.data)
-            seed = r.train.seeds[0]
-            model = build_model(splits.spec, r.model, seed)
-            rows = splits.info.get("rows", {})
-            self._set(status="training", message=f"training on {rows.get('train', '?')} examples…")
-            result = fit(model, splits, r.train, seed=seed, callback=self._on_progress, should_stop=self._stop.is_set)
-            self._set(status="saving", message="saving the model…", device=result.device)
-            summary = result.to_json()
-            data = model_to_bytes(
-                result.model.to("cpu"),
-                train_config=r.train.to_json(),
-                metrics=summary,
-                history=result.history,
-                data_info=splits.info,
-                extra={"made_by": "dcnviz app", "label": r.label},
-            )
-            stopped = result.stopped == "should_stop"
-            if result.fault:
-                msg = f"training stopped on a fault: {result.fault}"
-            elif stopped:
-                msg = f"stopped after epoch {result.epochs}; kept the best model (epoch {result.best_epoch})"
-            else:
-                msg = f"done: {result.epochs} epoch(s), best epoch {result.best_epoch}"
-            self._set(
-                status="stopped" if stopped else "done",
-                message=msg,
-                result=summary,
-                model_bytes=data,
-                fraction=1.0,
-            )
-        except DcnvizError as e:
-            self._set(status="failed", message="failed", error=str(e))
-        except Exception as e:  # a bug: keep the app alive, but say what happened and log the traceback
-            _LOG.error("training job crashed:\n%s", traceback.format_exc())
-            self._set(status="failed", message="failed", error=f"unexpected error ({type(e).__name__}): {e}")
+    def _done(self, d: dict[str, Any]) -> None:
+        if d["fault"]:
+            msg = f"training stopped on a fault: {d['fault']}"
+        elif d["stopped"]:
+            msg = f"stopped after epoch {d['epochs']}; kept the best model (epoch {d['best_epoch']})"
+        else:
+            msg = f"done: {d['epochs']} epoch(s), best epoch {d['best_epoch']}"
+        self._finish_locked("stopped" if d["stopped"] else "done", msg)
+        self.result, self.model_bytes, self.device = d["summary"], d["model_bytes"], d["device"]
+        self.examples_per_s = float(d["summary"].get("examples_per_s", 0.0))
+        self.fraction = 1.0
+
+    def _drop_results_locked(self) -> None:
+        self.ticks, self.history, self.result, self.model_bytes = [], [], None, None
 
 
 def wait(job: TrainingJob, timeout: float, poll: Callable[[], None] | None = None) -> JobSnapshot:
@@ -236,7 +885,7 @@ def wait(job: TrainingJob, timeout: float, poll: Callable[[], None] | None = Non
 
 
 # --------------------------------------------------------------------------------------------------
-# The Paper lab: the paper's synthetic studies (§6) in a background thread
+# The Paper lab: the paper's synthetic studies (§6)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,7 +902,7 @@ class SyntheticRequest:
 
 @dataclass(frozen=True)
 class SyntheticSnapshot:
-    status: str  # queued | fitting W | running table | done | stopped | failed
+    status: str  # queued | starting | fitting W | running table | done | stopped | failed | cancelled
     message: str
     fraction: float  # in [0, 1]
     rows: list[Any]  # dcnviz.paperlab.synthetic.SyntheticRow, finished cells
@@ -262,114 +911,126 @@ class SyntheticSnapshot:
     learned_rmse: float | None  # test RMSE of that 1-layer DCN-V2
     error: str | None
     elapsed_s: float
+    queue_position: int | None = None
 
     @property
     def finished(self) -> bool:
-        return self.status in ("done", "stopped", "failed")
+        return self.status in FINISHED
 
 
-class SyntheticJob:
-    """Runs :func:`dcnviz.paperlab.synthetic.run_synthetic` (and one learned-W fit) in a daemon thread."""
+def _synthetic_work(r: SyntheticRequest, emit: Emit, control: Control) -> None:
+    """Worker side of a Paper lab run: the learned-W fit, then :func:`run_synthetic`."""
+    import torch
 
-    def __init__(self, request: SyntheticRequest) -> None:
-        self.request = request
-        self.id = uuid.uuid4().hex
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._t0 = time.perf_counter()
-        self._status, self._message, self._fraction = "queued", "waiting to start", 0.0
-        self._rows: list[Any] = []
-        self._true_c: Any = None
-        self._learned_c: Any = None
-        self._learned_rmse: float | None = None
-        self._error: str | None = None
-        self._thread = threading.Thread(target=self._run, name="dcnviz-paperlab", daemon=True)
+    from dcnviz.paperlab.crosses import learned_cross_matrix, true_cross_matrix
+    from dcnviz.paperlab.fit import fit_regression, rmse
+    from dcnviz.paperlab.models import build_regressor
+    from dcnviz.paperlab.synthetic import SyntheticConfig, SyntheticProgress, run_synthetic
+    from dcnviz.paperlab.tasks import build_task
 
-    def start(self) -> SyntheticJob:
-        self._t0 = time.perf_counter()
-        self._thread.start()
-        return self
+    cfg = r.config or SyntheticConfig()
+    throttle = Throttle(PUBLISH_S)
+    task = build_task(r.task, seed=cfg.task_seed, d=cfg.d if r.task not in ("f1", "f2") else None)
+    emit("set", {"true_c": true_cross_matrix(task)})
+    if r.learned_w:
+        emit("status", ("fitting W", "fitting a 1-layer DCN-V2 to read its cross coefficients…"))
+        x, y = task.sample(cfg.samples, cfg.seed, split="train")
+        xt, yt = task.sample(cfg.test_samples, cfg.seed, split="test")
+        dt = cfg.torch_dtype
+        net = build_regressor("dcnv2", task.d, 1, seed=cfg.seed, dtype=dt)
+        X, Y, XT, YT = (torch.as_tensor(a, dtype=dt) for a in (x, y, xt, yt))
 
-    def stop(self) -> None:
-        self._stop.set()
+        def on_fit(step: int, train: float) -> None:
+            control.apply_threads()
+            if throttle.ready():
+                emit("set", {"message": f"1-layer DCN-V2 for W: step {step}, train RMSE {train:.3g}"})
 
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
+        res = fit_regression(net, X, Y, cfg.fit, seed=cfg.seed, callback=on_fit, should_stop=control.should_stop)
+        if res.stopped:
+            emit("end", {"status": "stopped", "message": "stopped", "rows": []})
+            return
+        emit("set", {"learned_c": learned_cross_matrix(net), "learned_rmse": rmse(net, XT, YT)})
+    emit("status", ("running table", "training the table's models…"))
 
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+    def on_progress(p: SyntheticProgress) -> None:
+        control.apply_threads()
+        if not throttle.ready():
+            return
+        frac = (p.fits_done + min(1.0, p.step / max(1, p.steps))) / max(1, p.fits_total)
+        rm = f"{p.train_rmse:.3g}" if math.isfinite(p.train_rmse) else "—"
+        emit(
+            "set",
+            {
+                "fraction": min(1.0, frac),
+                "message": f"{p.model}, {p.layers} layer(s), run {p.run + 1}/{p.runs}: step {p.step}, "
+                f"train RMSE {rm} · fit {p.fits_done + 1} of {p.fits_total}",
+            },
+        )
+
+    rows = run_synthetic(
+        task, r.models, r.layers, r.runs, config=cfg, callback=on_progress, should_stop=control.should_stop
+    )
+    stopped = control.should_stop()
+    emit(
+        "end",
+        {
+            "rows": rows,
+            "status": "stopped" if stopped else "done",
+            "message": f"stopped: {len(rows)} finished row(s) kept" if stopped else f"done: {len(rows)} row(s)",
+        },
+    )
+
+
+class SyntheticJob(Job):
+    """Runs :func:`dcnviz.paperlab.synthetic.run_synthetic` (and one learned-W fit) as a :class:`Job`."""
+
+    kind = "paperlab"
+    FIELDS: ClassVar[tuple[str, ...]] = ("message", "fraction", "true_c", "learned_c", "learned_rmse")
+
+    def __init__(
+        self,
+        request: SyntheticRequest,
+        *,
+        owner: Callable[[], bool] | None = None,
+        pool: RunPool | None = None,
+        isolate: bool | None = None,
+    ) -> None:
+        super().__init__(request, owner=owner, pool=pool, isolate=isolate)
+        self.fraction = 0.0
+        self.rows: list[Any] = []
+        self.true_c: Any = None
+        self.learned_c: Any = None
+        self.learned_rmse: float | None = None
+
+    def work(self) -> Callable[[Any, Emit, Control], None]:
+        return _synthetic_work
 
     def snapshot(self) -> SyntheticSnapshot:
         with self._lock:
             return SyntheticSnapshot(
-                status=self._status,
-                message=self._message,
-                fraction=self._fraction,
-                rows=list(self._rows),
-                true_c=self._true_c,
-                learned_c=self._learned_c,
-                learned_rmse=self._learned_rmse,
-                error=self._error,
-                elapsed_s=time.perf_counter() - self._t0,
+                status=self.status,
+                message=self.message,
+                fraction=self.fraction,
+                rows=list(self.rows),
+                true_c=self.true_c,
+                learned_c=self.learned_c,
+                learned_rmse=self.learned_rmse,
+                error=self.error,
+                elapsed_s=self.elapsed_s,
+                queue_position=self.queue_position,
             )
 
-    def _set(self, **kw: Any) -> None:
-        with self._lock:
-            for k, v in kw.items():
-                setattr(self, f"_{k}", v)
+    def _receive(self, kind: str, payload: Any) -> None:
+        if kind == "set":
+            for k, v in payload.items():
+                if k in self.FIELDS and not (k == "message" and self._stop.is_set()):
+                    setattr(self, k, v)
+        elif kind == "end":
+            self.rows = list(payload["rows"])
+            self._finish_locked(payload["status"], payload["message"])
+            self.fraction = 1.0
+        else:
+            raise ValueError(f"unknown message {kind!r} from a paper lab worker")
 
-    def _run(self) -> None:
-        from dcnviz.paperlab.crosses import learned_cross_matrix, true_cross_matrix
-        from dcnviz.paperlab.fit import fit_regression, rmse
-        from dcnviz.paperlab.models import build_regressor
-        from dcnviz.paperlab.synthetic import SyntheticConfig, SyntheticProgress, run_synthetic
-        from dcnviz.paperlab.tasks import build_task
-
-        r = self.request
-        cfg = r.config or SyntheticConfig()
-        try:
-            task = build_task(r.task, seed=cfg.task_seed, d=cfg.d if r.task not in ("f1", "f2") else None)
-            self._set(true_c=true_cross_matrix(task))
-            if r.learned_w:
-                self._set(status="fitting W", message="fitting a 1-layer DCN-V2 to read its cross coefficients…")
-                x, y = task.sample(cfg.samples, cfg.seed, split="train")
-                xt, yt = task.sample(cfg.test_samples, cfg.seed, split="test")
-                dt = cfg.torch_dtype
-                net = build_regressor("dcnv2", task.d, 1, seed=cfg.seed, dtype=dt)
-                X, Y, XT, YT = (torch.as_tensor(a, dtype=dt) for a in (x, y, xt, yt))
-
-                def on_fit(step: int, train: float) -> None:
-                    self._set(message=f"1-layer DCN-V2 for W: step {step}, train RMSE {train:.3g}")
-
-                res = fit_regression(net, X, Y, cfg.fit, seed=cfg.seed, callback=on_fit, should_stop=self._stop.is_set)
-                if res.stopped:
-                    self._set(status="stopped", message="stopped")
-                    return
-                self._set(learned_c=learned_cross_matrix(net), learned_rmse=rmse(net, XT, YT))
-            self._set(status="running table", message="training the table's models…")
-
-            def on_progress(p: SyntheticProgress) -> None:
-                frac = (p.fits_done + min(1.0, p.step / max(1, p.steps))) / max(1, p.fits_total)
-                rm = f"{p.train_rmse:.3g}" if math.isfinite(p.train_rmse) else "—"
-                self._set(
-                    fraction=min(1.0, frac),
-                    message=f"{p.model}, {p.layers} layer(s), run {p.run + 1}/{p.runs}: step {p.step}, "
-                    f"train RMSE {rm} · fit {p.fits_done + 1} of {p.fits_total}",
-                )
-
-            rows = run_synthetic(
-                task, r.models, r.layers, r.runs, config=cfg, callback=on_progress, should_stop=self._stop.is_set
-            )
-            stopped = self._stop.is_set()
-            self._set(
-                rows=rows,
-                status="stopped" if stopped else "done",
-                message=f"stopped: {len(rows)} finished row(s) kept" if stopped else f"done: {len(rows)} row(s)",
-                fraction=1.0,
-            )
-        except DcnvizError as e:
-            self._set(status="failed", message="failed", error=str(e))
-        except Exception as e:  # a bug: keep the app alive, say what happened, log the traceback
-            _LOG.error("paper lab job crashed:\n%s", traceback.format_exc())
-            self._set(status="failed", message="failed", error=f"unexpected error ({type(e).__name__}): {e}")
+    def _drop_results_locked(self) -> None:
+        self.rows, self.learned_c, self.true_c = [], None, None

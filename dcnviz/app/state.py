@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,22 @@ def apply_pending_selection() -> None:
     key = st.session_state.pop(PENDING, None)
     if key is not None:
         st.session_state[CURRENT] = key
+
+
+def session_owner() -> Callable[[], bool] | None:
+    """Whether this browser session is still connected, as a callable a background run polls.
+
+    The run pool cancels a run whose owner has said False for a few seconds (tab closed, session
+    expired). None where Streamlit's runtime cannot tell (no server: bare mode).
+    """
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not runtime.exists():
+        return None
+    rt, session_id = runtime.get_instance(), ctx.session_id
+    return lambda: rt.is_active_session(session_id)
 
 
 def collect_finished_training() -> None:

@@ -19,6 +19,7 @@ import streamlit as st
 
 from dcnviz.app import state
 from dcnviz.app.bundle import ModelBundle
+from dcnviz.app.jobs import TrainingJob
 from dcnviz.errors import DcnvizError
 from dcnviz.figures import figure_html, short_label, square_css, square_frame, table_csv
 from dcnviz.importers import read_names_or_feature_map
@@ -27,6 +28,7 @@ PAGES_DIR = Path(__file__).resolve().parent / "pages"
 PICKER_CHARS = 28  # what the sidebar's picker shows of a model's label without cutting it off
 ORIGIN_SUFFIX = {"shipped": "", "uploaded": " · uploaded", "trained": " · trained"}  # plain text: any font
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+STATUS_S = 2.0  # seconds between refreshes of the sidebar's training status
 
 
 def page(name: str) -> str:
@@ -139,10 +141,8 @@ def model_picker() -> None:
     entries = state.all_entries()
     with st.sidebar:
         job = st.session_state.get(state.TRAIN_JOB)
-        if job is not None:
-            snap = job.snapshot()
-            if not snap.finished:
-                st.caption(f"Training: {snap.message}")
+        if job is not None and not job.finished:
+            training_status(job)
         if not entries:
             st.info("No model yet: upload one on **Model** or train one on **Train**.")
             return
@@ -189,6 +189,18 @@ def entry_caption(entry: state.ModelEntry) -> str:
     if entry.names_json:
         parts.append("feature names from your file")
     return " · ".join(parts)
+
+
+def training_status(job: TrainingJob) -> None:
+    """Sidebar line for the session's training run, refreshed every STATUS_S seconds while it goes."""
+
+    @st.fragment(run_every=STATUS_S)
+    def _status() -> None:
+        if job.finished:  # it ended since the last refresh: a full run registers and selects the model
+            st.rerun(scope="app")
+        st.caption(f"Training: {job.snapshot().message}")
+
+    _status()
 
 
 def require_model(*, warnings: bool = True) -> tuple[state.ModelEntry, ModelBundle]:

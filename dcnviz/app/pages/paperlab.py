@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dcnviz.app import ui
+from dcnviz.app import state, ui
 from dcnviz.app.jobs import SyntheticJob, SyntheticRequest
 from dcnviz.figures import fig_difference
 from dcnviz.paperlab.models import REGRESSION_MODELS
@@ -153,7 +153,7 @@ def render() -> None:
             request = SyntheticRequest(
                 task=task, models=tuple(models), layers=tuple(sorted(layers)), runs=runs, config=config
             )
-        st.session_state[JOB] = SyntheticJob(request).start()
+        st.session_state[JOB] = SyntheticJob(request, owner=state.session_owner()).start()
         st.rerun()
     if job is not None:
         st.divider()

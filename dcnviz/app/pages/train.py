@@ -1,31 +1,41 @@
 """Train: a DCN model on the bundled sample or MovieLens, with live curves, a stop button and a download.
 
-The run lives in a background thread owned by this session (:class:`dcnviz.app.jobs.TrainingJob`);
-the page polls it with ``st.fragment(run_every=...)``. When it ends, the model (the best epoch's
-weights) is registered in this session, selected in the sidebar, and offered as a file.
+The run is a :class:`dcnviz.app.jobs.TrainingJob`: a worker process owned by this session, queued in
+the server's :class:`~dcnviz.app.jobs.RunPool` when too many runs are training. The page reads
+``job.snapshot()`` copies from an ``st.fragment(run_every=LIVE_S)``, so watching costs the trainer
+nothing. When the run ends, the model (the best epoch's weights) is registered in this session,
+selected in the sidebar, and offered as a file. Every default comes from the library's config
+classes (:class:`~dcnviz.data.DataOptions`, :class:`~dcnviz.model.ModelConfig`,
+:class:`~dcnviz.train.TrainConfig`), so the page trains the shipped recipe unless the user changes it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 import torch
 
 import dcnviz.data as data_mod
-from dcnviz.app import state, ui
-from dcnviz.app.jobs import TrainingJob, TrainRequest
+from dcnviz.app import jobs, state, ui
+from dcnviz.app.jobs import JobSnapshot, TrainingJob, TrainRequest
 from dcnviz.data import ML1M_FILES, ML100K_FILES, DataOptions
 from dcnviz.download import LICENCE_NOTE, download_dataset
 from dcnviz.errors import DcnvizError
 from dcnviz.figures import fig_training_curves
-from dcnviz.model import ModelConfig
+from dcnviz.model import STRUCTURES, ModelConfig
 from dcnviz.train import TrainConfig
 
 SAMPLE_ENV = "DCNVIZ_SAMPLE_DIR"  # overrides the bundled sample folder (the browser test trains on a tiny one)
 JOB = state.TRAIN_JOB  # session_state: the session's TrainingJob (at most one at a time)
+FIGURE = "tr_curves_figure"  # session_state: (job id, epochs drawn, figure) — rebuilt only when an epoch ends
+LIVE_S = 1.0  # seconds between refreshes of the live view
+CHART_POINTS = 400  # the live loss curve draws at most this many points
 SOURCES = {
     "sample": "Bundled synthetic sample (ML-1M format, planted crosses)",
     "ml-100k": "MovieLens-100K",
@@ -38,6 +48,7 @@ MODEL_LABELS = {
     "crossnet": "CrossNet only (no deep tower)",
     "dnn": "DNN (no cross network)",
 }
+BATCH_SIZES = (128, 256, 512, 1024, 2048, 4096)
 
 
 def device_line() -> str:
@@ -51,9 +62,30 @@ def movielens_files(folder: Path, source: str) -> bool:
     return any(all((c / f).is_file() for f in files) for c in (folder, folder / source))
 
 
+def learning_rates(default: float) -> list[float]:
+    """Learning rates on a 1-2-5 log scale from 1e-5 to 1, with the recipe's own value among them.
+
+    >>> learning_rates(5e-3)[:4], len(learning_rates(5e-3)), 3e-3 in learning_rates(3e-3)
+    ([1e-05, 2e-05, 5e-05, 0.0001], 16, True)
+    """
+    grid = {round(m * 10.0**e, 12) for e in range(-5, 0) for m in (1, 2, 5)} | {1.0}
+    return sorted(grid | {default})
+
+
+def embedding_section(default: int | str) -> int | str:
+    """One embedding size for every field, or ``auto`` (6·vocab^¼ per field, §7.1.3); default from DataOptions."""
+    auto = st.checkbox(
+        "Embedding size from each vocabulary (6·vocab^¼, §7.1.3)", value=default == "auto", key="tr_emb_auto"
+    )
+    start = default if isinstance(default, int) else 16
+    emb = int(st.number_input("Embedding size per feature", 1, 256, start, key="tr_emb", disabled=auto))
+    return "auto" if auto else emb
+
+
 def data_section() -> DataOptions | None:
+    default = DataOptions(source="sample").embedding_dim
     source = st.radio("Dataset", list(SOURCES), key="tr_source", format_func=lambda s: SOURCES[s], horizontal=True)
-    emb = int(st.number_input("Embedding size per feature", 1, 128, 16, key="tr_emb"))
+    emb = embedding_section(default)
     if source == "sample":
         override = os.environ.get(SAMPLE_ENV)
         folder = Path(override) if override else Path(data_mod.SAMPLE_DIR)
@@ -99,31 +131,42 @@ def data_section() -> DataOptions | None:
 
 
 def model_section() -> ModelConfig | None:
-    kind = st.selectbox("Model", list(MODEL_LABELS), key="tr_model", format_func=lambda m: MODEL_LABELS[m])
+    d = ModelConfig()
+    mix = ModelConfig(model="dcn-mix").resolved(d=4)  # the experts a mixture gets by default
+    kinds = list(MODEL_LABELS)
+    kind = st.selectbox(
+        "Model", kinds, index=kinds.index(d.model), key="tr_model", format_func=lambda m: MODEL_LABELS[m]
+    )
     c1, c2, c3 = st.columns(3)
     with c1:
+        structures = sorted(STRUCTURES, key=lambda s: s != "parallel")  # the one best on MovieLens first
         structure = st.radio(
             "Structure",
-            ["parallel", "stacked"],
+            structures,
+            index=structures.index(d.structure),
             key="tr_structure",
             disabled=kind in ("dnn", "crossnet"),
             help="Parallel: cross and deep side by side (best on MovieLens, §7.3); stacked: cross then deep.",
         )
-        layers = int(st.number_input("Cross layers", 1, 8, 2, key="tr_layers", disabled=kind == "dnn"))
+        layers = int(st.number_input("Cross layers", 1, 8, d.cross_layers, key="tr_layers", disabled=kind == "dnn"))
     with c2:
         rank = int(
             st.number_input(
                 "Rank r (0 = full rank)" if kind != "dcn-mix" else "Rank r per expert (0 = d/4)",
                 0,
                 4096,
-                0,
+                d.rank or 0,
                 key="tr_rank",
                 disabled=kind in ("dnn", "dcn"),
             )
         )
-        experts = int(st.number_input("Experts K", 1, 16, 4, key="tr_experts", disabled=kind != "dcn-mix"))
+        experts = int(
+            st.number_input("Experts K", 1, 16, mix.experts or 1, key="tr_experts", disabled=kind != "dcn-mix")
+        )
     with c3:
-        hidden_text = st.text_input("Deep tower sizes", "256,256", key="tr_hidden", disabled=kind == "crossnet")
+        hidden_text = st.text_input(
+            "Deep tower sizes", ",".join(map(str, d.hidden)), key="tr_hidden", disabled=kind == "crossnet"
+        )
     try:
         hidden = tuple(int(h) for h in hidden_text.replace(" ", "").split(",") if h)
     except ValueError:
@@ -141,45 +184,108 @@ def model_section() -> ModelConfig | None:
 
 
 def recipe_section() -> TrainConfig | None:
+    d = TrainConfig()
     c1, c2, c3, c4 = st.columns(4)
     with c1:
-        lr = float(st.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.4g", key="tr_lr"))
+        lr = float(
+            st.select_slider(
+                "Learning rate",
+                options=learning_rates(d.lr),
+                value=d.lr,
+                key="tr_lr",
+                format_func=lambda v: f"{v:g}",
+                help="Adam's learning rate, on a log scale.",
+            )
+        )
     with c2:
-        batch = int(st.selectbox("Batch size", [128, 256, 512, 1024, 2048], index=2, key="tr_batch"))
+        sizes = sorted(set(BATCH_SIZES) | {d.batch_size})
+        batch = int(st.selectbox("Batch size", sizes, index=sizes.index(d.batch_size), key="tr_batch"))
     with c3:
-        epochs = int(st.number_input("Epochs (most)", 1, 100, 5, key="tr_epochs"))
+        epochs = int(st.number_input("Epochs (most)", 1, max(200, d.epochs), d.epochs, key="tr_epochs"))
     with c4:
-        seed = int(st.number_input("Seed", 0, 10_000, 0, key="tr_seed"))
+        seed = int(st.number_input("Seed", 0, 10_000, d.seeds[0], key="tr_seed"))
     devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    device = st.radio("Device", devices, key="tr_device", horizontal=True)
+    device = st.radio(
+        "Device", devices, index=devices.index(d.device) if d.device in devices else 0, key="tr_device", horizontal=True
+    )
     st.markdown(f"Device: {device_line()}")
+    st.caption(f"The rest is the shipped recipe (see docs/training.md): {recipe_rest(d)}.")
     with ui.guard():
         return TrainConfig(lr=lr, batch_size=batch, epochs=epochs, seeds=(seed,), device=device)
 
 
-def live_view(job: TrainingJob) -> None:
-    """Progress, live loss, per-epoch curves and the stop button; polls while the run is going."""
-    snap = job.snapshot()
+def recipe_rest(config: TrainConfig) -> str:
+    """The recipe's settings the page does not expose, as text (read from the config, never copied)."""
+    shown = {"lr", "batch_size", "epochs", "seeds", "device", "eval_batch_size", "amp", "compile"}
+    parts = [f"{f.name} {getattr(config, f.name)}" for f in dataclasses.fields(config) if f.name not in shown]
+    return ", ".join(parts)
 
-    @st.fragment(run_every=0.5 if not snap.finished else None)
-    def _live() -> None:
-        s = job.snapshot()
-        st.progress(s.fraction, text=s.message)
-        c = st.columns(4)
-        c[0].metric("Epoch", f"{s.epoch} / {s.epochs}")
-        c[1].metric("Examples / s", f"{s.examples_per_s:,.0f}")
-        c[2].metric("Elapsed", f"{s.elapsed_s:.1f} s")
-        c[3].metric("Device", s.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if s.ticks:
-            st.caption("Training log loss (live, by epoch)")
-            st.line_chart(pd.DataFrame(s.ticks), x="epoch", y="loss", height=220)
-        if s.history:
-            ui.show_figure(
-                fig_training_curves(s.history, title="Per epoch: log loss and validation AUC"),
-                key="tr_curves",
-                filename="training-curves",
-            )
-        if not s.finished:
+
+# --------------------------------------------------------------------------------------------------
+# The run
+
+
+def chart_points(ticks: list[dict[str, float]], most: int = CHART_POINTS) -> pd.DataFrame:
+    """At most about ``most`` of the ticks, every k-th with k a power of two.
+
+    k changes only when the run doubles its points, so between doublings the chart's data grows by
+    appending (the browser's chart keeps its view and swaps in the data).
+
+    >>> len(chart_points([{"epoch": i / 10, "loss": 1.0} for i in range(1000)], most=300))
+    250
+    """
+    k = 1 << max(0, math.ceil(math.log2(len(ticks) / most))) if len(ticks) > most else 1
+    return pd.DataFrame(ticks[::k], columns=["epoch", "loss"])
+
+
+def curves_figure(job: TrainingJob, history: list[dict[str, Any]]) -> Any:
+    """The per-epoch figure, rebuilt only when an epoch has been added (kept in session_state)."""
+    cached = st.session_state.get(FIGURE)
+    if cached is not None and cached[0] == job.id and cached[1] == len(history):
+        return cached[2]
+    fig = fig_training_curves(history, title="Per epoch: log loss and validation AUC")
+    st.session_state[FIGURE] = (job.id, len(history), fig)
+    return fig
+
+
+def progress_view(job: TrainingJob, s: JobSnapshot) -> None:
+    """Progress bar, numbers, live loss curve, per-epoch curves (what the fragment redraws)."""
+    if s.status == "queued":
+        st.info(f"Waiting for a free slot: {s.message}.")
+    st.progress(s.fraction, text=s.message)
+    c = st.columns(4)
+    c[0].metric("Epoch", f"{s.epoch} / {s.epochs}")
+    c[1].metric(
+        "Examples / s",
+        f"{s.examples_per_s:,.0f}",
+        help="Training examples per second of training time, over the run so far (validation excluded); "
+        "at the end, the run's final figure.",
+    )
+    c[2].metric("Elapsed", f"{s.elapsed_s:.1f} s")
+    c[3].metric("Device", s.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if s.threads:
+        pool = jobs.RunPool.shared()
+        st.caption(
+            f"{s.threads} CPU thread(s) of this server's {pool.cores} core(s); at most {pool.max_runs} runs at once."
+        )
+    if s.ticks:
+        st.caption("Training log loss (live, by epoch)")
+        st.line_chart(chart_points(s.ticks), x="epoch", y="loss", height=220)
+    if s.history:
+        ui.show_figure(curves_figure(job, s.history), key="tr_curves", filename="training-curves")
+
+
+def live_view(job: TrainingJob) -> None:
+    """The run: live while it goes (a fragment refreshed every LIVE_S seconds), then its result."""
+    snap = job.snapshot()
+    if not snap.finished:
+
+        @st.fragment(run_every=LIVE_S)
+        def _live() -> None:
+            s = job.snapshot()
+            if s.finished:  # it ended since the last refresh: redraw the page (the model gets registered)
+                st.rerun(scope="app")
+            progress_view(job, s)
             st.button(
                 "Stop (keep the best model so far)",
                 key="tr_stop",
@@ -187,21 +293,29 @@ def live_view(job: TrainingJob) -> None:
                 disabled=job.stop_requested,
                 icon=":material/stop_circle:",
             )
-        elif not snap.finished:  # it finished while we were polling: redraw the whole page
-            st.rerun(scope="app")
 
-    _live()
-    if not snap.finished:
+        _live()
+        return
+    result_view(job, snap)
+
+
+def result_view(job: TrainingJob, snap: JobSnapshot) -> None:
+    progress_view(job, snap)
+    if snap.status == "cancelled":
+        st.warning(f"This run was {snap.message}.")
         return
     if snap.error:
         st.error(f"Training failed: {snap.error}")
         return
     res = snap.result or {}
+    if not res:
+        st.info(f"{snap.message[:1].upper()}{snap.message[1:]}.")
+        return
     test = res.get("test") or {}
     done = st.warning if res.get("fault") else st.success  # a fault kept the last good model: say so louder
     done(
         f"{snap.message}. Test AUC {test.get('auc') or float('nan'):.4f}, log loss "
-        f"{test.get('logloss') or float('nan'):.4f} · {res.get('examples_per_s', 0):,.0f} examples/s on "
+        f"{test.get('logloss') or float('nan'):.4f} · {snap.examples_per_s:,.0f} examples/s on "
         f"{res.get('device', '?')}. The model is now selected in the sidebar for every page."
     )
     if snap.ticks:
@@ -226,10 +340,16 @@ def live_view(job: TrainingJob) -> None:
 
 def render() -> None:
     st.title("Train a model")
+    jobs.warm_up()  # start the workers' fork server while the user fills in the form
     job: TrainingJob | None = st.session_state.get(JOB)
-    running = job is not None and not job.snapshot().finished
-
-    with st.expander("Data, model and recipe", expanded=not running):
+    running = job is not None and not job.finished
+    if job is not None:
+        st.subheader(f"Run: {job.request.label}")
+        live_view(job)
+    # Open only before the first run: once a run exists its view stays on top and the form stays folded.
+    with st.expander(
+        "Data, model and recipe" if job is None else "New run: data, model and recipe", expanded=job is None
+    ):
         st.subheader("Data")
         options = data_section()
         st.subheader("Model")
@@ -242,11 +362,8 @@ def render() -> None:
             assert options is not None and config is not None and recipe is not None
             n = len([e for e in state.session_entries() if e.origin == "trained"]) + 1
             request = TrainRequest(data=options, model=config, train=recipe, label=f"{label} #{n}")
-            st.session_state[JOB] = TrainingJob(request).start()
+            st.session_state[JOB] = TrainingJob(request, owner=state.session_owner()).start()
             st.rerun()
-    if job is not None:
-        st.subheader(f"Run: {job.request.label}")
-        live_view(job)
 
 
 if __name__ == "__main__":
