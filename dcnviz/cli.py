@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "app":
         args.streamlit_args = extra  # Streamlit's own options, checked by dcnviz.commands.app
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # the command line, as recorded in model files
     try:
         return int(args.func(args) or 0)
     except DcnvizError as e:

@@ -655,7 +655,7 @@ def fit(
             b = config.batch_size
             raise TrainingError(
                 f"out of memory on {device.type} at batch size {b}; try a smaller batch, e.g. --batch-size "
-                f"{max(1, b // 2)} (or --device cpu)"
+                f"{max(1, b // 2)} ({'or --device cpu' if device.type != 'cpu' else 'or a smaller model'})"
             ) from None
         raise
 

@@ -34,6 +34,14 @@ def test_cli_sources_match_the_data_module():
     assert train_cmd.SOURCES == SOURCES
 
 
+def test_cli_embedding_default_is_the_data_options_default():
+    from dcnviz.cli import build_parser
+    from dcnviz.data import DataOptions
+
+    args = build_parser().parse_args(["train", "--data", "sample"])
+    assert train_cmd.data_options(args) == DataOptions(source="sample")
+
+
 @needs_sample
 def test_train_prints_the_contract_json_saves_and_evaluate_reproduces(tmp_path, capsys):
     out = tmp_path / "m.safetensors"
@@ -93,6 +101,60 @@ def test_bad_options_give_a_clean_error(argv, message, capsys):
     assert main(["train", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--embedding-dim", "100000"], "argument --embedding-dim: must be an integer in [1, 1024] or 'auto'"),
+        (["--hidden", "1e11"], "argument --hidden: must be an integer in [1, 65536]; got '1e11'"),
+        (["--hidden", "100000000000"], "argument --hidden: must be an integer in [1, 65536]"),
+        (["--seed", "1e23"], "argument --seed: must be an integer in [0, 9223372036854775807]; got '1e23'"),
+        (["--seed", "100000000000000000000000"], "argument --seed: must be an integer in [0, 9223372036854775807]"),
+        (["--threads", "100000"], "argument --threads: must be an integer in [1, "),
+        (["--split-seed", "-1"], "argument --split-seed: must be an integer in [0, "),
+    ],
+)
+def test_out_of_range_numbers_name_the_argument(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--data", "sample", *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: {message}" in err and "Traceback" not in err
+
+
+def test_a_model_too_large_to_train_is_refused_before_training(capsys):
+    assert main(["train", "--data", "sample", "--embedding-dim", "1000", "--hidden", "60000", "60000", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the model would have 4,034,512,001 parameters") and "deep tower" in err
+
+
+@pytest.mark.parametrize("case", ["folder", "under a file", "long name", "long folder", "unwritable"])
+def test_out_is_checked_before_training(case, tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr("dcnviz.train.run", lambda *a, **k: calls.append(a))  # training must not start
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "dir.safetensors").mkdir()
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    out, message = {
+        "folder": (tmp_path / "dir.safetensors", "is a folder"),
+        "under a file": (
+            tmp_path / "a_file" / "sub" / "m.safetensors",
+            f"lies under {tmp_path / 'a_file'}, which is a file",
+        ),
+        "long name": (tmp_path / ("m" * 240 + ".safetensors"), "the file name is 252 bytes long"),
+        "long folder": (tmp_path / ("d" * 300) / "m.safetensors", "a folder name is longer than"),
+        "unwritable": (locked / "m.safetensors", "cannot write in"),
+    }[case]
+    if case == "unwritable" and os.access(locked, os.W_OK):  # root writes anywhere: use a file system that refuses
+        if not Path("/proc/self").is_dir():
+            pytest.skip("running as root without /proc: nothing here refuses a write")
+        out = Path("/proc/m.safetensors")
+    assert main(["train", "--data", "sample", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and message in err and "Traceback" not in err
+    assert calls == []
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is missing")

@@ -188,6 +188,32 @@ def test_early_stopping_keeps_the_best_epoch():
     assert evaluate(r.model, splits.val)["logloss"] == pytest.approx(min(vals), abs=1e-6)
 
 
+def test_progress_passes_fits_own_history_rows_and_one_speed():
+    seen: list[Progress] = []
+    r = fit(build_model(SPEC, SMALL, 0), make_splits(1000), cfg(epochs=3, patience=5), callback=seen.append)
+    rows = [p.row for p in seen if p.row is not None]
+    assert rows == r.history and all(a is b for a, b in zip(rows, r.history, strict=True))  # the same dicts
+    assert [p.metrics is not None for p in seen] == [p.row is not None for p in seen]
+    ticks = [p for p in seen if p.row is None]
+    assert ticks and all(p.examples > 0 and p.train_s > 0 for p in ticks)
+    assert [p.examples for p in seen] == sorted(p.examples for p in seen)  # running totals
+    last = seen[-1]
+    assert last.examples == r.examples and last.train_s == r.train_s
+    assert last.run_examples_per_s == r.examples_per_s  # the live number ends at the final one
+
+
+def test_model_size_is_checked_before_any_allocation():
+    from dcnviz.train import MAX_PARAMETERS, check_model_size
+
+    assert check_model_size(SPEC, SMALL) == sum(p.numel() for p in build_model(SPEC, SMALL, 0).parameters())
+    huge = ModelConfig(model="dcnv2", cross_layers=2, hidden=(100_000, 100_000))
+    with pytest.raises(
+        ConfigError, match=r"more than the 268,435,456 dcnviz trains; the largest part is the deep tower"
+    ):
+        build_model(SPEC, huge, 0)
+    assert MAX_PARAMETERS == 1 << 28
+
+
 def test_should_stop_keeps_the_best_model_so_far():
     splits = make_splits(1000, random_labels=True)
     calls = {"n": 0}

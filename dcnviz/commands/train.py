@@ -426,7 +426,7 @@ def run(args: argparse.Namespace) -> int:
         )
     summary = outcome.summary()
     if out is not None:
-        saved = outcome.save(out, train.Provenance(made_by=MADE_BY, argv=tuple(sys.argv[1:])))
+        saved = outcome.save(out, train.Provenance(made_by=MADE_BY, argv=tuple(getattr(args, "argv", sys.argv[1:]))))
         summary["out"] = str(saved)
         if not args.quiet:
             best = outcome.best

@@ -1,0 +1,265 @@
+"""Background runs (dcnviz.app.jobs): the run limit and queue, session-end cancellation, worker isolation,
+and one training run for the app and the CLI (issue 16; issue 15 item 1).
+
+The pool's logic is tested with tiny stand-in jobs (no training) and times passed in, not measured;
+the isolation tests use real worker processes forked from the fork server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import dcnviz.data
+from dcnviz.app.jobs import (
+    Control,
+    Emit,
+    Job,
+    RunPool,
+    TrainingJob,
+    TrainRequest,
+    default_max_runs,
+    wait,
+)
+from dcnviz.checkpoint import load_model
+from dcnviz.cli import main
+from dcnviz.data import DataOptions
+from dcnviz.model import ModelConfig
+from dcnviz.train import TrainConfig
+
+needs_sample = pytest.mark.skipif(
+    not (dcnviz.data.SAMPLE_DIR / "ratings.dat").is_file(), reason="sample_data/ not generated"
+)
+
+
+# --- stand-in work (module level: the worker imports it by name) ------------------------------------
+
+
+def wait_for_stop(request: Any, emit: Emit, control: Control) -> None:
+    """Runs until asked to stop, then ends with what it was given."""
+    emit("status", ("training", "working"))
+    while not control.should_stop():
+        time.sleep(0.01)
+    emit("end", {"kept": request})
+
+
+def ignore_stop(request: Any, emit: Emit, control: Control) -> None:
+    """A runaway: never looks at the stop flag."""
+    emit("status", ("training", "spinning"))
+    while True:
+        time.sleep(0.01)
+
+
+def crash(request: Any, emit: Emit, control: Control) -> None:
+    emit("status", ("training", "about to crash"))
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def allocate(request: Any, emit: Emit, control: Control) -> None:
+    emit("status", ("training", "allocating"))
+    blob = bytearray(request)  # more than the worker's address-space limit
+    emit("end", {"kept": len(blob)})
+
+
+class StandIn(Job):
+    """A job around one of the functions above; ``kept`` is what it ended with."""
+
+    kind = "test"
+
+    def __init__(self, work: Any, request: Any = None, **kw: Any) -> None:
+        super().__init__(request, **kw)
+        self._work = work
+        self.kept: Any = None
+
+    def work(self) -> Any:
+        return self._work
+
+    def _receive(self, kind: str, payload: Any) -> None:
+        assert kind == "end", kind
+        self.kept = payload["kept"]
+        self._finish_locked("done", "done")
+
+    def _drop_results_locked(self) -> None:
+        self.kept = None
+
+
+def until(cond: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+# --- the run limit and the queue -------------------------------------------------------------------
+
+
+def test_default_run_limit_follows_the_cores() -> None:
+    assert [default_max_runs(c) for c in (1, 2, 4, 16)] == [2, 2, 2, 8]
+
+
+def test_runs_beyond_the_limit_queue_in_order_and_share_the_cores() -> None:
+    pool = RunPool(cores=4, max_runs=2, grace_s=0)
+    a, b, c, d = (StandIn(wait_for_stop, name, pool=pool, isolate=False).start() for name in "abcd")
+    until(lambda: a.status == b.status == "training")
+    assert pool.counts() == (2, 2)
+    assert (c.status, c.queue_position, d.queue_position) == ("queued", 1, 2)
+    assert "1 in line" in c.message and "at most 2 at once" in c.message
+    assert a.threads == b.threads == 2  # 4 cores, 2 runs
+    a.stop()
+    until(lambda: c.status == "training")
+    assert a.kept == "a" and a.status == "done"
+    assert (d.queue_position, pool.counts()) == (1, (2, 1))
+    d.stop()  # stopped while queued: leaves the queue, nothing ran
+    assert d.status == "stopped" and pool.counts() == (2, 0)
+    b.stop()
+    until(lambda: b.finished and pool.counts() == (1, 0))
+    assert c.threads == 4  # alone now: all the cores
+    c.stop()
+    until(lambda: c.finished and pool.counts() == (0, 0))
+
+
+# --- a run belongs to its session ------------------------------------------------------------------
+
+
+def test_runs_whose_session_ended_are_cancelled_after_the_grace_period_keeping_nothing() -> None:
+    pool = RunPool(cores=2, max_runs=1, grace_s=5.0)
+    alive = {"a": True, "b": True}
+    a = StandIn(wait_for_stop, "a", owner=lambda: alive["a"], pool=pool, isolate=False).start()
+    b = StandIn(wait_for_stop, "b", owner=lambda: alive["b"], pool=pool, isolate=False).start()
+    until(lambda: a.status == "training")
+    assert b.status == "queued"
+    alive["a"] = alive["b"] = False
+    t0 = 1000.0
+    assert pool.check_owners(now=t0) == []  # just gone: may be a reload or a network blip
+    alive["b"] = True  # b's session came back within the grace period
+    assert pool.check_owners(now=t0 + 4.9) == []
+    alive["b"] = False
+    assert pool.check_owners(now=t0 + 5.0) == [a]  # b's clock restarted when it came back
+    assert a.status == "cancelled" and "session" in a.message and a.kept is None
+    until(lambda: b.status == "training")  # the freed slot goes to the next in line
+    assert pool.check_owners(now=t0 + 6.0) == []
+    assert pool.check_owners(now=t0 + 11.0) == [b]
+    until(lambda: pool.counts() == (0, 0) and a.join(0) and b.join(0))
+    assert a.kept is None and b.kept is None  # a late result of a cancelled run is dropped
+
+
+def test_a_broken_liveness_check_never_cancels() -> None:
+    pool = RunPool(cores=2, max_runs=1, grace_s=0.0)
+
+    def broken() -> bool:
+        raise RuntimeError("no runtime")
+
+    a = StandIn(wait_for_stop, "a", owner=broken, pool=pool, isolate=False).start()
+    until(lambda: a.status == "training")
+    assert pool.check_owners(now=0.0) == [] and pool.check_owners(now=100.0) == []
+    a.stop()
+    until(lambda: a.finished)
+
+
+# --- isolation: worker processes -------------------------------------------------------------------
+
+
+def test_cancel_kills_a_runaway_worker_within_seconds() -> None:
+    pool = RunPool(cores=2, max_runs=2, grace_s=0.0)
+    job = StandIn(ignore_stop, pool=pool, isolate=True).start()
+    until(lambda: job.status == "training", timeout=180)  # the first worker may wait for the fork server
+    proc = job._proc
+    assert proc is not None and proc.is_alive()
+    t0 = time.monotonic()
+    job.cancel("cancelled: the session ended")
+    assert job.join(15)
+    assert time.monotonic() - t0 < 10
+    assert not proc.is_alive() and proc.exitcode in (-signal.SIGTERM, -signal.SIGKILL)
+    assert job.status == "cancelled" and pool.counts() == (0, 0)
+
+
+def test_a_crashing_worker_fails_its_run_with_the_reason_and_the_server_lives_on() -> None:
+    pool = RunPool(cores=2, max_runs=2, grace_s=0.0)
+    job = StandIn(crash, pool=pool, isolate=True).start()
+    assert job.join(180)
+    assert job.status == "failed" and job.error == "the training process was killed by SIGSEGV"
+    ok = StandIn(wait_for_stop, "next", pool=pool, isolate=True).start()  # the pool still serves
+    until(lambda: ok.status == "training", timeout=60)
+    ok.stop()
+    assert ok.join(30) and ok.kept == "next"
+
+
+def test_a_runaway_allocation_hits_the_workers_memory_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DCNVIZ_RUN_MEMORY_MB", "1024")
+    pool = RunPool(cores=2, max_runs=2, grace_s=0.0)
+    job = StandIn(allocate, 4 * 2**30, pool=pool, isolate=True).start()
+    assert job.join(180)
+    assert job.status == "failed", job.message
+    assert (
+        job.error
+        == "the run ran out of its memory limit (1.0 GiB, $DCNVIZ_RUN_MEMORY_MB); try a smaller model, batch or dataset"
+    )
+
+
+def test_the_worker_never_runs_the_servers_main_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamlit installs the app script as ``__main__``; multiprocessing would re-run it in each child."""
+    marker = tmp_path / "ran"
+    script = tmp_path / "app.py"
+    script.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    fake = types.ModuleType("__main__")
+    fake.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", fake)
+    pool = RunPool(cores=2, max_runs=2, grace_s=0.0)
+    job = StandIn(wait_for_stop, "x", pool=pool, isolate=True).start()
+    until(lambda: job.status == "training", timeout=180)
+    job.stop()
+    assert job.join(30) and job.kept == "x"
+    assert not marker.exists()
+
+
+# --- one training run for the app and the CLI (issue 15 item 1) -------------------------------------
+
+TIMINGS = {"wall_s", "train_s", "train_wall_s", "examples_per_s", "epoch_s", "load_s"}
+PROVENANCE = {"made_by", "argv", "label", "saved_seed", "created"}
+
+
+def _strip(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if k not in TIMINGS | PROVENANCE}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+@needs_sample
+def test_the_app_and_the_cli_record_the_same_metadata(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = dict(embedding_dim=4, hidden=(16,), lr=0.01, batch_size=1024, epochs=2, seed=3)
+    request = TrainRequest(
+        data=DataOptions(source="sample", embedding_dim=settings["embedding_dim"]),
+        model=ModelConfig(hidden=settings["hidden"]),
+        train=TrainConfig(lr=0.01, batch_size=1024, epochs=2, seeds=(3,), device="cpu"),
+        label="app run",
+    )
+    snap = wait(TrainingJob(request, pool=RunPool(cores=1, max_runs=1, grace_s=0.0)).start(), timeout=300)
+    assert snap.status == "done", snap.error
+    assert snap.threads == 1
+    out = tmp_path / "cli.safetensors"
+    threads = torch.get_num_threads()
+    try:
+        argv = ["train", "--data", "sample", "--embedding-dim", "4", "--hidden", "16", "--lr", "0.01"]
+        argv += ["--batch-size", "1024", "--epochs", "2", "--seed", "3", "--device", "cpu", "--threads", "1"]
+        assert main([*argv, "--quiet", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    app, cli = load_model(snap.model_bytes).meta, load_model(out).meta
+    assert app["extra"]["made_by"] == "dcnviz app" and app["extra"]["label"] == "app run"
+    assert cli["extra"]["made_by"] == "python -m dcnviz train" and "--threads" in cli["extra"]["argv"]
+    assert set(app) == set(cli)
+    assert _strip(app) == _strip(cli)
+    assert app["metrics"]["test"]["auc"] == cli["metrics"]["test"]["auc"]  # the same training, bit for bit
+    assert snap.examples_per_s == app["metrics"]["examples_per_s"]  # one speed for one run (issue 13 item 17)
+    assert snap.history == app["history"]  # the page shows fit's own rows
