@@ -794,7 +794,7 @@ class _Trainer:
             out.loss_sum += total
             out.count += tick_examples
             elapsed = time.perf_counter() - t_epoch
-            self._report_tick(epoch, out, total / tick_examples, out.count / max(elapsed, 1e-9), elapsed)
+            self._report(epoch, out, total / tick_examples, out.count / max(elapsed, 1e-9), self.train_s + elapsed)
             loss_acc.zero_()
             norm_acc.zero_()
             tick_steps, tick_examples = 0, 0
@@ -814,11 +814,12 @@ class _Trainer:
             self.last_good.copy_(self.flat.data)
             self.last_good_t = now
 
-    def _report_tick(self, epoch: int, out: _Epoch, loss: float, speed: float, elapsed: float) -> None:
-        if self.hooks.callback is None:
-            return
+    def _report(self, epoch: int, out: _Epoch, loss: float, speed: float, train_s: float, **end: Any) -> None:
+        """Send a :class:`Progress` (at a tick; ``end`` holds ``metrics`` and ``row`` at an epoch end)."""
         h = self.hooks
-        self.hooks.callback(
+        if h.callback is None:
+            return
+        h.callback(
             Progress(
                 step=self.global_step,
                 epoch=epoch,
@@ -830,7 +831,8 @@ class _Trainer:
                 run=h.run,
                 runs=h.runs,
                 examples=self.examples,
-                train_s=self.train_s + elapsed,
+                train_s=train_s,
+                **end,
             )
         )
 
@@ -898,30 +900,6 @@ class _Trainer:
             "fault": out.fault,
         }
 
-    def _report_epoch(
-        self, epoch: int, out: _Epoch, row: dict[str, Any], val: dict[str, float], improved: bool
-    ) -> None:
-        if self.hooks.callback is None:
-            return
-        h = self.hooks
-        self.hooks.callback(
-            Progress(
-                step=self.global_step,
-                epoch=epoch,
-                epoch_step=out.steps,
-                steps_per_epoch=self.steps_per_epoch,
-                loss=out.loss_sum / out.count if out.count else math.nan,
-                examples_per_s=out.count / out.train_s if out.train_s > 0 else 0.0,
-                metrics={"val": val, "best_epoch": self.best_epoch, "best_val": self.best_val, "improved": improved},
-                seed=h.seed,
-                run=h.run,
-                runs=h.runs,
-                row=row,
-                examples=self.examples,
-                train_s=self.train_s,
-            )
-        )
-
     # -- the whole run -------------------------------------------------------------------------------
 
     def train_epochs(self) -> None:
@@ -937,7 +915,10 @@ class _Trainer:
                 self.history.append(self._fault_row(epoch, out))
                 return
             row, val_m, improved = self.validate(epoch, out)
-            self._report_epoch(epoch, out, row, val_m, improved)
+            metrics = {"val": val_m, "best_epoch": self.best_epoch, "best_val": self.best_val, "improved": improved}
+            loss = out.loss_sum / out.count if out.count else math.nan
+            speed = out.count / out.train_s if out.train_s > 0 else 0.0
+            self._report(epoch, out, loss, speed, self.train_s, metrics=metrics, row=row)
             if out.interrupted:
                 self.stopped = "should_stop"
                 return
