@@ -225,17 +225,18 @@ class Bench:
 
 
 def memory_before(b: Bench) -> None:
-    """Time to first paint on an idle server (3 users), then the fork server warmed, then the server's RSS."""
-    paint = []
-    for _ in range(3):
-        s = b.session()
-        paint.append(s.open())
-        s.close()
+    """A first visit (caches filled, the fork server warmed), time to first paint on the idle server (3
+    users), then the server's RSS."""
     s = b.session()
     s.open()
     s.nav("Train")
     time.sleep(8)  # the fork server imports torch once
     s.close()
+    paint = []
+    for _ in range(3):
+        s = b.session()
+        paint.append(s.open())
+        s.close()
     time.sleep(10)
     b.numbers.update(idle_paint=paint, rss_before=rss_mib(b.server))
     print(f"server RSS before any training: {b.numbers['rss_before']:.0f} MiB; load {loadavg()}")

@@ -27,7 +27,7 @@ from dcnviz.app.jobs import JobSnapshot, TrainingJob, TrainRequest
 from dcnviz.data import ML1M_FILES, ML100K_FILES, DataOptions
 from dcnviz.download import LICENCE_NOTE, download_dataset
 from dcnviz.errors import DcnvizError
-from dcnviz.figures import fig_training_curves
+from dcnviz.figures import fig_training_curves, table_csv
 from dcnviz.model import STRUCTURES, ModelConfig
 from dcnviz.train import TrainConfig
 
@@ -318,17 +318,23 @@ def result_view(job: TrainingJob, snap: JobSnapshot) -> None:
         f"{test.get('logloss') or float('nan'):.4f} · {snap.examples_per_s:,.0f} examples/s on "
         f"{res.get('device', '?')}. The model is now selected in the sidebar for every page."
     )
-    if snap.ticks:
-        ui.download_csv(
-            pd.DataFrame(snap.ticks),
+    # Both files are made when clicked (deferred): bytes handed to a download button at render time stay
+    # in Streamlit's media store for as long as the server runs once the session has expired.
+    ticks, model_bytes = snap.ticks, snap.model_bytes
+    if ticks:
+        st.download_button(
+            "Download the training log (CSV)",
+            data=lambda: table_csv(pd.DataFrame(ticks), index=False),
+            file_name=f"{ui.slug(job.request.label + '-training-log')}.csv",
+            mime="text/csv",
             key="tr_log_csv",
-            filename=f"{job.request.label}-training-log",
-            label="Download the training log (CSV)",
+            on_click="ignore",
+            icon=":material/download:",
         )
-    if snap.model_bytes is not None:
+    if model_bytes is not None:
         st.download_button(
             "Download the model file (.safetensors)",
-            data=snap.model_bytes,
+            data=lambda: model_bytes,
             file_name=f"{ui.slug(job.request.label)}.safetensors",
             mime="application/octet-stream",
             key="tr_download",
