@@ -27,11 +27,13 @@ from dcnviz.app.jobs import (
     TrainingJob,
     TrainRequest,
     default_max_runs,
+    default_memory_limit,
     wait,
 )
 from dcnviz.checkpoint import load_model
 from dcnviz.cli import main
 from dcnviz.data import DataOptions
+from dcnviz.errors import DcnvizError
 from dcnviz.model import ModelConfig
 from dcnviz.train import TrainConfig
 
@@ -103,6 +105,21 @@ def until(cond: Any, timeout: float = 60.0) -> None:
 
 def test_default_run_limit_follows_the_cores() -> None:
     assert [default_max_runs(c) for c in (1, 2, 4, 16)] == [2, 2, 2, 8]
+
+
+def test_the_servers_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DCNVIZ_MAX_RUNS", "3")
+    monkeypatch.setenv("DCNVIZ_RUN_GRACE_S", "0.5")
+    pool = RunPool(cores=8)
+    assert (pool.max_runs, pool.grace_s, pool.budget(3)) == (3, 0.5, 2)
+    monkeypatch.setenv("DCNVIZ_RUN_MEMORY_MB", "0")
+    assert default_memory_limit() is None
+    monkeypatch.setenv("DCNVIZ_MAX_RUNS", "many")
+    with pytest.raises(DcnvizError, match=r"\$DCNVIZ_MAX_RUNS must be a number; got 'many'"):
+        RunPool()
+    monkeypatch.setenv("DCNVIZ_MAX_RUNS", "0")
+    with pytest.raises(DcnvizError, match=r"\$DCNVIZ_MAX_RUNS must be >= 1; got '0'"):
+        RunPool()
 
 
 def test_runs_beyond_the_limit_queue_in_order_and_share_the_cores() -> None:

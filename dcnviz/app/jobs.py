@@ -451,6 +451,12 @@ class Job:
             else:
                 self._control = Control(threads, apply_threads=False)
                 _run_work(self.work(), self.request, self._on_message, self._control, None)
+        except Exception as e:  # the worker could not be started (no fork server, no file descriptors, …)
+            _LOG.error("%s job could not start:\n%s", self.kind, traceback.format_exc())
+            with self._lock:
+                if self.status not in FINISHED:
+                    self._finish_locked("failed", "failed")
+                    self.error = f"the training process could not be started ({type(e).__name__}: {e})"
         finally:
             self._ended.set()
             (self._pool or RunPool.shared()).release(self)

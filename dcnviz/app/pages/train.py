@@ -368,7 +368,8 @@ def render() -> None:
             assert options is not None and config is not None and recipe is not None
             n = len([e for e in state.session_entries() if e.origin == "trained"]) + 1
             request = TrainRequest(data=options, model=config, train=recipe, label=f"{label} #{n}")
-            st.session_state[JOB] = TrainingJob(request, owner=state.session_owner()).start()
+            with ui.guard():  # e.g. a malformed $DCNVIZ_MAX_RUNS
+                st.session_state[JOB] = TrainingJob(request, owner=state.session_owner()).start()
             st.rerun()
 
 
