@@ -777,7 +777,6 @@ class _ProgressPublisher:
             "epoch_no": p.epoch,
             "epoch_step": p.epoch_step,
             "steps_per_epoch": p.steps_per_epoch,
-            "device": "",
         }
         if p.row is not None:
             self.emit("epoch", {**tick, "row": p.row})
