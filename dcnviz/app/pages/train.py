@@ -300,39 +300,16 @@ def live_view(job: TrainingJob) -> None:
 
 
 def result_view(job: TrainingJob, snap: JobSnapshot) -> None:
-    progress_view(job, snap)
-    if snap.status == "cancelled":
-        st.warning(f"This run was {snap.message}.")
+    """The finished run: its outcome first (what the user waited for), then its curves and files."""
+    if not outcome_line(snap):
+        progress_view(job, snap)
         return
-    if snap.error:
-        st.error(f"Training failed: {snap.error}")
-        return
-    res = snap.result or {}
-    if not res:
-        st.info(f"{snap.message[:1].upper()}{snap.message[1:]}.")
-        return
-    test = res.get("test") or {}
-    done = st.warning if res.get("fault") else st.success  # a fault kept the last good model: say so louder
-    done(
-        f"{snap.message}. Test AUC {test.get('auc') or float('nan'):.4f}, log loss "
-        f"{test.get('logloss') or float('nan'):.4f} · {snap.examples_per_s:,.0f} examples/s on "
-        f"{res.get('device', '?')}. The model is now selected in the sidebar for every page."
-    )
     # Both files are made when clicked (deferred): bytes handed to a download button at render time stay
     # in Streamlit's media store for as long as the server runs once the session has expired.
     ticks, model_bytes = snap.ticks, snap.model_bytes
-    if ticks:
-        st.download_button(
-            "Download the training log (CSV)",
-            data=lambda: table_csv(pd.DataFrame(ticks), index=False),
-            file_name=f"{ui.slug(job.request.label + '-training-log')}.csv",
-            mime="text/csv",
-            key="tr_log_csv",
-            on_click="ignore",
-            icon=":material/download:",
-        )
+    c1, c2, c3 = st.columns(3)
     if model_bytes is not None:
-        st.download_button(
+        c1.download_button(
             "Download the model file (.safetensors)",
             data=lambda: model_bytes,
             file_name=f"{ui.slug(job.request.label)}.safetensors",
@@ -341,7 +318,40 @@ def result_view(job: TrainingJob, snap: JobSnapshot) -> None:
             on_click="ignore",
             icon=":material/download:",
         )
-    st.page_link(ui.page("crosses"), label="See its feature crosses", icon=":material/grid_on:")
+    if ticks:
+        c2.download_button(
+            "Download the training log (CSV)",
+            data=lambda: table_csv(pd.DataFrame(ticks), index=False),
+            file_name=f"{ui.slug(job.request.label + '-training-log')}.csv",
+            mime="text/csv",
+            key="tr_log_csv",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+    c3.page_link(ui.page("crosses"), label="See its feature crosses", icon=":material/grid_on:")
+    progress_view(job, snap)
+
+
+def outcome_line(snap: JobSnapshot) -> bool:
+    """One line saying how the run ended; False when it left no model (cancelled, failed, stopped early)."""
+    if snap.status == "cancelled":
+        st.warning(f"This run was {snap.message}.")
+        return False
+    if snap.error:
+        st.error(f"Training failed: {snap.error}")
+        return False
+    res = snap.result or {}
+    if not res:
+        st.info(f"{snap.message[:1].upper()}{snap.message[1:]}.")
+        return False
+    test = res.get("test") or {}
+    done = st.warning if res.get("fault") else st.success  # a fault kept the last good model: say so louder
+    done(
+        f"{snap.message}. Test AUC {test.get('auc') or float('nan'):.4f}, log loss "
+        f"{test.get('logloss') or float('nan'):.4f} · {snap.examples_per_s:,.0f} examples/s on "
+        f"{res.get('device', '?')}. The model is now selected in the sidebar for every page."
+    )
+    return True
 
 
 def render() -> None:
