@@ -33,6 +33,11 @@ Where the child is forked from:
 
 By default (``auto``) each file takes ``fork`` when only one Python thread runs, else ``server``.
 Force a mode with :func:`set_mode` or the ``DCNVIZ_ISOLATION`` environment variable.
+
+The same fork server also starts the app's **long-running workers** (training runs, issue 16):
+:func:`start_worker` runs a trusted function of dcnviz's own in a fresh child with an address-space
+limit, talking to it over a :class:`multiprocessing.connection.Connection` for as long as it runs; its
+supervisor reports how the child ended (exit code or signal), so a crashed or killed run can say why.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +73,8 @@ TIME_BASE_S = 10.0  # wall-clock (and CPU) seconds a worker may run ...
 TIME_PER_MB_S = 0.1  # ... plus this per MB of the file
 MAX_WORKERS = 4  # files parsed at once by one fork server (more wait their turn)
 SERVER_START_S = 120.0  # how long the first request waits for the fork server to import torch
+FILE_REQUEST, WORKER_REQUEST = b"F", b"W"  # the first byte of a connection to the fork server
+WORKER_PID, WORKER_EXIT = "__pid__", "__exit__"  # a long-running worker's first and its supervisor's last message
 
 _DTYPE_KINDS = "fiub"
 _mode: str | None = None
@@ -385,7 +394,8 @@ def _preload() -> None:
     """What every worker needs, imported once in the server so that forks start warm."""
     import torch  # noqa: F401
 
-    import dcnviz.modelfile  # noqa: F401
+    import dcnviz.modelfile
+    import dcnviz.train  # noqa: F401  (the app's training workers)
 
     with contextlib.suppress(ImportError):
         import h5py  # type: ignore[import-untyped, unused-ignore]  # noqa: F401
@@ -437,35 +447,50 @@ def serve() -> None:
     listener.listen(64)
     sys.stdout.write(path + "\n")
     sys.stdout.flush()
-    live: set[int] = set()
+    live: set[int] = set()  # supervisors of files being parsed (at most MAX_WORKERS)
+    workers: set[int] = set()  # supervisors of long-running workers (the app's run pool bounds them)
     try:
         while True:
-            while live:  # reap finished supervisors
+            while live or workers:  # reap finished supervisors
                 pid, _ = os.waitpid(-1, os.WNOHANG)
                 if pid == 0:
                     break
                 live.discard(pid)
+                workers.discard(pid)
             if len(live) >= MAX_WORKERS:
                 pid, _ = os.waitpid(-1, 0)
                 live.discard(pid)
+                workers.discard(pid)
                 continue
             ready, _, _ = select.select([listener, sys.stdin], [], [], 1.0)
             if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1):
                 return  # the parent is gone
             if listener in ready:
                 conn, _ = listener.accept()
+                conn.settimeout(5.0)  # the kind byte comes with the connection (our own client)
+                try:
+                    kind = conn.recv(1)
+                except OSError:
+                    kind = b""
+                conn.settimeout(None)
+                if kind not in (FILE_REQUEST, WORKER_REQUEST):
+                    conn.close()
+                    continue
                 pid = os.fork()
                 if pid == 0:
                     code = 0
                     try:
                         listener.close()
-                        _handle(conn)
+                        if kind == FILE_REQUEST:
+                            _handle(conn)
+                        else:
+                            _supervise_worker(conn)
                     except BaseException:
                         code = 1
                     finally:
                         os._exit(code)
                 conn.close()
-                live.add(pid)
+                (live if kind == FILE_REQUEST else workers).add(pid)
     finally:
         listener.close()
         with contextlib.suppress(OSError):
@@ -481,7 +506,10 @@ class _ForkServer:
         env = dict(os.environ)
         env["PYTHONPATH"] = package_root + os.pathsep + env.get("PYTHONPATH", "")
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = "1"  # a single-threaded server forks cleanly
+            env[var] = "1"  # a single-threaded server forks cleanly (a training worker sets its own count)
+        # OpenMP threads of the training workers sleep while they wait instead of spinning: several runs'
+        # spinning threads (or other programs') starve each other on a shared machine (docs/app.md).
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from dcnviz.isolation import serve; serve()"],
             stdin=subprocess.PIPE,
@@ -501,7 +529,7 @@ class _ForkServer:
                 ready, _, _ = select.select([self.proc.stdout], [], [], SERVER_START_S)
                 line = self.proc.stdout.readline().decode().strip() if ready else ""
                 if not line:
-                    raise CheckpointError("the isolated reader for model files did not start; the file was not read")
+                    raise CheckpointError("the isolated worker server did not start; nothing was read or run")
                 self.path = line
             return self.path
 
@@ -515,7 +543,7 @@ class _ForkServer:
         try:
             conn.connect(path)
             via_fd = hasattr(os, "memfd_create") and len(data) > 0
-            conn.sendall(struct.pack("<QQQB", max_bytes, len(request), len(data), via_fd) + request)
+            conn.sendall(FILE_REQUEST + struct.pack("<QQQB", max_bytes, len(request), len(data), via_fd) + request)
             if via_fd:  # one copy into a memory file, mapped by the supervisor: no stream through the socket
                 fd = os.memfd_create("dcnviz-upload", os.MFD_CLOEXEC)
                 try:
@@ -542,9 +570,10 @@ class _ForkServer:
         return body[:1], body[1:]
 
 
-def start() -> None:
-    """Start the fork server now without waiting for it (idempotent; not in ``fork``/``off`` mode)."""
-    if mode() == "server":
+def start(*, workers: bool = False) -> None:
+    """Start the fork server now without waiting for it (idempotent; not in ``fork``/``off`` mode unless
+    ``workers``: long-running workers always come from the server)."""
+    if workers or mode() == "server":
         with contextlib.suppress(OSError):
             _server_instance(wait=False)
 
@@ -581,3 +610,119 @@ class _Requester:
                 raise CheckpointError(
                     f"the isolated reader for model files failed ({e}); the file was not read"
                 ) from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Long-running workers (the app's training runs)
+
+
+def start_worker(target: Callable[..., None], args: tuple[Any, ...], *, memory_bytes: int | None) -> Worker:
+    """Run ``target(channel, *args)`` in a fresh child of the fork server; returns the app's handle on it.
+
+    ``target`` is a module-level function of dcnviz (sent by name, with ``args``, as a pickle from this
+    process to the child: trusted code, never a user's bytes). The child gets an address-space limit of
+    ``memory_bytes`` (None: none) and no core dumps; ``channel`` is its end of a
+    :class:`~multiprocessing.connection.Connection` to the returned :class:`Worker`. Blocks until the
+    child runs (the first call waits for the fork server to import torch).
+    """
+    server = _server_instance().server
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(server.socket_path())
+        sock.sendall(WORKER_REQUEST)
+    except OSError:
+        sock.close()
+        raise
+    conn = Connection(sock.detach())
+    try:
+        conn.send(sys.path)  # first, so that the child finds ``target``'s module as this process does
+        conn.send((target, args, memory_bytes))
+        if not conn.poll(SERVER_START_S):
+            raise OSError("the worker did not start")
+        kind, pid = conn.recv()
+        if kind != WORKER_PID:
+            raise OSError(f"the worker started with {kind!r}")
+    except BaseException:
+        conn.close()
+        raise
+    return Worker(conn, int(pid))
+
+
+class Worker:
+    """The app's handle on one long-running worker: messages both ways, how it ended, stopping it.
+
+    Messages from the worker are unpickled here: the worker runs only dcnviz's own code on data the
+    app chose (never a user's model file; those go through :func:`import_file`).
+    """
+
+    def __init__(self, conn: Connection, pid: int) -> None:
+        self.conn, self.pid = conn, pid
+        self.exitcode: int | None = None  # as multiprocessing has it: -N for signal N; None: not known
+        self._ended = threading.Event()
+        self._send_lock = threading.Lock()
+
+    def recv(self) -> tuple[str, Any] | None:
+        """The worker's next message (kind, payload); None once it has ended (then :attr:`exitcode`)."""
+        try:
+            kind, payload = self.conn.recv()
+        except (EOFError, OSError):
+            self._ended.set()
+            return None
+        if kind == WORKER_EXIT:
+            self.exitcode = int(payload)
+            self._ended.set()
+            return None
+        return str(kind), payload
+
+    def send(self, message: Any) -> None:
+        """Send ``message`` to the worker (dropped once it has ended)."""
+        with self._send_lock, contextlib.suppress(OSError, ValueError):
+            self.conn.send(message)
+
+    def is_alive(self) -> bool:
+        return not self._ended.is_set()
+
+    def terminate(self, wait_s: float) -> None:
+        """SIGTERM, then SIGKILL if it has not ended ``wait_s`` later (someone must be reading :meth:`recv`)."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self._ended.is_set():
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+            self._ended.wait(wait_s)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.close()
+
+
+def _supervise_worker(conn: socket.socket) -> None:
+    """In a supervisor forked off the server: fork the worker, wait for it, tell the app how it ended."""
+    fd = conn.detach()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            _run_worker(Connection(fd))
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()  # the app's log (the server shares its stderr)
+            code = 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    channel = Connection(fd)
+    with contextlib.suppress(OSError):
+        channel.send((WORKER_EXIT, os.waitstatus_to_exitcode(status)))
+
+
+def _run_worker(channel: Connection) -> None:
+    """In the worker: limits, then the app's function on its end of the connection."""
+    _limit(resource.RLIMIT_CORE, 0)
+    sys.path[:] = [str(p) for p in channel.recv()]
+    target, args, memory_bytes = channel.recv()
+    if memory_bytes:
+        _limit(resource.RLIMIT_AS, int(memory_bytes))
+    channel.send((WORKER_PID, os.getpid()))
+    target(channel, *args)

@@ -188,7 +188,7 @@ def test_cancel_kills_a_runaway_worker_within_seconds() -> None:
     pool = RunPool(cores=2, max_runs=2, grace_s=0.0)
     job = StandIn(ignore_stop, pool=pool, isolate=True).start()
     until(lambda: job.status == "training", timeout=180)  # the first worker may wait for the fork server
-    proc = job._proc
+    proc = job._worker
     assert proc is not None and proc.is_alive()
     t0 = time.monotonic()
     job.cancel("cancelled: the session ended")

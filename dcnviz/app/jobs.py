@@ -3,9 +3,10 @@
 Plain Python (no Streamlit). The Train page starts a :class:`TrainingJob`, the Paper lab a
 :class:`SyntheticJob`; both are :class:`Job` s and share their plumbing:
 
-* **Isolation.** The work runs in a worker process forked from a warm fork server (torch and the
-  trainer imported once), so a crash, a runaway allocation (the worker has an address-space limit) or
-  a stall costs that run only, never the server. A failed run says why: the library's own message, or
+* **Isolation.** The work runs in a worker process forked from the warm fork server of
+  :mod:`dcnviz.isolation` (torch and the trainer imported once; the one that parses uploads), so a
+  crash, a runaway allocation (the worker has an address-space limit) or a stall costs that run only,
+  never the server. A failed run says why: the library's own message, or
   how the process ended (signal, memory limit).
 * **Cheap to watch.** The worker publishes progress at most :data:`PUBLISH_S` apart over a pipe (plus
   every epoch's history row); a reader thread in the server applies it under a lock; the page reads
@@ -32,11 +33,8 @@ ends the run at once and drops its results. A finished training run's model file
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import math
-import multiprocessing as mp
 import os
 import signal
 import threading
@@ -45,11 +43,10 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing import popen_forkserver
 from multiprocessing.connection import Connection
-from multiprocessing.context import ForkServerProcess  # type: ignore[attr-defined]
 from typing import Any, ClassVar
 
+from dcnviz import isolation
 from dcnviz.data import DataOptions
 from dcnviz.errors import DcnvizError
 from dcnviz.model import ModelConfig
@@ -173,17 +170,12 @@ def _listen(conn: Connection, control: Control) -> None:
 
 
 def _worker_main(
-    work: Callable[[Any, Emit, Control], None], request: Any, conn: Connection, settings: dict[str, Any]
+    conn: Connection, work: Callable[[Any, Emit, Control], None], request: Any, settings: dict[str, Any]
 ) -> None:
-    """Entry point of a worker process: limits, then ``work(request, emit, control)``; errors as messages."""
-    import resource
-
+    """Entry point of a worker process (:func:`dcnviz.isolation.start_worker` has set its memory limit):
+    ``work(request, emit, control)``; errors as messages."""
     import dcnviz.data
 
-    limit = settings.get("memory_bytes")
-    if limit:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     if settings.get("sample_dir"):
         dcnviz.data.SAMPLE_DIR = type(dcnviz.data.SAMPLE_DIR)(settings["sample_dir"])  # the server's sample folder
     control = Control(int(settings.get("threads", 1)))
@@ -213,103 +205,20 @@ def _run_work(
         emit("crashed", (f"unexpected error ({type(e).__name__}): {e}", traceback.format_exc()))
 
 
-_PRELOAD = ["dcnviz.train", "dcnviz.data", "dcnviz.checkpoint", "dcnviz.app.jobs"]  # imported once, in the fork server
-# The workers' OpenMP threads sleep while they wait instead of spinning: on a shared machine spinning
-# threads of several runs (or of other programs) starve each other (docs/app.md, "Training in a shared app").
-WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
-_FORK_SERVER_LOCK = threading.Lock()
-_preload_set = False
-
-
-def _fork_server() -> None:
-    """Start the fork server the workers are forked from, once: torch and the trainer are imported there.
-
-    Plain ``fork`` of the server is never used: it has threads, and an OpenMP runtime forked after use
-    hangs. The fork server is a fresh interpreter (process-wide: other multiprocessing users share it);
-    it gets :data:`WORKER_ENV` (where the user has not set those variables).
-    """
-    global _preload_set
-    from multiprocessing import forkserver
-
-    with _FORK_SERVER_LOCK:
-        if not _preload_set:
-            forkserver.set_forkserver_preload(_PRELOAD)
-            _preload_set = True
-        added = {k: v for k, v in WORKER_ENV.items() if k not in os.environ}
-        os.environ.update(added)
-        try:
-            forkserver.ensure_running()
-        finally:
-            for k in added:
-                os.environ.pop(k, None)
-
-
-class _NoMainPopen(popen_forkserver.Popen):  # type: ignore[misc]
-    """The fork server's ``Popen``, except that the child does not re-run the parent's ``__main__``.
-
-    multiprocessing re-imports the parent's main script in each child so objects defined there
-    unpickle. In a Streamlit server ``sys.modules["__main__"]`` is the app script Streamlit is running,
-    which must never run in a worker; our targets live in dcnviz modules, so the entries are dropped.
-    (The body is ``popen_forkserver.Popen._launch`` of CPython 3.11–3.13 with that one change.)
-    """
-
-    def _launch(self, process_obj: Any) -> None:
-        from multiprocessing import forkserver, spawn, util
-        from multiprocessing.context import reduction, set_spawning_popen  # type: ignore[attr-defined]
-
-        prep_data = spawn.get_preparation_data(process_obj._name)
-        prep_data.pop("init_main_from_path", None)
-        prep_data.pop("init_main_from_name", None)
-        buf = io.BytesIO()
-        set_spawning_popen(self)
-        try:
-            reduction.dump(prep_data, buf)
-            reduction.dump(process_obj, buf)
-        finally:
-            set_spawning_popen(None)
-        self.sentinel, w = forkserver.connect_to_new_process(self._fds)  # type: ignore[attr-defined]
-        parent_w = os.dup(w)
-        self.finalizer = util.Finalize(self, util.close_fds, (parent_w, self.sentinel))  # type: ignore[attr-defined]
-        with open(w, "wb", closefd=True) as f:
-            f.write(buf.getbuffer())
-        self.pid = forkserver.read_signed(self.sentinel)
-
-
-class _WorkerProcess(ForkServerProcess):  # type: ignore[misc,valid-type]
-    """A fork-server process started through :class:`_NoMainPopen`."""
-
-    @staticmethod
-    def _Popen(process_obj: Any) -> Any:
-        _fork_server()
-        return _NoMainPopen(process_obj)
-
-
-def _worker_process(target: Callable[..., None], args: tuple[Any, ...], name: str) -> Any:
-    proc = _WorkerProcess(target=target, args=args, name=name)
-    proc.daemon = True
-    return proc
-
-
 _warming = threading.Event()
 
 
 def warm_up() -> None:
     """Start the fork server now (in the background), so the first run does not wait for torch's import."""
-    if _warming.is_set():
-        return
-    _warming.set()
-
-    def go() -> None:
-        with contextlib.suppress(Exception):
-            _fork_server()
-
-    threading.Thread(target=go, name="dcnviz-warm-up", daemon=True).start()
+    if not _warming.is_set():
+        _warming.set()
+        isolation.start(workers=True)
 
 
 def _exit_reason(code: int | None, limit: int | None) -> str:
     """Why a worker ended without reporting a result, in words."""
     if code is None:
-        return "the training process did not end"
+        return "the training process ended without saying why (its connection to the server broke)"
     if code < 0:
         try:
             name = signal.Signals(-code).name
@@ -348,7 +257,6 @@ class Job:
         self._pool = pool
         self._isolate = isolate if isolate is not None else os.environ.get(ISOLATION_ENV, "process") != "thread"
         self._lock = threading.Lock()
-        self._send_lock = threading.Lock()
         self._stop = threading.Event()
         self._ended = threading.Event()
         self._t0 = time.perf_counter()
@@ -356,8 +264,7 @@ class Job:
         self.error: str | None = None  # why it failed
         self.threads = 0  # CPU threads it may use now
         self.queue_position: int | None = None  # 1-based, while it waits for a slot
-        self._conn: Connection | None = None
-        self._proc: Any = None
+        self._worker: isolation.Worker | None = None
         self._control: Control | None = None
         self._memory = default_memory_limit() if self._isolate else None
 
@@ -395,9 +302,9 @@ class Job:
             self._drop_results_locked()
         if self._control is not None:
             self._control.stop = True
-        proc = self._proc
-        if proc is not None:
-            threading.Thread(target=_terminate, args=(proc,), name="dcnviz-kill", daemon=True).start()
+        worker = self._worker
+        if worker is not None:
+            threading.Thread(target=worker.terminate, args=(KILL_WAIT_S,), name="dcnviz-kill", daemon=True).start()
         (self._pool or RunPool.shared()).forget(self)
 
     @property
@@ -462,40 +369,27 @@ class Job:
             (self._pool or RunPool.shared()).release(self)
 
     def _serve_process(self, threads: int) -> None:
-        parent, child = mp.Pipe(duplex=True)
-        settings = {"threads": threads, "memory_bytes": self._memory, "sample_dir": _sample_dir()}
-        proc = _worker_process(_worker_main, (self.work(), self.request, child, settings), f"dcnviz-{self.kind}")
         if self.finished:
             return
-        proc.start()
-        child.close()
-        self._proc, self._conn = proc, parent
+        settings = {"threads": threads, "memory_bytes": self._memory, "sample_dir": _sample_dir()}
+        worker = isolation.start_worker(_worker_main, (self.work(), self.request, settings), memory_bytes=self._memory)
+        self._worker = worker
         if self.finished or self.stop_requested:  # cancelled or stopped while the worker started
             self._send(("stop", None))
             if self.status == "cancelled":
-                _terminate(proc)
-        while True:
-            try:
-                kind, payload = parent.recv()
-            except (EOFError, OSError):
-                break
-            self._on_message(kind, payload)
-        proc.join(KILL_WAIT_S)
+                threading.Thread(target=worker.terminate, args=(KILL_WAIT_S,), daemon=True).start()
+        while (message := worker.recv()) is not None:
+            self._on_message(*message)
         with self._lock:
             if self.status not in FINISHED:
                 self._finish_locked("failed", "failed")
-                self.error = _exit_reason(proc.exitcode, self._memory)
-        with contextlib.suppress(OSError):
-            parent.close()
-        self._conn = None
-        self._proc = None
+                self.error = _exit_reason(worker.exitcode, self._memory)
+        worker.close()
 
     def _send(self, msg: tuple[str, Any]) -> None:
-        conn = self._conn
-        if conn is None:
-            return
-        with self._send_lock, contextlib.suppress(OSError, ValueError):
-            conn.send(msg)
+        worker = self._worker
+        if worker is not None:
+            worker.send(msg)
 
     # -- applying the worker's messages -------------------------------------------------------------
 
@@ -531,16 +425,6 @@ class Job:
 
     def _drop_results_locked(self) -> None:
         """Forget what the run produced (subclasses clear their fields)."""
-
-
-def _terminate(proc: Any) -> None:
-    """SIGTERM, then SIGKILL after :data:`KILL_WAIT_S`."""
-    with contextlib.suppress(Exception):
-        proc.terminate()
-        proc.join(KILL_WAIT_S)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(KILL_WAIT_S)
 
 
 def _sample_dir() -> str:
