@@ -84,14 +84,15 @@ def descendants(pid: int) -> list[int]:
 
 
 def workers(server: int) -> list[int]:
-    """Worker processes: children of the fork server (a child of the server whose command names it)."""
+    """Worker processes (and their supervisors): everything below the server's fork server
+    (:mod:`dcnviz.isolation`, a child of the server whose command names it)."""
     out = []
     for pid in descendants(server):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"forkserver" in cmd:
+        if b"dcnviz.isolation" in cmd:
             out += descendants(pid)
     return out
 
@@ -341,6 +342,17 @@ def report(b: Bench, log: str) -> None:
         f"{(after - first) / max(1, b.runs - n['runs_first']):+.1f} MiB per later run), every session expired; "
         f"worker processes left: {n['left']}"
     )
+    checks = [  # (what, measured, target, True if measured must be at least the target)
+        ("watched / unwatched", med(n["watched"]) / med(n["unwatched"]), 0.80, True),
+        ("watched / CLI", med(n["watched"]) / med(n["cli"]), 0.80, True),
+        ("slower of 2 concurrent runs / a lone run", min(n["concurrent"][2][0]) / lone, 0.40, True),
+        ("server RSS after every session expired / before any training", after / before, 1.10, False),
+    ]
+    print(f"\ntargets (issue 16; load average now {loadavg()}: figures taken at a load above ~1.5 are provisional)")
+    for name, value, target, at_least in checks:
+        ok = value >= target if at_least else value <= target
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}: {value:.2f} ({'>=' if at_least else '<='} {target:.2f})")
+    print(f"  {'PASS' if n['left'] == 0 else 'FAIL'}  no worker process left after every session expired: {n['left']}")
     lines = log.splitlines()
     tracebacks = [i for i, ln in enumerate(lines) if "Traceback" in ln]
     print(f"  server log: {len(tracebacks)} traceback(s)")
