@@ -30,13 +30,11 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +43,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "tests"))  # test_browser.serve
 CHROMIUM = os.environ.get("DCNVIZ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]
 SPEED = re.compile(r"·\s*([\d,]+) examples/s")
@@ -99,37 +98,16 @@ def workers(server: int) -> list[int]:
 
 @contextmanager
 def app_server(max_runs: int | None, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    """``streamlit run app.py`` on a free port, started and stopped as the real-browser tests do."""
+    from test_browser import serve  # tests/: the same start, health wait and teardown
+
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if max_runs is not None:
         env["DCNVIZ_MAX_RUNS"] = str(max_runs)
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true", f"--server.port={port}"]
-    cmd += ["--server.address=127.0.0.1", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"]
-    cmd += ["--server.disconnectedSessionTTL=5"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                        if r.read().strip() == b"ok":
-                            break
-                except OSError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
-            yield url, proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--browser.gatherUsageStats=false"]
+    cmd += ["--server.fileWatcherType=none", "--server.disconnectedSessionTTL=5"]
+    with serve(cmd, cwd=ROOT, env=env, log_path=log) as (url, proc):
+        yield url, proc
 
 
 class Session:
