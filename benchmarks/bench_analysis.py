@@ -41,7 +41,7 @@ from dcnviz.checkpoint import save_model  # noqa: E402
 from dcnviz.importers import load_cross_weights  # noqa: E402
 from dcnviz.model import DCNModel, ModelConfig  # noqa: E402
 from dcnviz.spec import Block, FeatureSpec, Field  # noqa: E402
-from dcnviz.weights import CrossLayerWeights, ExpertWeights  # noqa: E402
+from dcnviz.weights import ExpertWeights, LowRankWeights, MixtureWeights  # noqa: E402
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:
@@ -112,12 +112,12 @@ def main() -> None:
 
     # 2. factored spectra against the dense SVD of the product
     U, V = rng.normal(size=(d, 256)), rng.normal(size=(d, 256))
-    lr = A.layer_matrix(CrossLayerWeights(kind="lowrank", d=d, U=U, V=V), 0)
+    lr = A.layer_matrix(LowRankWeights(d=d, U=U, V=V), 0)
     t_fac = timed(lambda: A.factored_singular_values(lr.left, lr.right), r)
     with A.one_blas_thread():  # same thread setting as the factored path, so the ratio is the algorithm's
         t_dense = timed(lambda: np.linalg.svd(U @ V.T, compute_uv=False), r)
     experts = [ExpertWeights(U=rng.normal(size=(d, 64)), V=rng.normal(size=(d, 64))) for _ in range(4)]
-    mix = A.layer_matrix(CrossLayerWeights(kind="mixture", d=d, experts=experts), 0)
+    mix = A.layer_matrix(MixtureWeights(d=d, experts=experts), 0)
     t_mfac = timed(lambda: A.factored_singular_values(mix.left, mix.right), r)
     with A.one_blas_thread():
         t_mdense = timed(lambda: np.linalg.svd(np.mean([e.weight() for e in experts], axis=0), compute_uv=False), r)

@@ -7,7 +7,7 @@ Input is the common form of :mod:`dcnviz.weights`, always in paper orientation (
 * **Effective W** (:class:`LayerMatrix`): full W; U Vᵀ (low rank, Eq. 2); for a mixture (Eq. 3/4)
   each expert's U_k C_k V_kᵀ — only the expert's *linear part* when g is not the identity — and
   their mean (the effective W under uniform gates) or, with data at hand, the gate-weighted average
-  E_x[Σ_k G_k(x_l) W_k] (:func:`mean_gates`); 1 wᵀ for DCN-V1. Low-rank matrices are kept as factors
+  E_x[Σ_k G_k(x_l) W_k] (:func:`dcnviz.gates.mean_gates`); 1 wᵀ for DCN-V1. Low-rank matrices are kept as factors
   W = A Bᵀ so that their spectra never need the d × d product.
 * **Block norms** (:func:`block_norms`): block (i, j) of W, Eq. (7), in three views
   (:data:`MODE_EXPLANATIONS`), and a ranked table of the strongest crosses (:func:`top_crosses`).
@@ -34,17 +34,13 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal, Protocol, cast
+from typing import Literal, Protocol, cast
 
 import numpy as np
 import pandas as pd
 
 from dcnviz.errors import CheckpointError, ConfigError
-from dcnviz.weights import CrossLayerWeights, CrossModelWeights
-
-if TYPE_CHECKING:
-    from dcnviz.encoded import Encoded
-    from dcnviz.model import DCNModel
+from dcnviz.weights import CrossLayerWeights, CrossModelWeights, LayerKind, MixtureWeights
 
 BlockNormMode = Literal["raw", "normalized", "symmetric"]
 MODES: tuple[str, ...] = ("raw", "normalized", "symmetric")
@@ -593,7 +589,7 @@ class LayerMatrix:
 
     layer: int  # cross layer index, from 0
     expert: int | None  # expert index from 0; None for the layer's own effective W
-    kind: str  # the layer's kind: full | lowrank | mixture | vector
+    kind: LayerKind  # the layer's kind: full | lowrank | mixture | vector
     label: str  # e.g. "layer 0", "layer 1 · expert 2 (linear part)"
     d: int  # width of x0
     dense: np.ndarray | None = None  # W (d, d) when not factored
@@ -628,40 +624,6 @@ class LayerMatrix:
         return factored_singular_values(self.left, self.right, what=self.label)
 
 
-def _arrays(layer: CrossLayerWeights, index: int, *names: str) -> list[np.ndarray]:
-    out = []
-    for n in names:
-        a = getattr(layer, n)
-        if a is None:
-            raise CheckpointError(f"cross layer {index} of kind {layer.kind!r} lacks its {n!r} array")
-        out.append(np.asarray(a, dtype=np.float64))
-    return out
-
-
-def _expert_factors(layer: CrossLayerWeights, index: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(U_k C_k, V_k) for each expert, each (d, r_k)."""
-    if not layer.experts:
-        raise CheckpointError(f"cross layer {index} is a mixture without experts")
-    out = []
-    for k, e in enumerate(layer.experts):
-        U = np.asarray(e.U, dtype=np.float64)
-        V = np.asarray(e.V, dtype=np.float64)
-        if U.ndim != 2 or U.shape != V.shape or U.shape[0] != layer.d:
-            raise CheckpointError(
-                f"cross layer {index} expert {k}: U and V must both be (d, r) with d={layer.d}; "
-                f"got {tuple(U.shape)} and {tuple(V.shape)}"
-            )
-        if e.C is not None:
-            C = np.asarray(e.C, dtype=np.float64)
-            if C.shape != (U.shape[1], U.shape[1]):
-                raise CheckpointError(
-                    f"cross layer {index} expert {k}: C must be (r, r) with r={U.shape[1]}; got {tuple(C.shape)}"
-                )
-            U = U @ C  # (d, r)
-        out.append((U, V))
-    return out
-
-
 def layer_matrix(
     layer: CrossLayerWeights,
     index: int,
@@ -669,78 +631,50 @@ def layer_matrix(
     gate_weights: np.ndarray | Sequence[float] | None = None,
     gate_label: str = "",
 ) -> LayerMatrix:
-    """A layer's effective W (paper orientation).
+    """A layer's effective W (paper orientation), from the factors its common form exposes.
 
     full → W; lowrank → U Vᵀ; vector (DCN-V1) → 1 wᵀ; mixture → Σ_k a_k U_k C_k V_kᵀ with
     a_k = 1/K (the mean of the experts' linear parts: the effective W under uniform gates) or, given
-    ``gate_weights`` (K,) from :func:`mean_gates`, a_k = E_x[G_k(x_l)], which is E_x[Σ_k G_k(x_l) W_k].
-    Mixture factors are stacked, [a_1 U_1 C_1, …, a_K U_K C_K] and [V_1, …, V_K], so the rank bound is
-    min(d, Σ r_k) and no d × d product is needed for the spectrum.
+    ``gate_weights`` (K,) from :func:`dcnviz.gates.mean_gates`, a_k = E_x[G_k(x_l)], which is
+    E_x[Σ_k G_k(x_l) W_k]. Mixture factors are stacked, [a_1 U_1 C_1, …, a_K U_K C_K] and [V_1, …, V_K],
+    so the rank bound is min(d, Σ r_k) and no d × d product is needed for the spectrum. The shapes were
+    checked when the common form was made (:mod:`dcnviz.weights`).
     """
-    d = int(layer.d)
-    notes = tuple(layer.notes)
-    label = f"layer {index}"
-    if layer.kind == "full":
-        (W,) = _arrays(layer, index, "W")
-        if W.shape != (d, d):
-            raise CheckpointError(f"cross layer {index}: W must be ({d}, {d}); got {tuple(W.shape)}")
-        return LayerMatrix(layer=index, expert=None, kind="full", label=label, d=d, dense=W, notes=notes)
-    if layer.kind == "lowrank":
-        U, V = _arrays(layer, index, "U", "V")
-        if U.ndim != 2 or U.shape != V.shape or U.shape[0] != d:
-            raise CheckpointError(
-                f"cross layer {index}: U and V must both be (d, r) with d={d}; "
-                f"got {tuple(U.shape)} and {tuple(V.shape)}"
-            )
-        return LayerMatrix(layer=index, expert=None, kind="lowrank", label=label, d=d, left=U, right=V, notes=notes)
-    if layer.kind == "vector":
-        (w,) = _arrays(layer, index, "w")
-        w = w.reshape(-1)
-        if w.shape != (d,):
-            raise CheckpointError(f"cross layer {index}: w must have {d} entries; got {w.size}")
-        return LayerMatrix(
-            layer=index,
-            expert=None,
-            kind="vector",
-            label=label,
-            d=d,
-            left=np.ones((d, 1)),
-            right=w[:, None].copy(),
-            notes=notes,
-        )
-    if layer.kind == "mixture":
-        factors = _expert_factors(layer, index)
-        K = len(factors)
+    dense = left = right = None
+    label, weighting = f"layer {index}", ""
+    if isinstance(layer, MixtureWeights):
         if gate_weights is None:
-            a = np.full(K, 1.0 / K)
-            weighting = "uniform"
+            a, weighting = np.full(layer.K, 1.0 / layer.K), "uniform"
         else:
             a = np.asarray(gate_weights, dtype=np.float64).reshape(-1)
-            if a.shape != (K,):
-                raise ConfigError(f"cross layer {index} has {K} experts; got {a.size} gate weights")
+            if a.shape != (layer.K,):
+                raise ConfigError(f"cross layer {index} has {layer.K} experts; got {a.size} gate weights")
             weighting = gate_label or "gate-weighted"
-        left = np.concatenate([ak * Uk for ak, (Uk, _) in zip(a, factors, strict=True)], axis=1)  # (d, Σr)
-        right = np.concatenate([Vk for _, Vk in factors], axis=1)  # (d, Σr)
-        part = " (linear part)" if layer.linear_part_only else ""
-        what = "mean of experts" if gate_weights is None else "gate-weighted experts"
-        return LayerMatrix(
-            layer=index,
-            expert=None,
-            kind="mixture",
-            label=f"{label} · {what}{part}",
-            d=d,
-            left=left,
-            right=right,
-            linear_part_only=layer.linear_part_only,
-            weighting=weighting,
-            notes=notes,
-        )
-    raise CheckpointError(f"cross layer {index} has unknown kind {layer.kind!r}")
+        left, right = layer.weighted_factors(a)
+        label += " · " + ("mean of experts" if gate_weights is None else "gate-weighted experts")
+        label += " (linear part)" if layer.linear_part_only else ""
+    elif (factors := layer.factors) is None:  # W is kept whole (full rank)
+        dense = layer.effective_weight()
+    else:
+        left, right = factors
+    return LayerMatrix(
+        layer=index,
+        expert=None,
+        kind=layer.kind,
+        label=label,
+        d=layer.d,
+        dense=dense,
+        left=left,
+        right=right,
+        linear_part_only=layer.linear_part_only,
+        weighting=weighting,
+        notes=layer.notes,
+    )
 
 
 def expert_matrices(layer: CrossLayerWeights, index: int) -> list[LayerMatrix]:
     """Each expert's U_k C_k V_kᵀ (or U_k V_kᵀ) of a mixture layer; [] for other kinds."""
-    if layer.kind != "mixture":
+    if not isinstance(layer, MixtureWeights):
         return []
     part = " (linear part)" if layer.linear_part_only else ""
     return [
@@ -749,49 +683,13 @@ def expert_matrices(layer: CrossLayerWeights, index: int) -> list[LayerMatrix]:
             expert=k,
             kind="mixture",
             label=f"layer {index} · expert {k}{part}",
-            d=int(layer.d),
-            left=U,
-            right=V,
+            d=layer.d,
+            left=e.factors[0],
+            right=e.factors[1],
             linear_part_only=layer.linear_part_only,
         )
-        for k, (U, V) in enumerate(_expert_factors(layer, index))
+        for k, e in enumerate(layer.experts)
     ]
-
-
-def mean_gates(model: DCNModel, data: Encoded, *, max_rows: int = 20_000) -> list[np.ndarray | None]:
-    """E_x[G(x_l)] (K,) for each mixture cross layer over (up to ``max_rows`` of) ``data``; None elsewhere.
-
-    Because each W_k is fixed, E_x[Σ_k G_k(x_l) W_k] = Σ_k E_x[G_k(x_l)] W_k: pass the result as
-    ``gate_weights`` to :func:`layer_matrix` (or :func:`analyze`) for the gate-weighted average.
-    The inputs x_l come from ``model.cross.layer_inputs(x0)``.
-    """
-    import torch
-
-    from dcnviz.layers import MixtureCross
-
-    layers = model.cross_layers()
-    if model.cross is None or not layers:
-        return []
-    n = min(len(data), max_rows)
-    if n < 1:
-        raise ConfigError("mean_gates needs at least one input row; got an empty dataset")
-    device = next(model.parameters()).device
-    sample = data.index(slice(0, n)).to(device)  # the model's device (a GPU-trained model stays there)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            x0 = model.x0(sample.cat, sample.dense, sample.multi)  # (n, d)
-            xs = model.cross.layer_inputs(x0)  # L × (n, d)
-            out: list[np.ndarray | None] = []
-            for layer, xl in zip(layers, xs, strict=True):
-                if isinstance(layer, MixtureCross):
-                    out.append(layer.gates(xl).double().mean(dim=0).cpu().numpy())  # (K,)
-                else:
-                    out.append(None)
-    finally:
-        model.train(was_training)
-    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -937,7 +835,7 @@ def analyze_layer(
     """Block norms and spectrum of one cross layer (and each of its experts), against its initial matrix.
 
     Computes only this layer, so a page showing one layer at a time pays for one layer's SVDs.
-    ``gate_weights``: this layer's E_x[G(x_l)] (K,) from :func:`mean_gates`; without it a mixture
+    ``gate_weights``: this layer's E_x[G(x_l)] (K,) from :func:`dcnviz.gates.mean_gates`; without it a mixture
     layer is the mean of its experts (uniform gates). The initial matrix comes from
     ``cw.initial_layers`` when present (the uniform mean for mixtures).
     """
@@ -975,7 +873,7 @@ def analyze_layer(
     m0 = layer_matrix(initial[index], index) if initial is not None else None
     norms, sp, w0 = one(m, m0)
     ex: list[MatrixAnalysis] = []
-    if experts and layer.kind == "mixture":
+    if experts and isinstance(layer, MixtureWeights):
         init_experts = expert_matrices(initial[index], index) if initial is not None else []
         for k, e in enumerate(expert_matrices(layer, index)):
             e0 = init_experts[k] if k < len(init_experts) else None
@@ -996,7 +894,7 @@ def analyze(
 ) -> ModelAnalysis:
     """Block norms and spectra of every cross layer (and every expert) of a model in common form.
 
-    ``gate_weights``: per layer, E_x[G(x_l)] from :func:`mean_gates` (None entries for non-mixture
+    ``gate_weights``: per layer, E_x[G(x_l)] from :func:`dcnviz.gates.mean_gates` (None entries for non-mixture
     layers). See :func:`analyze_layer` for one layer at a time.
     """
     tols = check_tolerances(tolerances)

@@ -524,10 +524,9 @@ class _Truncation:
             with A.one_blas_thread():  # multi-threaded LAPACK spin-waits on a busy machine (see analysis)
                 P, s, Qt = np.linalg.svd(_np(layer.linear.weight))
             self.P, self.s, self.Q = P, s, Qt.T
-        elif isinstance(layer, LowRankCross):
-            self.P, self.s, self.Q = _factored_svd(_np(layer.U.weight), _np(layer.V.weight).T)
-        elif isinstance(layer, MixtureCross):
-            self.P, self.s, self.Q = _factored_svd(_np(layer.U), _np(layer.V))
+        elif isinstance(layer, LowRankCross | MixtureCross):  # W = U Vᵀ (each expert's W_k = U_k V_kᵀ)
+            U, V = layer.factors()  # (…, d, r) each
+            self.P, self.s, self.Q = _factored_svd(_np(U), _np(V))
 
     def factors(self, r: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(U_r, V_r) with U_r V_rᵀ the best rank-r approximation (each (…, d, r), float32 on W's device)."""

@@ -1,11 +1,12 @@
-"""Mean gates of a dcnviz mixture model over the validation split it recorded (paper Eq. 3).
+"""Gate weighting of a dcnviz mixture model's experts (paper Eq. 3): the one module that runs the gates.
 
 A mixture layer's effective W is Σ_k G_k(x_l) W_k, which depends on the input. Because each W_k is
-fixed, its average over inputs is Σ_k E_x[G_k(x_l)] W_k: :func:`mean_gates_on` runs the model of an
-opened file (:class:`dcnviz.modelfile.ModelFile`) over the validation split of the data options given
-(the recorded split, recreated by :meth:`dcnviz.modelfile.RecordedData.options_at`) and returns
-E_x[G(x_l)] per cross layer, for ``analysis.analyze(..., gate_weights=...)``. The CLI
-(``inspect --gates-data``) and the app (on data of this server only) use it.
+fixed, its average over inputs is Σ_k E_x[G_k(x_l)] W_k: :func:`mean_gates` runs a model over encoded
+rows and returns E_x[G(x_l)] per cross layer, for ``analysis.analyze(..., gate_weights=...)``;
+:func:`mean_gates_on` does so for the model of an opened file (:class:`dcnviz.modelfile.ModelFile`) over
+the validation split of the data options given (the recorded split, recreated by
+:meth:`dcnviz.modelfile.RecordedData.options_at`). The CLI (``inspect --gates-data``) and the app (on
+data of this server only) use it. :mod:`dcnviz.analysis` stays NumPy only; torch runs here.
 """
 
 from __future__ import annotations
@@ -18,9 +19,47 @@ import numpy as np
 from dcnviz.errors import ConfigError
 
 if TYPE_CHECKING:
+    from dcnviz.encoded import Encoded
+    from dcnviz.model import DCNModel
     from dcnviz.modelfile import ModelFile
 
 DEFAULT_GATE_ROWS = 20_000
+
+
+def mean_gates(model: DCNModel, data: Encoded, *, max_rows: int = DEFAULT_GATE_ROWS) -> list[np.ndarray | None]:
+    """E_x[G(x_l)] (K,) for each mixture cross layer over (up to ``max_rows`` of) ``data``; None elsewhere.
+
+    Because each W_k is fixed, E_x[Σ_k G_k(x_l) W_k] = Σ_k E_x[G_k(x_l)] W_k: pass the result as
+    ``gate_weights`` to :func:`dcnviz.analysis.layer_matrix` (or :func:`dcnviz.analysis.analyze`) for the
+    gate-weighted average. The inputs x_l come from ``model.cross.layer_inputs(x0)``.
+    """
+    import torch
+
+    from dcnviz.layers import MixtureCross
+
+    layers = model.cross_layers()
+    if model.cross is None or not layers:
+        return []
+    n = min(len(data), max_rows)
+    if n < 1:
+        raise ConfigError("mean_gates needs at least one input row; got an empty dataset")
+    device = next(model.parameters()).device
+    sample = data.index(slice(0, n)).to(device)  # the model's device (a GPU-trained model stays there)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            x0 = model.x0(sample.cat, sample.dense, sample.multi)  # (n, d)
+            xs = model.cross.layer_inputs(x0)  # L × (n, d)
+            out: list[np.ndarray | None] = []
+            for layer, xl in zip(layers, xs, strict=True):
+                if isinstance(layer, MixtureCross):
+                    out.append(layer.gates(xl).double().mean(dim=0).cpu().numpy())  # (K,)
+                else:
+                    out.append(None)
+    finally:
+        model.train(was_training)
+    return out
 
 
 def check_mixture(mf: ModelFile) -> None:
@@ -43,7 +82,6 @@ def mean_gates_on(mf: ModelFile, options: Any, *, rows: int = DEFAULT_GATE_ROWS)
         ConfigError: not a mixture model, or ``rows`` < 1; DataFormatError / FileNotFoundError: the
         data is not where ``options`` says.
     """
-    from dcnviz.analysis import mean_gates
     from dcnviz.data import load_splits
 
     if rows < 1:

@@ -194,9 +194,17 @@ def encode(weights: Any, container: str) -> tuple[bytes, list[memoryview]]:
 
 def _classes() -> dict[str, type]:
     from dcnviz.spec import Block
-    from dcnviz.weights import CrossLayerWeights, CrossModelWeights, ExpertWeights
+    from dcnviz.weights import (
+        CrossModelWeights,
+        ExpertWeights,
+        FullRankWeights,
+        LowRankWeights,
+        MixtureWeights,
+        VectorWeights,
+    )
 
-    return {c.__name__: c for c in (CrossModelWeights, CrossLayerWeights, ExpertWeights, Block)}
+    layers = (FullRankWeights, LowRankWeights, MixtureWeights, VectorWeights)
+    return {c.__name__: c for c in (CrossModelWeights, *layers, ExpertWeights, Block)}
 
 
 def decode(payload: bytes) -> tuple[Any, str]:

@@ -21,24 +21,37 @@ Equations implemented:
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dcnviz.errors import ConfigError
+from dcnviz.weights import (
+    ACTIVATIONS,
+    GATES,
+    LAYER_KINDS,
+    Activation,
+    ExpertWeights,
+    FullRankWeights,
+    Gate,
+    LayerKind,
+    LowRankWeights,
+    MixtureWeights,
+    Param,
+    VectorWeights,
+)
 
-CrossKind = Literal["full", "lowrank", "mixture", "vector"]
-CROSS_KINDS: tuple[str, ...] = ("full", "lowrank", "mixture", "vector")
-Gate = Literal["softmax", "sigmoid", "constant"]
-GATES: tuple[str, ...] = ("softmax", "sigmoid", "constant")
-Activation = Literal["identity", "relu", "tanh", "hard_tanh"]
-ACTIVATIONS: tuple[str, ...] = ("identity", "relu", "tanh", "hard_tanh")
+CrossKind = LayerKind  # full | lowrank | mixture | vector (declared with the common form, dcnviz.weights)
+CROSS_KINDS: tuple[LayerKind, ...] = LAYER_KINDS
 Init = Literal["he_normal", "truncated_normal"]
-INITS: tuple[str, ...] = ("he_normal", "truncated_normal")
+INITS: tuple[Init, ...] = ("he_normal", "truncated_normal")
 
-LATEX = {
+_T = TypeVar("_T", torch.Tensor, np.ndarray)
+
+LATEX: dict[LayerKind, str] = {
     "full": r"x_{l+1} = x_0 \odot (W_l x_l + b_l) + x_l",
     "lowrank": r"x_{l+1} = x_0 \odot \left(U_l (V_l^\top x_l) + b_l\right) + x_l",
     "mixture": (
@@ -49,7 +62,7 @@ LATEX = {
 }
 
 
-def init_kernel_(t: torch.Tensor, fan_in: int, init: str, generator: torch.Generator | None = None) -> None:
+def init_kernel_(t: torch.Tensor, fan_in: int, init: Init, generator: torch.Generator | None = None) -> None:
     """He-normal kernel init (paper §7.1.3), or its truncated form (±2σ, as Keras' he_normal).
 
     Plain He normal has std √(2/fan_in). The truncated variant rescales so the *truncated*
@@ -77,7 +90,7 @@ def truncated_normal(shape: torch.Size, std: float, generator: torch.Generator |
     return out * std
 
 
-def activation_fn(name: str):  # type: ignore[no-untyped-def]
+def activation_fn(name: Activation):  # type: ignore[no-untyped-def]
     if name == "identity":
         return lambda t: t
     if name == "relu":
@@ -105,7 +118,7 @@ class FullRankCross(nn.Module):
 
     kind: CrossKind = "full"
 
-    def __init__(self, d: int, *, bias: bool = True, residual: bool = True, init: str = "he_normal") -> None:
+    def __init__(self, d: int, *, bias: bool = True, residual: bool = True, init: Init = "he_normal") -> None:
         super().__init__()
         self.d, self.residual = d, residual
         self.linear = nn.Linear(d, d, bias=bias)  # linear.weight is W (d_out, d_in)
@@ -124,6 +137,13 @@ class FullRankCross(nn.Module):
     def bias(self) -> torch.Tensor | None:
         return self.linear.bias
 
+    def common_form(self, p: Param) -> FullRankWeights:
+        """This layer in common form; ``p(name, current)`` gives each parameter (``linear.weight``, ...)."""
+        b = self.linear.bias
+        return FullRankWeights(
+            d=self.d, W=p("linear.weight", self.linear.weight), b=None if b is None else p("linear.bias", b)
+        )
+
 
 class LowRankCross(nn.Module):
     r"""Low-rank cross layer, DCN-V2 Eq. (2): x_{l+1} = x0 ⊙ (U (Vᵀ x_l) + b) + x_l.
@@ -135,7 +155,9 @@ class LowRankCross(nn.Module):
 
     kind: CrossKind = "lowrank"
 
-    def __init__(self, d: int, rank: int, *, bias: bool = True, residual: bool = True, init: str = "he_normal") -> None:
+    def __init__(
+        self, d: int, rank: int, *, bias: bool = True, residual: bool = True, init: Init = "he_normal"
+    ) -> None:
         super().__init__()
         _check_rank(rank, d)
         self.d, self.r, self.residual = d, rank, residual
@@ -152,13 +174,29 @@ class LowRankCross(nn.Module):
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(U, V), each (d, r), with W = U Vᵀ."""
-        return self.U.weight, self.V.weight.T
+        return lowrank_factors(self.U.weight, self.V.weight)
 
     def effective_weight(self) -> torch.Tensor:
-        return self.U.weight @ self.V.weight  # (d, d)
+        U, V = self.factors()
+        return U @ V.T  # (d, d)
 
     def bias(self) -> torch.Tensor | None:
         return self.U.bias
+
+    def common_form(self, p: Param) -> LowRankWeights:
+        """This layer in common form; ``p(name, current)`` gives each parameter (``U.weight``, ...)."""
+        U, V = lowrank_factors(p("U.weight", self.U.weight), p("V.weight", self.V.weight))
+        b = self.U.bias
+        return LowRankWeights(d=self.d, U=U, V=V, b=None if b is None else p("U.bias", b))
+
+
+def lowrank_factors(u_weight: _T, v_weight: _T) -> tuple[_T, _T]:
+    """(U, V) in the paper's orientation from :class:`LowRankCross`'s ``U.weight`` (d, r) and ``V.weight`` (r, d).
+
+    ``V`` is an ``nn.Linear(d, r)``, so its weight (out, in) stores Vᵀ; :class:`MixtureCross` stores V itself.
+    The model file keeps both names; this is the one place that turns ``V.weight`` around.
+    """
+    return u_weight, v_weight.T
 
 
 class MixtureCross(nn.Module):
@@ -182,11 +220,11 @@ class MixtureCross(nn.Module):
         rank: int,
         experts: int,
         *,
-        gate: str = "softmax",
-        activation: str = "identity",
+        gate: Gate = "softmax",
+        activation: Activation = "identity",
         bias: bool = True,
         residual: bool = True,
-        init: str = "he_normal",
+        init: Init = "he_normal",
     ) -> None:
         super().__init__()
         _check_rank(rank, d)
@@ -235,14 +273,17 @@ class MixtureCross(nn.Module):
         out = x0 * y
         return out + xl if self.residual else out
 
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(U_k C_k or U_k, V_k) stacked over the experts, each (K, d, r): W_k = A_k B_kᵀ."""
+        return (self.U if self.C is None else self.U @ self.C), self.V
+
     def expert_weights(self) -> torch.Tensor:
         """Each expert's W_k = U_k C_k V_kᵀ (or U_k V_kᵀ), (K, d, d).
 
         With a nonlinear g this is only the expert's *linear part*.
         """
-        if self.C is None:
-            return self.U @ self.V.transpose(1, 2)
-        return self.U @ self.C @ self.V.transpose(1, 2)
+        A, B = self.factors()
+        return A @ B.transpose(1, 2)
 
     @property
     def linear_part_only(self) -> bool:
@@ -255,13 +296,26 @@ class MixtureCross(nn.Module):
     def bias(self) -> torch.Tensor | None:
         return self.b
 
+    def common_form(self, p: Param) -> MixtureWeights:
+        """This layer in common form; ``p(name, current)`` gives each parameter (``U``, ``V``, ``C``, ...)."""
+        U, V = p("U", self.U), p("V", self.V)  # (K, d, r) each: V stored as V
+        C = p("C", self.C) if self.C is not None else None
+        return MixtureWeights(
+            d=self.d,
+            experts=tuple(ExpertWeights(U=U[k], V=V[k], C=None if C is None else C[k]) for k in range(self.K)),
+            activation=self.activation,
+            b=None if self.b is None else p("b", self.b),
+            gates=None if self.gate is None else p("gate.weight", self.gate.weight),
+            gate_kind=self.gate_kind,
+        )
+
 
 class VectorCross(nn.Module):
     r"""DCN-V1 cross layer: x_{l+1} = x0 (x_lᵀ w) + b + x_l, the W = 1 wᵀ special case (§3.2)."""
 
     kind: CrossKind = "vector"
 
-    def __init__(self, d: int, *, bias: bool = True, residual: bool = True, init: str = "he_normal") -> None:
+    def __init__(self, d: int, *, bias: bool = True, residual: bool = True, init: Init = "he_normal") -> None:
         super().__init__()
         self.d, self.residual = d, residual
         self.w = nn.Parameter(torch.empty(d))  # (d,)
@@ -281,22 +335,26 @@ class VectorCross(nn.Module):
     def bias(self) -> torch.Tensor | None:
         return self.b
 
+    def common_form(self, p: Param) -> VectorWeights:
+        """This layer in common form (W = 1 wᵀ, b outside the product)."""
+        return VectorWeights(d=self.d, w=p("w", self.w), b=None if self.b is None else p("b", self.b))
+
 
 CrossLayer = FullRankCross | LowRankCross | MixtureCross | VectorCross
 
 
 def build_cross_layer(
-    kind: str,
+    kind: LayerKind,
     d: int,
     *,
     rank: int | None = None,
     experts: int = 1,
-    gate: str = "softmax",
-    activation: str = "identity",
+    gate: Gate = "softmax",
+    activation: Activation = "identity",
     bias: bool = True,
     residual: bool = True,
-    init: str = "he_normal",
-) -> nn.Module:
+    init: Init = "he_normal",
+) -> CrossLayer:
     """One cross layer of the given kind."""
     if kind not in CROSS_KINDS:
         raise ConfigError(f"cross kind must be one of {CROSS_KINDS}; got kind={kind!r}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -27,12 +27,17 @@ from dcnviz.layers import (
     ACTIVATIONS,
     GATES,
     INITS,
+    Activation,
+    CrossLayer,
     CrossNetwork,
+    Gate,
+    Init,
     build_cross_layer,
     init_kernel_,
     truncated_normal,
 )
 from dcnviz.spec import FeatureSpec
+from dcnviz.weights import LayerKind
 
 ModelName = Literal["dcnv2", "dcn-mix", "dcn", "dnn", "crossnet"]
 MODEL_NAMES: tuple[str, ...] = ("dcnv2", "dcn-mix", "dcn", "dnn", "crossnet")
@@ -43,7 +48,7 @@ STRUCTURES: tuple[str, ...] = ("stacked", "parallel")
 class ModelConfig:
     """Architecture of one model. Stored in model files as plain JSON."""
 
-    model: str = "dcnv2"  # dcnv2 | dcn-mix | dcn | dnn | crossnet
+    model: ModelName = "dcnv2"  # dcnv2 | dcn-mix | dcn | dnn | crossnet
     structure: str = (
         "parallel"  # stacked | parallel (ignored by dnn and crossnet); parallel was best on MovieLens (§7.3)
     )
@@ -52,11 +57,11 @@ class ModelConfig:
         None  # r: low rank for dcnv2/crossnet, per-expert rank for mixtures (None: full rank, or d/4 for mixtures)
     )
     experts: int | None = None  # K for mixtures (None: 4 for dcn-mix; crossnet without experts is not a mixture)
-    gate: str = "softmax"  # softmax | sigmoid | constant
-    expert_activation: str = "identity"  # g of Eq. (4): identity | relu | tanh | hard_tanh
+    gate: Gate = "softmax"  # softmax | sigmoid | constant
+    expert_activation: Activation = "identity"  # g of Eq. (4): identity | relu | tanh | hard_tanh
     hidden: tuple[int, ...] = (256, 256)  # deep tower sizes
     dropout: float = 0.0  # dropout after each deep layer
-    init: str = "he_normal"  # he_normal | truncated_normal (kernels); biases start at zero
+    init: Init = "he_normal"  # he_normal | truncated_normal (kernels); biases start at zero
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
@@ -85,7 +90,7 @@ class ModelConfig:
             raise ConfigError(f"init must be one of {INITS}; got init={self.init!r}")
 
     @property
-    def cross_kind(self) -> str | None:
+    def cross_kind(self) -> LayerKind | None:
         """full | lowrank | mixture | vector, or None for a dnn."""
         if self.model == "dnn":
             return None
@@ -271,8 +276,8 @@ class DCNModel(nn.Module):
             x = torch.cat([self.cross(x0), self.deep(x0)], dim=1)
         return self.logit(x).squeeze(-1)
 
-    def cross_layers(self) -> list[nn.Module]:
-        return list(self.cross.layers) if self.cross is not None else []
+    def cross_layers(self) -> list[CrossLayer]:
+        return cast("list[CrossLayer]", list(self.cross.layers)) if self.cross is not None else []
 
     def dense_param_count(self) -> int:
         """Parameters excluding embedding tables (the paper's Table 6 counts)."""

@@ -11,9 +11,19 @@ from hypothesis import strategies as st
 from dcnviz import analysis as A
 from dcnviz.encoded import Encoded
 from dcnviz.errors import CheckpointError, ConfigError, DcnvizError
+from dcnviz.gates import mean_gates
 from dcnviz.model import DCNModel, ModelConfig
 from dcnviz.spec import Block, FeatureSpec, Field
-from dcnviz.weights import CrossLayerWeights, CrossModelWeights, ExpertWeights, from_model
+from dcnviz.weights import (
+    CrossLayerWeights,
+    CrossModelWeights,
+    ExpertWeights,
+    FullRankWeights,
+    LowRankWeights,
+    MixtureWeights,
+    VectorWeights,
+    from_model,
+)
 
 
 def blocks_of(widths: list[int], names: list[str] | None = None) -> list[Block]:
@@ -140,7 +150,7 @@ def test_q_diag_s_qt_gives_back_s():
     Q = random_orthogonal(6, 3)
     W = Q @ np.diag(s) @ Q.T
     np.testing.assert_allclose(A.singular_values(W), s, atol=1e-12)
-    layer = CrossLayerWeights(kind="full", d=6, W=W)
+    layer = FullRankWeights(d=6, W=W)
     m = A.layer_matrix(layer, 0)
     np.testing.assert_allclose(m.singular_values, s, atol=1e-12)
     assert m.rank_bound == 6
@@ -202,7 +212,7 @@ def test_rank_versus_tolerance_agrees_with_numerical_rank():
 def test_low_rank_spectrum_is_exactly_r_values_equal_to_the_dense_svd(d, r):
     rng = np.random.default_rng(d + r)
     U, V = rng.normal(size=(d, r)), rng.normal(size=(d, r))
-    layer = CrossLayerWeights(kind="lowrank", d=d, U=U, V=V)
+    layer = LowRankWeights(d=d, U=U, V=V)
     m = A.layer_matrix(layer, 0)
     s = m.singular_values
     assert s.shape == (r,) and m.rank_bound == r
@@ -225,7 +235,7 @@ def test_factored_spectrum_of_a_deficient_product():
 
 def test_vector_layer_is_rank_one_with_sigma_sqrt_d_norm_w():
     w = np.array([3.0, 0.0, 4.0, 0.0])
-    m = A.layer_matrix(CrossLayerWeights(kind="vector", d=4, w=w), 0)
+    m = A.layer_matrix(VectorWeights(d=4, w=w), 0)
     np.testing.assert_allclose(m.weight, np.tile(w, (4, 1)))
     np.testing.assert_allclose(m.singular_values, [2.0 * 5.0])  # ‖1‖ ‖w‖ = √4 · 5
 
@@ -251,7 +261,7 @@ def mixture_layer(activation: str = "identity") -> CrossLayerWeights:
         )
         for _ in range(K)
     ]
-    return CrossLayerWeights(kind="mixture", d=d, experts=experts, activation=activation)
+    return MixtureWeights(d=d, experts=experts, activation=activation)
 
 
 @pytest.mark.parametrize("activation", ["identity", "tanh"])
@@ -297,7 +307,7 @@ def test_gate_weighted_average_equals_the_per_input_average_of_sum_g_k_w_k():
         dense=torch.randn(n, 1, generator=g),
         y=torch.zeros(n),
     )
-    gates = A.mean_gates(model, data)
+    gates = mean_gates(model, data)
     cw = from_model(model)
     with torch.no_grad():
         x0 = model.x0(data.cat, data.dense)
@@ -310,8 +320,8 @@ def test_gate_weighted_average_equals_the_per_input_average_of_sum_g_k_w_k():
         np.testing.assert_allclose(m.weight, brute, rtol=1e-5, atol=1e-7)
     an = A.analyze(cw, gate_weights=gates, gate_label=f"gate-weighted over {n} inputs")
     assert an.layers[0].matrix.weighting == f"gate-weighted over {n} inputs"
-    assert A.mean_gates(DCNModel(SPEC, ModelConfig(model="dnn", hidden=(4,))), data) == []
-    full = A.mean_gates(DCNModel(SPEC, ModelConfig(cross_layers=1, hidden=(4,))), data)
+    assert mean_gates(DCNModel(SPEC, ModelConfig(model="dnn", hidden=(4,))), data) == []
+    full = mean_gates(DCNModel(SPEC, ModelConfig(cross_layers=1, hidden=(4,))), data)
     assert full == [None]
 
 
@@ -370,10 +380,10 @@ def test_analyze_refuses_blocks_that_do_not_match_d():
 
 
 def test_broken_common_form_gives_a_dcnviz_error():
-    bad = CrossModelWeights(
-        format="torchrec", d=3, layers=[CrossLayerWeights(kind="lowrank", d=3)], blocks=blocks_of([3])
-    )
-    with pytest.raises(DcnvizError, match="lacks its 'U'"):
+    with pytest.raises(DcnvizError, match="lacks its 'U'"):  # caught when the common form is made
+        bad = CrossModelWeights(
+            format="torchrec", d=3, layers=[LowRankWeights(d=3, U=None, V=None)], blocks=blocks_of([3])
+        )
         A.analyze(bad)
 
 
@@ -391,8 +401,8 @@ def test_block_norm_difference_and_spectrum_difference():
     other = blocks_of([2, 1], ["a", "b"])
     with pytest.raises(ConfigError, match="different feature blocks"):
         A.block_norm_difference(Wa, blocks, Wb, other)
-    sa = A.spectrum(A.layer_matrix(CrossLayerWeights(kind="full", d=3, W=Wa), 0), tolerances=[0.5])
-    lr = CrossLayerWeights(kind="lowrank", d=3, U=np.array([[4.0], [0], [0]]), V=np.array([[1.0], [0], [0]]))
+    sa = A.spectrum(A.layer_matrix(FullRankWeights(d=3, W=Wa), 0), tolerances=[0.5])
+    lr = LowRankWeights(d=3, U=np.array([[4.0], [0], [0]]), V=np.array([[1.0], [0], [0]]))
     sb = A.spectrum(A.layer_matrix(lr, 0), tolerances=[0.5])
     sd = A.spectrum_difference(sa, sb)
     assert list(sd.k) == [1, 2, 3]
@@ -427,8 +437,8 @@ def test_mean_gates_of_a_model_on_the_gpu_equal_those_on_the_cpu():
         dense=torch.randn(64, 1, generator=g),
         y=torch.zeros(64),
     )
-    on_cpu = A.mean_gates(model, data)
-    on_gpu = A.mean_gates(model.cuda(), data)  # CPU data, GPU model
+    on_cpu = mean_gates(model, data)
+    on_gpu = mean_gates(model.cuda(), data)  # CPU data, GPU model
     for a, b in zip(on_cpu, on_gpu, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5)
 
@@ -462,8 +472,8 @@ def test_change_view_shows_only_what_training_added():
 
 def test_change_view_needs_the_models_own_initial_weights():
     rng = np.random.default_rng(0)
-    layer = CrossLayerWeights(kind="full", d=4, W=rng.normal(size=(4, 4)))
-    drawn = CrossLayerWeights(kind="full", d=4, W=rng.normal(size=(4, 4)))
+    layer = FullRankWeights(d=4, W=rng.normal(size=(4, 4)))
+    drawn = FullRankWeights(d=4, W=rng.normal(size=(4, 4)))
     cw = CrossModelWeights(
         format="deepctr", d=4, layers=[layer], blocks=[Block("x0", 0, 4, "unknown")],
         initial_layers=[drawn], init_label="drawn from xavier_normal_",

@@ -13,7 +13,7 @@ from dcnviz import analysis as A
 from dcnviz import figures as F
 from dcnviz.errors import ConfigError
 from dcnviz.spec import Block
-from dcnviz.weights import CrossLayerWeights
+from dcnviz.weights import FullRankWeights
 
 BLOCKS = [Block("user", 0, 3, "categorical"), Block("item", 3, 5, "categorical"), Block("year", 5, 6, "dense")]
 NAMES = ["user", "item", "year"]
@@ -105,8 +105,8 @@ def test_weight_matrix_of_width_1024_is_max_pooled():
 def spectra_pair() -> A.Spectrum:
     s = np.array([8.0, 4.0, 1.0, 0.0])
     P = np.eye(4)[[2, 0, 3, 1]]  # a permutation keeps the spectrum exact
-    m = A.layer_matrix(CrossLayerWeights(kind="full", d=4, W=P @ np.diag(s) @ P.T), 0)
-    m0 = A.layer_matrix(CrossLayerWeights(kind="full", d=4, W=np.eye(4)), 0)
+    m = A.layer_matrix(FullRankWeights(d=4, W=P @ np.diag(s) @ P.T), 0)
+    m0 = A.layer_matrix(FullRankWeights(d=4, W=np.eye(4)), 0)
     return A.spectrum(m, initial=m0, initial_label="saved initial weights", tolerances=[0.5, 0.1])
 
 

@@ -8,6 +8,7 @@ the paper's equations checks W vs Wᵀ, V vs Vᵀ, bias placement, gates and act
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -116,8 +117,7 @@ def test_fixture_forward_check_detects_a_transpose():
     path = PEERS / "deepctr_dcn_matrix.pt"
     cw = load_cross_weights(path)
     expected = np.load(PEERS / "deepctr_dcn_matrix.expected.npz")
-    for layer in cw.layers:
-        layer.W = layer.W.T.copy()
+    cw.layers = [dataclasses.replace(layer, W=layer.W.T.copy()) for layer in cw.layers]  # frozen: a transposed copy
     assert not np.allclose(cross_forward(cw, expected["x0"]), expected["out"], atol=1e-3)
 
 

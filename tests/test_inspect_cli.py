@@ -15,6 +15,7 @@ import torch
 from dcnviz import analysis as A
 from dcnviz.checkpoint import save_model
 from dcnviz.cli import main
+from dcnviz.gates import mean_gates
 from dcnviz.model import DCNModel, ModelConfig
 from dcnviz.spec import FeatureSpec, Field
 
@@ -259,7 +260,7 @@ def test_gates_data_weights_each_expert_by_its_mean_gate(tmp_path, capsys):
     # then W = Σ_k a_k U_k V_kᵀ from the weights
     loaded = load_model(path)
     val = load_splits(DataOptions(source="sample", embedding_dim=4), spec=loaded.spec).val
-    gates = A.mean_gates(loaded.model, val.index(slice(0, 500)))
+    gates = mean_gates(loaded.model, val.index(slice(0, 500)))
     cw = from_model(loaded.model)
     assert len(out["layers"]) == len(cw.layers) == 2
     for i, layer in enumerate(out["layers"]):

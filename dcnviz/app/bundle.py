@@ -28,8 +28,9 @@ from dcnviz.checkpoint import DEFAULT_MAX_FILE_BYTES
 from dcnviz.errors import CheckpointError
 from dcnviz.modelfile import ModelFile, open_model_file
 from dcnviz.untrusted import clip
+from dcnviz.weights import LowRankWeights, MixtureWeights
 
-KIND_NAMES = {
+KIND_NAMES: dict[str, str] = {
     "full": "full rank (Eq. 1)",
     "lowrank": "low rank (Eq. 2)",
     "mixture": "mixture of low-rank experts (Eq. 3/4)",
@@ -128,15 +129,16 @@ def architecture_table(b: ModelBundle) -> pd.DataFrame:
     if b.config is not None:
         c = b.config
         kind = c.cross_kind
+        first = cw.layers[0] if cw.layers else None
         rows += [
             ("model", c.model),
             ("structure", c.structure if c.model not in ("dnn", "crossnet") else "— (no deep/cross pair)"),
             ("cross layers", c.cross_layers if kind else 0),
             ("cross layer kind", KIND_NAMES.get(kind or "", "none (DNN)")),
         ]
-        if kind in ("lowrank", "mixture"):
-            rows.append(("rank r" + (" per expert" if kind == "mixture" else ""), c.rank))
-        if kind == "mixture":
+        if isinstance(first, LowRankWeights | MixtureWeights):
+            rows.append(("rank r" + (" per expert" if isinstance(first, MixtureWeights) else ""), c.rank))
+        if isinstance(first, MixtureWeights):
             rows += [("experts K", c.experts), ("gate", c.gate), ("expert activation g", c.expert_activation)]
         rows += [
             ("deep tower", list(c.hidden) if c.has_deep else "none"),
@@ -149,12 +151,13 @@ def architecture_table(b: ModelBundle) -> pd.DataFrame:
             ("cross layers", len(cw.layers)),
             ("cross layer kind", ", ".join(KIND_NAMES.get(k, k) for k in kinds) or "none"),
         ]
-        ranks = sorted({layer.rank_bound for layer in cw.layers if layer.kind in ("lowrank", "mixture")})
+        ranks = sorted({la.rank_bound for la in cw.layers if isinstance(la, LowRankWeights | MixtureWeights)})
         if ranks:
             rows.append(("rank bound per layer", ranks))
-        experts = sorted({len(layer.experts) for layer in cw.layers if layer.kind == "mixture"})
+        mixtures = [la for la in cw.layers if isinstance(la, MixtureWeights)]
+        experts = sorted({m.K for m in mixtures})
         if experts:
-            acts = sorted({layer.activation for layer in cw.layers if layer.kind == "mixture"})
+            acts = sorted({m.activation for m in mixtures})
             rows += [("experts K", experts), ("expert activation g", acts)]
     rows += [("width of x0 (d)", cw.d), ("features (blocks of x0)", len(cw.blocks))]
     if b.dense_params is not None:
@@ -193,14 +196,15 @@ def layer_table(b: ModelBundle) -> pd.DataFrame:
     """One row per cross layer: kind, rank bound, experts, activation, bias, notes."""
     rows = []
     for i, layer in enumerate(b.weights.layers):
+        mix = layer if isinstance(layer, MixtureWeights) else None
         rows.append(
             {
                 "layer": i,
                 "kind": KIND_NAMES.get(layer.kind, layer.kind),
                 "rank bound": layer.rank_bound,
-                "experts": len(layer.experts) if layer.kind == "mixture" else "—",
-                "activation g": layer.activation if layer.kind == "mixture" else "—",
-                "gate": layer.gate_kind or "—",
+                "experts": mix.K if mix else "—",
+                "activation g": mix.activation if mix else "—",
+                "gate": (mix.gate_kind if mix else None) or "—",
                 "bias": "yes" if layer.b is not None else "no",
                 "notes": "; ".join(layer.notes) or "—",
             }

@@ -8,9 +8,9 @@ from the file (feature names, labels) is HTML-escaped.
 >>> from dcnviz.analysis import analyze
 >>> from dcnviz.app.bundle import ModelBundle
 >>> from dcnviz.spec import Block
->>> from dcnviz.weights import CrossLayerWeights, CrossModelWeights
+>>> from dcnviz.weights import CrossModelWeights, FullRankWeights
 >>> cw = CrossModelWeights(format="deepctr", d=2, blocks=[Block("a", 0, 1, "x"), Block("b", 1, 2, "x")],
-...                        layers=[CrossLayerWeights(kind="full", d=2, W=np.eye(2))])
+...                        layers=[FullRankWeights(d=2, W=np.eye(2))])
 >>> b = ModelBundle(weights=cw, format="deepctr", detected="test", sha256="0" * 64, size=1)
 >>> html = build_report_html(b, analyze(cw), title="<demo>")
 >>> html.startswith("<!DOCTYPE html>"), "&lt;demo&gt;" in html, "<script src=" in html

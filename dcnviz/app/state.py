@@ -280,7 +280,7 @@ def gate_datasets(entry: ModelEntry) -> list[ServerDataset] | str:
     uploaded file names is never looked at.
     """
     b = bundle_of(entry)
-    if b.format != "dcnviz" or not any(layer.kind == "mixture" for layer in b.weights.layers):
+    if b.format != "dcnviz" or not b.weights.has_mixture:
         return "gate weighting needs a dcnviz mixture model file: the gates are computed by running the model on data"
     found = b.server_data(server_datasets())
     if found:

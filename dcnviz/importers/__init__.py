@@ -31,7 +31,7 @@ from dcnviz.importers.containers import TensorFile, read_tensor_file
 from dcnviz.importers.names import apply_names, read_names_file
 from dcnviz.spec import Block
 from dcnviz.untrusted import loads_json, shown_list
-from dcnviz.weights import CrossModelWeights
+from dcnviz.weights import CrossLayerWeights, CrossModelWeights
 
 FORMATS = ("auto", "dcnviz", "torchrec", "deepctr", "fuxictr", "recbole", "tfrs")
 PEER_FORMATS = ("torchrec", "deepctr", "fuxictr", "recbole", "tfrs")
@@ -269,10 +269,7 @@ def import_tensor_file(
     )
 
 
-def _finite(layer: Any) -> bool:
+def _finite(layer: CrossLayerWeights) -> bool:
     import numpy as np
 
-    arrays = [layer.W, layer.U, layer.V, layer.w, layer.b]
-    for e in layer.experts:
-        arrays += [e.U, e.V, e.C]
-    return all(a is None or bool(np.isfinite(a).all()) for a in arrays)
+    return all(bool(np.isfinite(a).all()) for a in layer.arrays())

@@ -18,7 +18,7 @@ import torch
 
 from dcnviz.errors import ImportFormatError
 from dcnviz.spec import Block
-from dcnviz.weights import CrossLayerWeights, ExpertWeights
+from dcnviz.weights import CrossLayerWeights, ExpertWeights, MixtureWeights
 
 MAX_D = 8192  # widest x0 accepted: a full-rank layer at this width is already 64 M weights
 MAX_LAYERS = 64  # more cross layers than this is not a real model
@@ -210,22 +210,21 @@ def tanh_mixture_layer(
     b: np.ndarray,
     gates: np.ndarray | None,
     gate_bias: np.ndarray | None = None,
-) -> CrossLayerWeights:
+) -> MixtureWeights:
     """One CrossNetMix layer as DeepCTR-Torch, FuxiCTR and RecBole store it, in common form.
 
     U, V (K, d, r) with each expert applied as U_k tanh(C_k tanh(V_kᵀ x)) (Eq. 4), C (K, r, r), b (d,);
     gates (K, d) shared across layers, softmax over experts (absent: K = 1).
     """
     K, d, _ = U.shape
-    return CrossLayerWeights(
-        kind="mixture",
+    return MixtureWeights(
         d=d,
-        experts=[ExpertWeights(U=U[k], V=V[k], C=C[k]) for k in range(K)],
+        experts=tuple(ExpertWeights(U=U[k], V=V[k], C=C[k]) for k in range(K)),
         activation="tanh",
         b=b,
         gates=gates,
         gate_bias=gate_bias,
         gate_kind="softmax" if gates is not None else None,
         gates_shared=True,
-        notes=[TANH_NOTE],
+        notes=(TANH_NOTE,),
     )

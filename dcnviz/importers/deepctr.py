@@ -45,7 +45,7 @@ from dcnviz.importers.common import (
     xavier_normal,
 )
 from dcnviz.importers.common import baseline as draw_baseline
-from dcnviz.weights import CrossLayerWeights
+from dcnviz.weights import CrossLayerWeights, FullRankWeights, VectorWeights
 
 NAME = "DeepCTR-Torch"
 ANCHOR = re.compile(r"^(?P<root>(?:.*\.)?)crossnet\.(?:kernels|U_list)$")
@@ -80,11 +80,8 @@ def build_layers(t: Mapping[str, Array], p: str) -> list[CrossLayerWeights]:
         expect_shape(f"{p}bias", bias, (L, d, 1))
         K_np, b_np = to_np(kernels), to_np(bias)
         if s[2] == 1 and d > 1:
-            return [
-                CrossLayerWeights(kind="vector", d=d, w=K_np[i, :, 0], b=b_np[i, :, 0], bias_outside=True)
-                for i in range(L)
-            ]
-        return [CrossLayerWeights(kind="full", d=d, W=K_np[i], b=b_np[i, :, 0]) for i in range(L)]
+            return [VectorWeights(d=d, w=K_np[i, :, 0], b=b_np[i, :, 0]) for i in range(L)]
+        return [FullRankWeights(d=d, W=K_np[i], b=b_np[i, :, 0]) for i in range(L)]
     U_all = require(t, f"{p}U_list", "DeepCTR-Torch CrossNetMix U (L, K, N, r)")
     s = shape(U_all)
     if len(s) != 4:

@@ -49,7 +49,7 @@ from dcnviz.importers.common import (
 from dcnviz.importers.common import baseline as draw_baseline
 from dcnviz.spec import Block
 from dcnviz.untrusted import loads_json, shown, shown_list
-from dcnviz.weights import CrossLayerWeights
+from dcnviz.weights import CrossLayerWeights, FullRankWeights, VectorWeights
 
 NAME = "FuxiCTR"
 ANCHOR = re.compile(r"^(?P<root>(?:.*\.)?)(?:cross_layers\.\d+\.weight|U_list\.\d+|cross_net\.\d+\.weight\.weight)$")
@@ -85,10 +85,10 @@ def build_layers(t: Mapping[str, Array], p: str) -> list[CrossLayerWeights]:
         d = shape(t[ws[0]])[0]
         if len(bs) != len(ws):
             raise ImportFormatError(f"found {len(ws)} '{p}cross_layers.<l>.weight' but {len(bs)} '.bias'")
-        out = []
+        out: list[CrossLayerWeights] = []
         for w, b in zip(ws, bs, strict=True):
             expect_shape(w, t[w], (d, d), "nn.Linear(N, N).weight")
-            out.append(CrossLayerWeights(kind="full", d=d, W=to_np(t[w]), b=vec(t[b], b, d)))
+            out.append(FullRankWeights(d=d, W=to_np(t[w]), b=vec(t[b], b, d)))
         return out
     if variant == "v1":
         ws, bs = indexed(t, p, "cross_net", ".weight.weight"), indexed(t, p, "cross_net", ".bias")
@@ -98,7 +98,7 @@ def build_layers(t: Mapping[str, Array], p: str) -> list[CrossLayerWeights]:
         out = []
         for w, b in zip(ws, bs, strict=True):
             expect_shape(w, t[w], (1, d), "nn.Linear(N, 1).weight")
-            out.append(CrossLayerWeights(kind="vector", d=d, w=to_np(t[w])[0], b=vec(t[b], b, d), bias_outside=True))
+            out.append(VectorWeights(d=d, w=to_np(t[w])[0], b=vec(t[b], b, d)))
         return out
     Us, Vs, Cs = indexed(t, p, "U_list"), indexed(t, p, "V_list"), indexed(t, p, "C_list")
     bs = indexed(t, p, "bias")

@@ -46,7 +46,7 @@ from dcnviz.importers.common import (
 )
 from dcnviz.importers.common import baseline as draw_baseline
 from dcnviz.spec import Block
-from dcnviz.weights import CrossLayerWeights
+from dcnviz.weights import CrossLayerWeights, FullRankWeights, VectorWeights
 
 NAME = "RecBole"
 ANCHOR = re.compile(r"^(?P<root>(?:.*\.)?)cross_layer_[wu]\.\d+$")
@@ -84,10 +84,10 @@ def build_layers(t: Mapping[str, Array], p: str) -> list[CrossLayerWeights]:
         d = shape(t[ws[0]])[0]
         if len(bs) != len(ws):
             raise ImportFormatError(f"found {len(ws)} '{p}cross_layer_w.<l>' but {len(bs)} '{p}cross_layer_b.<l>'")
-        out = []
+        out: list[CrossLayerWeights] = []
         for w, b in zip(ws, bs, strict=True):
             expect_shape(w, t[w], (d,), "DCN's w_l")
-            out.append(CrossLayerWeights(kind="vector", d=d, w=to_np(t[w]), b=vec(t[b], b, d), bias_outside=True))
+            out.append(VectorWeights(d=d, w=to_np(t[w]), b=vec(t[b], b, d)))
         return out
     bs = indexed(t, p, "bias")
     if variant == "unmixed":
@@ -98,7 +98,7 @@ def build_layers(t: Mapping[str, Array], p: str) -> list[CrossLayerWeights]:
         out = []
         for w, b in zip(ws, bs, strict=True):
             expect_shape(w, t[w], (d, d), "DCNV2's W_l")
-            out.append(CrossLayerWeights(kind="full", d=d, W=to_np(t[w]), b=vec(t[b], b, d)))
+            out.append(FullRankWeights(d=d, W=to_np(t[w]), b=vec(t[b], b, d)))
         return out
     Us, Vs, Cs = indexed(t, p, "cross_layer_u"), indexed(t, p, "cross_layer_v"), indexed(t, p, "cross_layer_c")
     if not (len(Us) == len(Vs) == len(Cs) == len(bs)):

@@ -38,7 +38,7 @@ from dcnviz.importers.common import (
     vec,
 )
 from dcnviz.importers.common import baseline as draw_baseline
-from dcnviz.weights import CrossLayerWeights
+from dcnviz.weights import CrossLayerWeights, FullRankWeights, LowRankWeights
 
 NAME = "TensorFlow Recommenders"
 CROSS = re.compile(r"^cross(?:_\d+)?$", re.IGNORECASE)
@@ -93,7 +93,7 @@ def _layer(t: Mapping[str, Array], name: str, keys: list[str]) -> CrossLayerWeig
         if n != m:
             raise ImportFormatError(f"cross layer {name!r}: kernel {k!r} has shape [{n}, {m}]; expected (N, N)")
         b = vec(t[biases[0]], biases[0], n) if biases else None
-        return CrossLayerWeights(kind="full", d=n, W=to_np(t[k]).T.copy(), b=b, notes=["W = Keras kernelᵀ"])
+        return FullRankWeights(d=n, W=to_np(t[k]).T.copy(), b=b, notes=("W = Keras kernelᵀ",))
     if len(kernels) == 2:
         s0, s1 = shape(t[kernels[0]]), shape(t[kernels[1]])
         # A = _dense_u kernel (N, r), B = _dense_v kernel (r, N): by name when the keys say, else by shape.
@@ -119,9 +119,7 @@ def _layer(t: Mapping[str, Array], name: str, keys: list[str]) -> CrossLayerWeig
         A, B = to_np(t[a]), to_np(t[b_])  # (N, r), (r, N)
         n = A.shape[0]
         bias = vec(t[biases[0]], biases[0], n) if biases else None
-        return CrossLayerWeights(
-            kind="lowrank", d=n, U=B.T.copy(), V=A, b=bias, notes=["W = (A B)ᵀ from _dense_u A and _dense_v B"]
-        )
+        return LowRankWeights(d=n, U=B.T.copy(), V=A, b=bias, notes=("W = (A B)ᵀ from _dense_u A and _dense_v B",))
     raise ImportFormatError(f"cross layer {name!r} has {len(kernels)} kernels; expected 1 (full rank) or 2 (low rank)")
 
 
@@ -154,18 +152,11 @@ def load(tensors: Mapping[str, Array]) -> Imported:
     template = {k: tensors[k] for k in tensors if k in cross_keys}
     check_elements(template)
     layers = build_layers(tensors)
-    kinds = {layer.kind for layer in layers}
     d = layers[0].d
-    what = (
-        "full rank"
-        if kinds == {"full"}
-        else ", ".join(
-            f"layer {i}: {'full' if layer.kind == 'full' else f'low rank r={layer.rank_bound}'}"
-            for i, layer in enumerate(layers)
-        )
-    )
-    if kinds == {"lowrank"} and len({layer.rank_bound for layer in layers}) == 1:
-        what = f"low rank r={layers[0].rank_bound}"
+    each = ["full" if isinstance(layer, FullRankWeights) else f"low rank r={layer.rank_bound}" for layer in layers]
+    what = ", ".join(f"layer {i}: {w}" for i, w in enumerate(each))
+    if len(set(each)) == 1:
+        what = "full rank" if each[0] == "full" else each[0]
     detected = f"{NAME} Cross: {plural(len(layers), 'layer')} ({what}), d={d}; W = Keras kernelᵀ"
 
     def draw(key: str, s: tuple[int, ...], gen):  # type: ignore[no-untyped-def]

@@ -46,7 +46,15 @@ from dcnviz.importers.common import (
 )
 from dcnviz.importers.common import baseline as draw_baseline
 from dcnviz.spec import Block
-from dcnviz.weights import CrossLayerWeights, ExpertWeights
+from dcnviz.weights import (
+    CrossLayerWeights,
+    ExpertWeights,
+    FullRankWeights,
+    LayerKind,
+    LowRankWeights,
+    MixtureWeights,
+    VectorWeights,
+)
 
 NAME = "torchrec"
 ANCHOR = re.compile(r"^(?P<root>(?:.*\.)?)(?:kernels|W_kernels|U_kernels)\.\d+$")
@@ -61,7 +69,7 @@ def roots(tensors: Mapping[str, Array]) -> list[str]:
     return sorted({m.group("root") for k in tensors if (m := ANCHOR.match(k))})
 
 
-def _variant(t: Mapping[str, Array], p: str) -> str:
+def _variant(t: Mapping[str, Array], p: str) -> LayerKind:
     if indexed(t, p, "U_kernels"):
         return "mixture"
     if indexed(t, p, "W_kernels"):
@@ -88,16 +96,14 @@ def build_layers(t: Mapping[str, Array], p: str) -> list[CrossLayerWeights]:
         ks = indexed(t, p, "kernels")
         bs = _biases(t, p, len(ks))
         d = shape(t[ks[0]])[0]
-        out = []
+        out: list[CrossLayerWeights] = []
         for k, b in zip(ks, bs, strict=True):
             if variant == "full":
                 expect_shape(k, t[k], (d, d))
-                out.append(CrossLayerWeights(kind="full", d=d, W=to_np(t[k]), b=vec(t[b], b, d)))
+                out.append(FullRankWeights(d=d, W=to_np(t[k]), b=vec(t[b], b, d)))
             else:
                 expect_shape(k, t[k], (d, 1))
-                out.append(
-                    CrossLayerWeights(kind="vector", d=d, w=to_np(t[k])[:, 0], b=vec(t[b], b, d), bias_outside=True)
-                )
+                out.append(VectorWeights(d=d, w=to_np(t[k])[:, 0], b=vec(t[b], b, d)))
         return out
     if variant == "lowrank":
         Ws, Vs = indexed(t, p, "W_kernels"), indexed(t, p, "V_kernels")
@@ -109,7 +115,7 @@ def build_layers(t: Mapping[str, Array], p: str) -> list[CrossLayerWeights]:
         for w, v, b in zip(Ws, Vs, bs, strict=True):
             expect_shape(w, t[w], (d, r), "W_kernels is U (N, r)")
             expect_shape(v, t[v], (r, d), "V_kernels is Vᵀ (r, N)")
-            out.append(CrossLayerWeights(kind="lowrank", d=d, U=to_np(t[w]), V=to_np(t[v]).T.copy(), b=vec(t[b], b, d)))
+            out.append(LowRankWeights(d=d, U=to_np(t[w]), V=to_np(t[v]).T.copy(), b=vec(t[b], b, d)))
         return out
     Us, Vs, Cs = indexed(t, p, "U_kernels"), indexed(t, p, "V_kernels"), indexed(t, p, "C_kernels")
     if not (len(Us) == len(Vs) == len(Cs)):
@@ -133,25 +139,24 @@ def build_layers(t: Mapping[str, Array], p: str) -> list[CrossLayerWeights]:
         expect_shape(c, t[c], (K, r, r))
         U, Vt, C = to_np(t[u]), to_np(t[v]), to_np(t[c])
         out.append(
-            CrossLayerWeights(
-                kind="mixture",
+            MixtureWeights(
                 d=d,
-                experts=[ExpertWeights(U=U[k], V=Vt[k].T.copy(), C=C[k]) for k in range(K)],
+                experts=tuple(ExpertWeights(U=U[k], V=Vt[k].T.copy(), C=C[k]) for k in range(K)),
                 activation="relu",
                 b=vec(t[b], b, d),
                 gates=gates,
                 gate_kind="softmax" if gates is not None else "constant",
                 gates_shared=True,
-                notes=[
+                notes=(
                     "expert activation assumed relu (torchrec's default; the state dict does not record it): "
-                    "U C Vᵀ is only each expert's linear part"
-                ],
+                    "U C Vᵀ is only each expert's linear part",
+                ),
             )
         )
     return out
 
 
-def _validate(t: Mapping[str, Array], p: str) -> tuple[str, int, int, int, int]:
+def _validate(t: Mapping[str, Array], p: str) -> tuple[LayerKind, int, int, int, int]:
     variant = _variant(t, p)
     key = {"full": "kernels", "vector": "kernels", "lowrank": "W_kernels", "mixture": "U_kernels"}[variant]
     ks = indexed(t, p, key)

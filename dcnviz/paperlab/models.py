@@ -23,6 +23,7 @@ from torch import nn
 
 from dcnviz.errors import ConfigError
 from dcnviz.layers import CrossNetwork, build_cross_layer, init_kernel_
+from dcnviz.weights import LayerKind
 
 CROSS_MODELS: tuple[str, ...] = (
     "dcnv2",
@@ -49,7 +50,9 @@ class CrossRegressor(nn.Module):
         bias, residual: keep b / the + x_l term in every layer (Fig. 4's ablations switch them off).
     """
 
-    def __init__(self, d: int, layers: int, *, kind: str = "full", bias: bool = True, residual: bool = True) -> None:
+    def __init__(
+        self, d: int, layers: int, *, kind: LayerKind = "full", bias: bool = True, residual: bool = True
+    ) -> None:
         super().__init__()
         if layers < 1:
             raise ConfigError(f"layers must be >= 1; got layers={layers}")

@@ -9,6 +9,7 @@ from dcnviz.app import effects, state, ui
 from dcnviz.app.bundle import ModelBundle
 from dcnviz.figures import fig_block_norms, fig_weight_matrix
 from dcnviz.modelfile import ServerDataset
+from dcnviz.weights import MixtureWeights
 
 MODE_LABELS = {"raw": "raw ‖W_ij‖ (paper)", "normalized": "normalised by block size", "symmetric": "symmetric pair"}
 
@@ -68,7 +69,7 @@ def choose_matrix(la: MatrixAnalysis, key: str) -> MatrixAnalysis:
 def gates_toggle(entry: state.ModelEntry, bundle: ModelBundle, layer: int) -> ServerDataset | None:
     """For a dcnviz mixture layer, offer the gate-weighted average of the experts over data of this server;
     the dataset to weight over when that is on and works, else None."""
-    if bundle.format != "dcnviz" or bundle.weights.layers[layer].kind != "mixture":
+    if bundle.format != "dcnviz" or not isinstance(bundle.weights.layers[layer], MixtureWeights):
         return None
     if not st.toggle("Weight experts by their mean gates", key="cx_gates", help=GATES_HELP):
         return None

@@ -23,7 +23,7 @@ def render() -> None:
     st.caption(
         f"Tolerances T = {', '.join(f'{t:g}' for t in tols)}: the ones chosen on the Spectrum page (change them there)."
     )
-    has_experts = any(layer.kind == "mixture" for layer in bundle.weights.layers)
+    has_experts = bundle.weights.has_mixture
     experts = has_experts and st.checkbox("Include each expert of the mixture layers", value=True, key="rep_experts")
     if st.button("Build the report", key="rep_build", type="primary"):
         with st.spinner("Building the report…"), ui.guard():

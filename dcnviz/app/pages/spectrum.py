@@ -10,6 +10,7 @@ from dcnviz.app.bundle import ModelBundle
 from dcnviz.app.tables import rank_summary
 from dcnviz.errors import ConfigError
 from dcnviz.figures import fig_rank_vs_tolerance, fig_spectrum
+from dcnviz.weights import LowRankWeights, MixtureWeights, VectorWeights
 
 TOLERANCE_CHOICES: tuple[float, ...] = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.001, 1e-4)
 TOLS = "sp_tols"  # the tolerance multiselect (its options are the values as text, so users can type new ones)
@@ -78,16 +79,17 @@ def bound_sentence(bundle: ModelBundle, layer: int) -> str:
     """What limits the rank of W for this layer's kind (low rank, mixture, DCN-V1, full)."""
     lw = bundle.weights.layers[layer]
     d = bundle.weights.d
-    if lw.kind == "lowrank":
-        return f"layer {layer} is low rank (Eq. 2): W = U Vᵀ with r = {lw.rank_bound}, so R_T ≤ {lw.rank_bound}."
-    if lw.kind == "mixture":
-        rs = [int(e.U.shape[1]) for e in lw.experts]
-        return (
-            f"layer {layer} mixes K = {len(rs)} experts of rank {', '.join(map(str, sorted(set(rs))))} (Eq. 3): "
-            f"each expert has rank ≤ its r, and their mean has rank ≤ min(d, Σ r_k) = {lw.rank_bound}."
-        )
-    if lw.kind == "vector":
-        return f"layer {layer} is DCN-V1's W = 1 wᵀ: rank 1 by construction."
+    match lw:
+        case LowRankWeights():
+            return f"layer {layer} is low rank (Eq. 2): W = U Vᵀ with r = {lw.rank_bound}, so R_T ≤ {lw.rank_bound}."
+        case MixtureWeights():
+            rs = [e.r for e in lw.experts]
+            return (
+                f"layer {layer} mixes K = {len(rs)} experts of rank {', '.join(map(str, sorted(set(rs))))} (Eq. 3): "
+                f"each expert has rank ≤ its r, and their mean has rank ≤ min(d, Σ r_k) = {lw.rank_bound}."
+            )
+        case VectorWeights():
+            return f"layer {layer} is DCN-V1's W = 1 wᵀ: rank 1 by construction."
     return f"layer {layer} is full rank (Eq. 1): R_T can reach d = {d}."
 
 
@@ -115,7 +117,7 @@ def render() -> None:
         normalized = st.toggle("σ_k / σ₁ (normalised)", value=True, key="sp_norm")
     with c4:
         show_initial = st.toggle("Show the initial matrix", value=True, key="sp_init")
-    has_experts = any(layer.kind == "mixture" for layer in bundle.weights.layers)
+    has_experts = bundle.weights.has_mixture
     with c5:
         experts = st.toggle("Each expert too", value=False, key="sp_experts", disabled=not has_experts)
     if not layers:

@@ -14,6 +14,7 @@ from dcnviz.app import effects, state, ui
 from dcnviz.app.bundle import pair_rank, sample_ground_truth
 from dcnviz.figures import fig_block_norms, fig_spectrum
 from dcnviz.layers import LATEX
+from dcnviz.weights import FullRankWeights
 
 
 def known_answer(meta: Mapping[str, Any], pairs: pd.DataFrame) -> None:
@@ -62,7 +63,7 @@ def render() -> None:
     ui.names_prompt(entry, bundle, key="tour_names")
     names = bundle.names
     d = bundle.weights.d
-    kind = bundle.weights.layers[0].kind
+    first = bundle.weights.layers[0]
 
     st.header("1 · What a cross layer is")
     st.markdown(
@@ -77,9 +78,9 @@ def render() -> None:
         "Because of the product x₀ ⊙ (W x), the entry W_ab decides how much input slot b is multiplied with slot "
         "a — a **feature cross**. Stacking L layers gives crosses up to order L + 1."
     )
-    if kind != "full":
-        st.markdown(f"This model's layers are of another kind ({kind}); their update rule is:")
-        st.latex(LATEX[kind])
+    if not isinstance(first, FullRankWeights):
+        st.markdown(f"This model's layers are of another kind ({first.kind}); their update rule is:")
+        st.latex(LATEX[first.kind])
 
     st.header("2 · The heatmap: which crosses were learned")
     with ui.guard():

@@ -28,7 +28,7 @@ from dcnviz.data import ML1M_FILES, ML100K_FILES, DataOptions
 from dcnviz.download import LICENCE_NOTE, download_dataset
 from dcnviz.errors import DcnvizError
 from dcnviz.figures import fig_training_curves, table_csv
-from dcnviz.model import STRUCTURES, ModelConfig
+from dcnviz.model import STRUCTURES, ModelConfig, ModelName
 from dcnviz.train import TrainConfig
 
 SAMPLE_ENV = "DCNVIZ_SAMPLE_DIR"  # overrides the bundled sample folder (the browser test trains on a tiny one)
@@ -50,7 +50,7 @@ SOURCES = {
     "ml-100k": "MovieLens-100K",
     "ml-1m": "MovieLens-1M",
 }
-MODEL_LABELS = {
+MODEL_LABELS: dict[ModelName, str] = {
     "dcnv2": "DCN-V2 (full rank, or low rank with r)",
     "dcn-mix": "DCN-Mix (mixture of low-rank experts)",
     "dcn": "DCN (V1, vector cross)",
