@@ -482,3 +482,14 @@ def test_change_view_needs_the_models_own_initial_weights():
     assert not la.has_change and la.spectrum.initial_singular_values is not None
     with pytest.raises(ConfigError, match="initial weights were not saved"):
         la.norms(change=True)
+
+
+def test_analysis_imports_no_torch():
+    """NumPy in, tables out: importing dcnviz.analysis (and the common form) loads no torch (gates: dcnviz.gates)."""
+    import subprocess
+    import sys
+
+    code = "import sys, dcnviz.analysis, dcnviz.weights; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "False"
+    assert not hasattr(A, "mean_gates")
