@@ -158,7 +158,8 @@ CONTAINED = r"""
 import json, resource, sys, time
 sys.path.insert(0, "tests")
 import hostile_inputs as H
-from dcnviz import isolation, safe_pickle
+from dcnviz import isolation
+from dcnviz.importers import safe_pickle
 from dcnviz.errors import DcnvizError
 from dcnviz.modelfile import open_model_file
 safe_pickle.scan_pickle = lambda pkl: safe_pickle.PickleScan()

@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostile_inputs as H
 from test_app_support import NAMES, ROOT, goto, ok, start
 
-from dcnviz import isolation, safe_pickle
+from dcnviz import isolation
 from dcnviz.cli import main
 from dcnviz.errors import CheckpointError, ConfigError, DataFormatError, DcnvizError
+from dcnviz.importers import safe_pickle
 from dcnviz.modelfile import open_model_file
 
 PEERS = ROOT / "tests" / "fixtures" / "peers"
@@ -85,7 +86,8 @@ def test_the_crash_class_inputs_are_contained_by_the_worker_even_without_the_pre
 import json, sys, time
 sys.path.insert(0, "tests")
 import hostile_inputs as H
-from dcnviz import isolation, safe_pickle
+from dcnviz import isolation
+from dcnviz.importers import safe_pickle
 from dcnviz.errors import DcnvizError
 from dcnviz import modelfile
 from dcnviz.modelfile import open_model_file

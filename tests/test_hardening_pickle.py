@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from dcnviz import safe_pickle
 from dcnviz.errors import CheckpointError
-from dcnviz.importers import load_cross_weights
+from dcnviz.importers import load_cross_weights, safe_pickle
 
 PEERS = Path(__file__).parent / "fixtures" / "peers"
 MAX = 1 << 26

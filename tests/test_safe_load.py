@@ -22,9 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from dcnviz import safe_pickle
 from dcnviz.errors import CheckpointError
-from dcnviz.importers import load_cross_weights
+from dcnviz.importers import load_cross_weights, safe_pickle
 from dcnviz.importers.containers import read_tensor_file
 
 PEERS = Path(__file__).parent / "fixtures" / "peers"

@@ -7,7 +7,7 @@ library's layout and how it is turned around). The format is detected from key n
 or forced with ``format=``; ``CrossModelWeights.detected`` says what was found.
 
 Nothing a user uploads is unpickled: torch files go through ``torch.load(weights_only=True)`` or,
-for checkpoint dicts with pickled objects, :mod:`dcnviz.safe_pickle`; ``.npz`` files are read with
+for checkpoint dicts with pickled objects, :mod:`dcnviz.importers.safe_pickle`; ``.npz`` files are read with
 ``allow_pickle=False``; safetensors headers are validated first.
 
 Feature blocks (the heatmap axes) come from the file where it says them (dcnviz's FeatureSpec;

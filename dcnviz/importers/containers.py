@@ -2,10 +2,10 @@
 
 The container is recognised from the file's first bytes, never from its name:
 
-* torch zip (``.pt``/``.pth``/``.bin`` since PyTorch 1.6): checked by :mod:`dcnviz.safe_pickle`
+* torch zip (``.pt``/``.pth``/``.bin`` since PyTorch 1.6): checked by :mod:`dcnviz.importers.safe_pickle`
   (entry count, sizes, compression ratio), then ``torch.load(weights_only=True)``; a checkpoint dict
   that torch refuses (pickled objects, e.g. RecBole's Config) is read tensor-only by
-  :func:`dcnviz.safe_pickle.load_torch_zip`, whose pickle runs nothing;
+  :func:`dcnviz.importers.safe_pickle.load_torch_zip`, whose pickle runs nothing;
 * legacy (non-zip) torch files and bare pickles: refused;
 * safetensors: :func:`dcnviz.checkpoint.read_safetensors` (validated header);
 * ``.npz``: every member's ``.npy`` header is checked against its size before ``np.load``
@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from dcnviz import safe_pickle
 from dcnviz.checkpoint import read_safetensors
 from dcnviz.errors import CheckpointError, DcnvizError
+from dcnviz.importers import safe_pickle
 from dcnviz.untrusted import MAX_NAME_CHARS, MAX_TENSORS, check_shape, clip, shown, shown_list
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -130,7 +130,7 @@ def _read_zip(data: bytes, *, max_bytes: int) -> TensorFile:
 
 
 def _read_torch(data: bytes, *, max_bytes: int) -> TensorFile:
-    """A torch zip checkpoint: pre-scanned (:func:`dcnviz.safe_pickle.prescan_torch_zip`), then torch's
+    """A torch zip checkpoint: pre-scanned (:func:`dcnviz.importers.safe_pickle.prescan_torch_zip`), then torch's
     weights-only reader, or dcnviz's restricted one for files torch refuses."""
     scan = safe_pickle.prescan_torch_zip(data, max_bytes=max_bytes)
     try:
