@@ -33,6 +33,7 @@ import pickletools
 import zipfile
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -527,6 +528,262 @@ def _refused_kind(qual: str) -> str | None:
     return None
 
 
+_MARK = object()  # a MARK on the walk's stack; every other entry is (depth, value)
+
+
+class _PickleWalk:
+    """The stack machine of :func:`scan_pickle`: one handler per opcode family, over *shapes* of values.
+
+    Stack entries are ``(depth, value)``; a value is an int, a short str, a tuple of tracked values,
+    ``("G", name)`` for a global, ``("P", itemsize)`` for a storage, ``("T",)`` for a tensor, or None.
+    """
+
+    def __init__(self) -> None:
+        self.scan = PickleScan()
+        self.stack: list[Any] = []
+        self.marks: list[int] = []
+        self.memo: dict[int, Any] = {}
+        self.puts = 0
+
+    # -- the stack ---------------------------------------------------------------------------------
+    def pop(self) -> Any:
+        if not self.stack or self.stack[-1] is _MARK:
+            raise CheckpointError(f"data.pkl is not a valid pickle: stack underflow at opcode {self.scan.opcodes}")
+        return self.stack.pop()
+
+    def pop_mark(self) -> list[Any]:
+        if not self.marks:
+            raise CheckpointError(f"data.pkl is not a valid pickle: no MARK at opcode {self.scan.opcodes}")
+        k = self.marks.pop()
+        items = self.stack[k + 1 :]
+        del self.stack[k:]
+        return items
+
+    def push(self, depth: int, value: Any = None) -> None:
+        if depth > MAX_DEPTH:
+            raise CheckpointError(
+                f"data.pkl nests objects more than {MAX_DEPTH} levels deep; a checkpoint's structure is shallow "
+                "(deep nesting crashes unpicklers)"
+            )
+        self.scan.depth = max(self.scan.depth, depth)
+        self.stack.append((depth, value))
+
+    def container(self, items: list[Any], track: bool) -> None:
+        depth = 1 + max((it[0] for it in items), default=0)
+        value = tuple(it[1] for it in items) if track and len(items) <= 32 else None  # None: not tracked
+        self.push(depth, value)
+
+    def grow(self, items: list[Any]) -> None:
+        """APPEND/SETITEM/BUILD into the object on top of the stack: its own depth grows."""
+        stack = self.stack
+        if not stack or stack[-1] is _MARK:
+            raise CheckpointError(f"data.pkl is not a valid pickle: nothing to add to at opcode {self.scan.opcodes}")
+        d, v = stack[-1]
+        depth = max([d, *(1 + it[0] for it in items)])
+        if depth > MAX_DEPTH:
+            self.push(depth)  # raises
+        self.scan.depth = max(self.scan.depth, depth)
+        stack[-1] = (depth, v)
+
+    # -- what the checks look at -------------------------------------------------------------------
+    def global_(self, qual: str) -> None:
+        what = _refused_kind(qual)
+        if what is not None:
+            raise CheckpointError(f"the checkpoint holds {what} ({shown(qual)}); dcnviz reads dense tensors only")
+        if len(self.scan.globals) < 1000:
+            self.scan.globals.append(qual)
+        self.push(0, ("G", qual))
+
+    def reduce(self, func: Any, args: Any) -> None:
+        """A call: counted (with its viewed size) when it is one of torch's tensor rebuilders."""
+        f, a = func[1], args[1]
+        value = None
+        if isinstance(f, tuple) and f[:1] == ("G",) and f[1] in _REBUILDERS and isinstance(a, tuple) and len(a) >= 4:
+            self.scan.tensors += 1
+            storage, size = a[0], a[2]
+            if isinstance(size, tuple) and all(isinstance(n, int) for n in size):
+                if any(n < 0 for n in size):
+                    raise CheckpointError(f"a tensor in data.pkl has a negative size {list(size)[:17]}")
+                check_shape(size, "a tensor in data.pkl")
+                itemsize = storage[1] if isinstance(storage, tuple) and storage[:1] == ("P",) else 8
+                self.scan.logical_bytes += math.prod(size) * itemsize
+            value = ("T",)
+        self.push(1 + max(func[0], args[0]), value)
+
+    # -- opcode handlers: (name, arg) -> None ------------------------------------------------------
+    def op_skip(self, name: str, arg: Any) -> None:
+        pass
+
+    def op_int(self, name: str, arg: Any) -> None:
+        if isinstance(arg, bool):  # INT 01/00 is True/False
+            self.push(0, None)
+            return
+        if name in ("LONG1", "LONG4") and abs(arg).bit_length() > 8 * MAX_LONG_BYTES:
+            raise CheckpointError(
+                f"data.pkl holds an integer of {abs(arg).bit_length():,} bits; at most {8 * MAX_LONG_BYTES}"
+            )
+        if abs(arg) >= 10**MAX_INT_DIGITS:
+            raise CheckpointError(
+                f"data.pkl holds an integer of {len(str(abs(arg))):,} digits; at most {MAX_INT_DIGITS}"
+            )
+        self.push(0, arg)
+
+    def op_string(self, name: str, arg: Any) -> None:
+        self.push(0, arg if isinstance(arg, str) and len(arg) < _TRACKED_STR else "")
+
+    def op_scalar(self, name: str, arg: Any) -> None:
+        self.push(0, "" if "UNICODE" in name else None)
+
+    def op_readonly_buffer(self, name: str, arg: Any) -> None:
+        self.stack.append(self.pop())
+
+    def op_empty(self, name: str, arg: Any) -> None:
+        self.push(1, () if name == "EMPTY_TUPLE" else None)
+
+    def op_mark(self, name: str, arg: Any) -> None:
+        self.marks.append(len(self.stack))
+        self.stack.append(_MARK)
+
+    def op_marked_container(self, name: str, arg: Any) -> None:
+        self.container(self.pop_mark(), track=name == "TUPLE")
+
+    def op_small_tuple(self, name: str, arg: Any) -> None:
+        items = [self.pop() for _ in range(int(name[-1]))][::-1]
+        self.container(items, track=True)
+
+    def op_pop(self, name: str, arg: Any) -> None:
+        if name == "POP" and not (self.stack and self.stack[-1] is _MARK):
+            self.pop()
+        else:
+            self.pop_mark()
+
+    def op_dup(self, name: str, arg: Any) -> None:
+        top = self.pop()
+        self.stack += [top, top]
+
+    def op_put(self, name: str, arg: Any) -> None:
+        idx = len(self.memo) if name == "MEMOIZE" else int(arg)
+        self.puts += 1
+        if idx > 2 * self.puts + 1024:  # pickle numbers its memo 0, 1, 2, ...
+            raise CheckpointError(
+                f"data.pkl stores into memo slot {idx:,} after {self.puts:,} stores; an unpickler would "
+                "allocate a table that large (a memory bomb)"
+            )
+        if not self.stack or self.stack[-1] is _MARK:
+            raise CheckpointError(f"data.pkl is not a valid pickle: nothing to memoise at opcode {self.scan.opcodes}")
+        self.memo[idx] = self.stack[-1]
+
+    def op_get(self, name: str, arg: Any) -> None:
+        idx = int(arg)
+        if idx not in self.memo:
+            raise CheckpointError(f"data.pkl reads memo slot {idx:,}, which it never wrote")
+        d, v = self.memo[idx]
+        self.push(d, v)
+
+    def op_global(self, name: str, arg: Any) -> None:
+        module, _, cls = str(arg).partition(" ")
+        self.global_(f"{module}.{cls}")
+
+    def op_stack_global(self, name: str, arg: Any) -> None:
+        cls, module = self.pop()[1], self.pop()[1]
+        if not isinstance(module, str) or not isinstance(cls, str) or not module or not cls:
+            raise CheckpointError("data.pkl names a global by something other than two short strings")
+        self.global_(f"{module}.{cls}")
+
+    def op_reduce(self, name: str, arg: Any) -> None:
+        args = self.pop()
+        self.reduce(self.pop(), args)
+
+    def op_newobj_ex(self, name: str, arg: Any) -> None:
+        kwargs, args, cls = self.pop(), self.pop(), self.pop()
+        self.push(1 + max(kwargs[0], args[0], cls[0]))
+
+    def op_inst(self, name: str, arg: Any) -> None:
+        module, _, cls = str(arg).partition(" ")
+        items = self.pop_mark()
+        self.global_(f"{module}.{cls}")
+        g = self.pop()
+        self.push(1 + max([g[0], *(it[0] for it in items)]))
+
+    def op_obj(self, name: str, arg: Any) -> None:
+        items = self.pop_mark()
+        if not items:
+            raise CheckpointError("data.pkl is not a valid pickle: OBJ without a class")
+        self.push(1 + max(it[0] for it in items))
+
+    def op_add_one(self, name: str, arg: Any) -> None:  # BUILD, APPEND
+        self.grow([self.pop()])
+
+    def op_setitem(self, name: str, arg: Any) -> None:
+        value, key = self.pop(), self.pop()
+        self.grow([key, value])
+
+    def op_add_marked(self, name: str, arg: Any) -> None:  # APPENDS, SETITEMS, ADDITEMS
+        self.grow(self.pop_mark())
+
+    def op_persid(self, name: str, arg: Any) -> None:
+        self.push(1)
+
+    def op_binpersid(self, name: str, arg: Any) -> None:
+        """A storage reference ``("storage", type, key, location, numel)``: its claimed bytes are recorded."""
+        pid = self.pop()
+        v = pid[1]
+        value = None
+        if isinstance(v, tuple) and len(v) == 5 and v[0] == "storage":
+            stype, key, numel = v[1], v[2], v[4]
+            itemsize = _ITEMSIZE.get(stype[1].rpartition(".")[2], 8) if isinstance(stype, tuple) else 8
+            if isinstance(key, str) and isinstance(numel, int):
+                if numel < 0:
+                    raise CheckpointError(f"storage {shown(key)} claims {numel} elements")
+                before = self.scan.storages.setdefault(key, numel * itemsize)
+                if before != numel * itemsize:
+                    raise CheckpointError(
+                        f"storage {shown(key)} is referenced with two sizes ({before:,} and {numel * itemsize:,} bytes)"
+                    )
+            value = ("P", itemsize)
+        self.push(1 + pid[0], value)
+
+    def step(self, name: str, arg: Any) -> None:
+        handler = _OPCODE_HANDLERS.get(name)
+        if handler is None:  # an opcode this walk does not model: refuse rather than guess
+            raise CheckpointError(f"data.pkl uses the pickle opcode {name}, which dcnviz does not read")
+        handler(self, name, arg)
+
+
+_W = _PickleWalk
+_OPCODE_FAMILIES: dict[Callable[[_PickleWalk, str, Any], None], tuple[str, ...]] = {
+    _W.op_skip: ("PROTO", "FRAME", "STOP"),
+    _W.op_int: ("INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"),
+    _W.op_string: ("STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE"),
+    _W.op_scalar: (
+        *("BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8", "FLOAT", "BINFLOAT"),
+        *("NONE", "NEWTRUE", "NEWFALSE", "NEXT_BUFFER", "EXT1", "EXT2", "EXT4"),
+    ),
+    _W.op_readonly_buffer: ("READONLY_BUFFER",),
+    _W.op_empty: ("EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "EMPTY_TUPLE"),
+    _W.op_mark: ("MARK",),
+    _W.op_marked_container: ("TUPLE", "LIST", "DICT", "FROZENSET"),
+    _W.op_small_tuple: ("TUPLE1", "TUPLE2", "TUPLE3"),
+    _W.op_pop: ("POP", "POP_MARK"),
+    _W.op_dup: ("DUP",),
+    _W.op_put: ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"),
+    _W.op_get: ("GET", "BINGET", "LONG_BINGET"),
+    _W.op_global: ("GLOBAL",),
+    _W.op_stack_global: ("STACK_GLOBAL",),
+    _W.op_reduce: ("REDUCE", "NEWOBJ"),
+    _W.op_newobj_ex: ("NEWOBJ_EX",),
+    _W.op_inst: ("INST",),
+    _W.op_obj: ("OBJ",),
+    _W.op_add_one: ("BUILD", "APPEND"),
+    _W.op_setitem: ("SETITEM",),
+    _W.op_add_marked: ("APPENDS", "SETITEMS", "ADDITEMS"),
+    _W.op_persid: ("PERSID",),
+    _W.op_binpersid: ("BINPERSID",),
+}
+_OPCODE_HANDLERS = {name: handler for handler, names in _OPCODE_FAMILIES.items() for name in names}
+del _W
+
+
 def scan_pickle(pkl: bytes) -> PickleScan:
     """Walk a pickle's opcodes once, as a stack machine over *shapes* of values, before it is unpickled.
 
@@ -547,79 +804,8 @@ def scan_pickle(pkl: bytes) -> PickleScan:
 
     Raises :class:`CheckpointError` naming the first problem.
     """
-    scan = PickleScan()
-    stack: list[Any] = []  # (depth, value) per entry; value: int | str | tuple | ("G", name) | ("P", size, key)
-    marks: list[int] = []
-    memo: dict[int, Any] = {}
-    puts = 0
-    MARK = object()
-
-    def pop() -> Any:
-        if not stack or stack[-1] is MARK:
-            raise CheckpointError(f"data.pkl is not a valid pickle: stack underflow at opcode {scan.opcodes}")
-        return stack.pop()
-
-    def pop_mark() -> list[Any]:
-        if not marks:
-            raise CheckpointError(f"data.pkl is not a valid pickle: no MARK at opcode {scan.opcodes}")
-        k = marks.pop()
-        items = stack[k + 1 :]
-        del stack[k:]
-        return items
-
-    def push(depth: int, value: Any = None) -> None:
-        if depth > MAX_DEPTH:
-            raise CheckpointError(
-                f"data.pkl nests objects more than {MAX_DEPTH} levels deep; a checkpoint's structure is shallow "
-                "(deep nesting crashes unpicklers)"
-            )
-        scan.depth = max(scan.depth, depth)
-        stack.append((depth, value))
-
-    def container(items: list[Any], track: bool) -> None:
-        depth = 1 + max((it[0] for it in items), default=0)
-        value = tuple(it[1] for it in items) if track and len(items) <= 32 else None  # None: not tracked
-        push(depth, value)
-
-    def grow(target_index: int, items: list[Any]) -> None:
-        """APPEND/SETITEM/BUILD into the object at ``stack[target_index]``: its own depth grows."""
-        if target_index < 0 or target_index >= len(stack) or stack[target_index] is MARK:
-            raise CheckpointError(f"data.pkl is not a valid pickle: nothing to add to at opcode {scan.opcodes}")
-        d, v = stack[target_index]
-        depth = max([d, *(1 + it[0] for it in items)])
-        if depth > MAX_DEPTH:
-            push(depth)  # raises
-        scan.depth = max(scan.depth, depth)
-        stack[target_index] = (depth, v)
-
-    def global_(qual: str) -> None:
-        what = _refused_kind(qual)
-        if what is not None:
-            raise CheckpointError(f"the checkpoint holds {what} ({shown(qual)}); dcnviz reads dense tensors only")
-        if len(scan.globals) < 1000:
-            scan.globals.append(qual)
-        push(0, ("G", qual))
-
-    def int_(v: int) -> None:
-        if abs(v) >= 10**MAX_INT_DIGITS:
-            raise CheckpointError(f"data.pkl holds an integer of {len(str(abs(v))):,} digits; at most {MAX_INT_DIGITS}")
-        push(0, v)
-
-    def reduce(func: Any, args: Any) -> None:
-        f, a = func[1], args[1]
-        value = None
-        if isinstance(f, tuple) and f[:1] == ("G",) and f[1] in _REBUILDERS and isinstance(a, tuple) and len(a) >= 4:
-            scan.tensors += 1
-            storage, size = a[0], a[2]
-            if isinstance(size, tuple) and all(isinstance(n, int) for n in size):
-                if any(n < 0 for n in size):
-                    raise CheckpointError(f"a tensor in data.pkl has a negative size {list(size)[:17]}")
-                check_shape(size, "a tensor in data.pkl")
-                itemsize = storage[1] if isinstance(storage, tuple) and storage[:1] == ("P",) else 8
-                scan.logical_bytes += math.prod(size) * itemsize
-            value = ("T",)
-        push(1 + max(func[0], args[0]), value)
-
+    walk = _PickleWalk()
+    scan = walk.scan
     try:
         arg: Any
         for op, arg, _pos in pickletools.genops(pkl):
@@ -628,140 +814,7 @@ def scan_pickle(pkl: bytes) -> PickleScan:
                 raise CheckpointError(
                     f"data.pkl has more than {MAX_OPCODES:,} opcodes; a checkpoint's structure needs far fewer"
                 )
-            name = op.name
-            if name in ("PROTO", "FRAME", "STOP"):
-                continue
-            if name in ("INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"):
-                if isinstance(arg, bool):  # INT 01/00 is True/False
-                    push(0, None)
-                else:
-                    if name in ("LONG1", "LONG4") and abs(arg).bit_length() > 8 * MAX_LONG_BYTES:
-                        raise CheckpointError(
-                            f"data.pkl holds an integer of {abs(arg).bit_length():,} bits; at most {8 * MAX_LONG_BYTES}"
-                        )
-                    int_(arg)
-            elif name in ("STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE"):
-                push(0, arg if isinstance(arg, str) and len(arg) < _TRACKED_STR else "")
-            elif name in (
-                "BINUNICODE8",
-                "BINBYTES",
-                "SHORT_BINBYTES",
-                "BINBYTES8",
-                "BYTEARRAY8",
-                "FLOAT",
-                "BINFLOAT",
-                "NONE",
-                "NEWTRUE",
-                "NEWFALSE",
-                "NEXT_BUFFER",
-                "EXT1",
-                "EXT2",
-                "EXT4",
-            ):
-                push(0, "" if "UNICODE" in name else None)
-            elif name == "READONLY_BUFFER":
-                stack.append(pop())
-            elif name in ("EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"):
-                push(1)
-            elif name == "EMPTY_TUPLE":
-                push(1, ())
-            elif name == "MARK":
-                marks.append(len(stack))
-                stack.append(MARK)
-            elif name in ("TUPLE", "LIST", "DICT", "FROZENSET"):
-                container(pop_mark(), track=name == "TUPLE")
-            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-                n = int(name[-1])
-                items = [pop() for _ in range(n)][::-1]
-                container(items, track=True)
-            elif name == "POP":
-                if stack and stack[-1] is MARK:
-                    pop_mark()
-                else:
-                    pop()
-            elif name == "POP_MARK":
-                pop_mark()
-            elif name == "DUP":
-                top = pop()
-                stack += [top, top]
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-                idx = len(memo) if name == "MEMOIZE" else int(arg)
-                puts += 1
-                if idx > 2 * puts + 1024:  # pickle numbers its memo 0, 1, 2, ...
-                    raise CheckpointError(
-                        f"data.pkl stores into memo slot {idx:,} after {puts:,} stores; an unpickler would "
-                        "allocate a table that large (a memory bomb)"
-                    )
-                if not stack or stack[-1] is MARK:
-                    raise CheckpointError(
-                        f"data.pkl is not a valid pickle: nothing to memoise at opcode {scan.opcodes}"
-                    )
-                memo[idx] = stack[-1]
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                idx = int(arg)
-                if idx not in memo:
-                    raise CheckpointError(f"data.pkl reads memo slot {idx:,}, which it never wrote")
-                d, v = memo[idx]
-                push(d, v)
-            elif name == "GLOBAL":
-                module, _, cls = str(arg).partition(" ")
-                global_(f"{module}.{cls}")
-            elif name == "STACK_GLOBAL":
-                cls, module = pop()[1], pop()[1]
-                if not isinstance(module, str) or not isinstance(cls, str) or not module or not cls:
-                    raise CheckpointError("data.pkl names a global by something other than two short strings")
-                global_(f"{module}.{cls}")
-            elif name in ("REDUCE", "NEWOBJ"):
-                args = pop()
-                reduce(pop(), args)
-            elif name == "NEWOBJ_EX":
-                kwargs, args, cls = pop(), pop(), pop()
-                push(1 + max(kwargs[0], args[0], cls[0]))
-            elif name == "INST":
-                module, _, cls = str(arg).partition(" ")
-                items = pop_mark()
-                global_(f"{module}.{cls}")
-                g = pop()
-                push(1 + max([g[0], *(it[0] for it in items)]))
-            elif name == "OBJ":
-                items = pop_mark()
-                if not items:
-                    raise CheckpointError("data.pkl is not a valid pickle: OBJ without a class")
-                push(1 + max(it[0] for it in items))
-            elif name == "BUILD":
-                state = pop()
-                grow(len(stack) - 1, [state])
-            elif name == "APPEND":
-                value = pop()
-                grow(len(stack) - 1, [value])
-            elif name == "SETITEM":
-                value, key = pop(), pop()
-                grow(len(stack) - 1, [key, value])
-            elif name in ("APPENDS", "SETITEMS", "ADDITEMS"):
-                items = pop_mark()
-                grow(len(stack) - 1, items)
-            elif name == "PERSID":
-                push(1)
-            elif name == "BINPERSID":
-                pid = pop()
-                v = pid[1]
-                value = None
-                if isinstance(v, tuple) and len(v) == 5 and v[0] == "storage":
-                    stype, key, numel = v[1], v[2], v[4]
-                    itemsize = _ITEMSIZE.get(stype[1].rpartition(".")[2], 8) if isinstance(stype, tuple) else 8
-                    if isinstance(key, str) and isinstance(numel, int):
-                        if numel < 0:
-                            raise CheckpointError(f"storage {shown(key)} claims {numel} elements")
-                        before = scan.storages.setdefault(key, numel * itemsize)
-                        if before != numel * itemsize:
-                            raise CheckpointError(
-                                f"storage {shown(key)} is referenced with two sizes ({before:,} and "
-                                f"{numel * itemsize:,} bytes)"
-                            )
-                    value = ("P", itemsize)
-                push(1 + pid[0], value)
-            else:  # an opcode this walk does not model: refuse rather than guess
-                raise CheckpointError(f"data.pkl uses the pickle opcode {name}, which dcnviz does not read")
+            walk.step(op.name, arg)
     except CheckpointError:
         raise
     except ValueError as e:  # UnicodeDecodeError, bad digits, Python's 4,300-digit int limit, bad arguments
