@@ -41,10 +41,10 @@ import torch
 from dcnviz import resources
 from dcnviz.encoded import DatasetSplits, Encoded
 from dcnviz.errors import ConfigError, DataFormatError
+from dcnviz.options import DEFAULT_EMBEDDING_DIM, SOURCES
 from dcnviz.spec import FeatureSpec, Field, FieldKind, rule_of_thumb_dim
 from dcnviz.untrusted import loads_json
 
-SOURCES: tuple[str, ...] = ("sample", "ml-1m", "ml-100k", "csv", "parquet")
 MOVIELENS_FEATURES: tuple[str, ...] = ("user_id", "movie_id", "gender", "age", "occupation", "zip")
 MOVIELENS_DENSE: tuple[str, ...] = ("year",)
 AGE_ENCODINGS: tuple[str, ...] = ("groups", "raw")
@@ -103,7 +103,9 @@ class DataOptions:
     genres: bool = False  # add genres as a multivalent field (mean-pooled), after the categorical ones
     dense: tuple[str, ...] = ()  # dense MovieLens features, normalised with train stats: ("year",) = release year
     age_encoding: str = "groups"  # ML-100K: "groups" (ML-1M's 1/18/25/35/45/50/56) or "raw" ages
-    embedding_dim: int | str = 30  # one size for every sparse field, or "auto" = 6·vocab^¼ per field (§7.1.3)
+    embedding_dim: int | str = (
+        DEFAULT_EMBEDDING_DIM  # one size for every sparse field, or "auto" = 6·vocab^¼ per field (§7.1.3)
+    )
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:

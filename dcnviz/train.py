@@ -52,9 +52,9 @@ import torch.nn.functional as F
 from dcnviz.encoded import DatasetSplits, Encoded
 from dcnviz.errors import ConfigError, TrainingError
 from dcnviz.model import DCNModel, ModelConfig
+from dcnviz.options import DEVICES
 from dcnviz.spec import FeatureSpec
 
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 FAST_X0 = True  # one gather for all categorical lookups during training (False: the model's own forward)
 SNAPSHOT_S = 1.0  # seconds between snapshots of the last weights known to be finite (fault recovery)
 

@@ -50,12 +50,10 @@ from dcnviz.analysis import (
 )
 from dcnviz.data import SOURCES
 from dcnviz.errors import CheckpointError, ConfigError
-from dcnviz.importers import read_names_file
+from dcnviz.importers import FORMATS, read_names_file
 from dcnviz.modelfile import ModelFile, open_model_file
 from dcnviz.untrusted import clip
 from dcnviz.weights import CrossModelWeights
-
-FORMATS = ("auto", "dcnviz", "torchrec", "deepctr", "fuxictr", "recbole", "tfrs")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -31,19 +31,10 @@ import time
 from typing import Any
 
 from dcnviz.errors import ConfigError
+from dcnviz.options import DEVICES, DTYPES, SYNTHETIC_EXPERIMENTS, TABLE6_MODELS, TABLE6_RECIPES
+from dcnviz.options import REGRESSION_MODELS as SYNTHETIC_MODELS
 
-EXPERIMENTS = ("table1", "table2", "fig4", "table6")
-SYNTHETIC_MODELS = (
-    "dcnv2",
-    "dcnv2-no-bias",
-    "dcnv2-no-residual",
-    "dcnv2-no-bias-no-residual",
-    "dcn",
-    "dnn",
-    "dnn-large",
-)  # = dcnv2.paperlab.models.REGRESSION_MODELS (kept import-light)
-TABLE6_MODELS = ("dnn", "dcn", "dcnv2-stacked", "dcnv2-parallel", "dcn-mix", "crossnet", "crossnet-mix")
-TABLE6_RECIPES = ("paper", "dcnviz")  # = dcnviz.paperlab.table6.TABLE6_RECIPES (kept import-light)
+EXPERIMENTS = (*SYNTHETIC_EXPERIMENTS, "table6")
 
 
 def _positive(text: str) -> int:
@@ -114,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     s.add_argument("--d", type=_positive, default=None, help="input width of f3/order3/order4/combined")
     s.add_argument("--task-seed", type=_nonnegative, default=0, help="seed of the random crosses")
-    s.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    s.add_argument("--dtype", choices=DTYPES, default="float64")
     m = p.add_argument_group("MovieLens (table6)")
     m.add_argument("--data", choices=("ml-100k", "ml-1m", "sample"), default=None, help="dataset (required)")
     m.add_argument("--data-dir", metavar="DIR", default=None, help="folder with the MovieLens files")
@@ -144,7 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "counts: [256], DCN [256 256])",
     )
     m.add_argument("--embedding-dim", type=_positive, default=30, help="embedding size of every field (§7.1.3)")
-    m.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    m.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(func=run)
 
 
@@ -199,16 +190,10 @@ def table6_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
+def _synthetic_config(args: argparse.Namespace) -> Any:
+    """Check the flags of a synthetic study, fill the experiment's defaults into ``args``, build its config."""
     from dcnviz.paperlab.fit import FitConfig
-    from dcnviz.paperlab.synthetic import (
-        LARGE_FIT,
-        PAPER_DEFAULTS,
-        QUICK_DEFAULTS,
-        SyntheticConfig,
-        SyntheticProgress,
-        run_experiment,
-    )
+    from dcnviz.paperlab.synthetic import LARGE_FIT, PAPER_DEFAULTS, QUICK_DEFAULTS, SyntheticConfig
 
     for flag in ("data", "data_dir"):
         if getattr(args, flag) is not None:
@@ -221,7 +206,7 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
     for k, v in (QUICK_DEFAULTS if args.quick else PAPER_DEFAULTS[args.experiment]).items():
         if given[k] is None:
             setattr(args, k, v)
-    config = SyntheticConfig(
+    return SyntheticConfig(
         samples=args.samples,
         test_samples=args.test_samples,
         fit=FitConfig(steps=args.steps, warmup_epochs=args.warmup),
@@ -231,30 +216,43 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
         d=args.d,
         dtype=args.dtype,
     )
-    t0 = time.perf_counter()
-    last = [0.0]
 
-    def progress(p: SyntheticProgress) -> None:
+
+class _SyntheticLog:
+    """Progress of a synthetic study on stderr: a fit's step at most every 2 s, and each finished row."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def progress(self, p: Any) -> None:  # p: dcnviz.paperlab.synthetic.SyntheticProgress
         now = time.perf_counter()
-        if args.quiet or now - last[0] < 2.0:
+        if self.quiet or now - self.last < 2.0:
             return
-        last[0] = now
+        self.last = now
         print(
-            f"[{now - t0:7.1f}s] fit {p.fits_done + 1}/{p.fits_total} {p.task} {p.model} L={p.layers} "
+            f"[{now - self.t0:7.1f}s] fit {p.fits_done + 1}/{p.fits_total} {p.task} {p.model} L={p.layers} "
             f"run {p.run + 1}/{p.runs}: step {p.step}/{p.steps} train RMSE {p.train_rmse:.3e}",
             file=sys.stderr,
             flush=True,
         )
 
-    def finished(part: list[Any]) -> None:
-        for r in part if not args.quiet else []:
+    def finished(self, part: list[Any]) -> None:
+        for r in part if not self.quiet else []:
             print(
-                f"[{time.perf_counter() - t0:7.1f}s] {r.task} {r.model} L={r.layers}: "
+                f"[{time.perf_counter() - self.t0:7.1f}s] {r.task} {r.model} L={r.layers}: "
                 f"RMSE {r.rmse_mean:.3e} ± {r.rmse_std:.1e} (paper {_fmt(r.paper_rmse)})",
                 file=sys.stderr,
                 flush=True,
             )
 
+
+def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
+    from dcnviz.paperlab.synthetic import run_experiment
+
+    config = _synthetic_config(args)
+    log = _SyntheticLog(args.quiet)
     rows = run_experiment(
         args.experiment,
         args.runs,
@@ -262,8 +260,8 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
         tasks=args.tasks,
         models=args.models,
         layers=args.layers,
-        callback=progress,
-        on_rows=finished,
+        callback=log.progress,
+        on_rows=log.finished,
     )
     return {
         "experiment": args.experiment,
@@ -281,7 +279,7 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
             "dtype": args.dtype,
             "quick": args.quick,
         },
-        "wall_s": round(time.perf_counter() - t0, 3),
+        "wall_s": round(time.perf_counter() - log.t0, 3),
     }
 
 

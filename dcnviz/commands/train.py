@@ -29,15 +29,13 @@ from types import FrameType
 from typing import Any, cast
 
 from dcnviz.errors import ConfigError
+from dcnviz.layers import ACTIVATIONS, GATES
 from dcnviz.model import MODEL_NAMES, STRUCTURES, ModelConfig
+from dcnviz.options import DEFAULT_EMBEDDING_DIM, SOURCES
 from dcnviz.train import DEVICES, Progress, TrainConfig
 
 _MODEL_DEFAULTS = ModelConfig()
 _TRAIN_DEFAULTS = TrainConfig()
-_DATA_EMBEDDING_DIM = 30  # = dcnviz.data.DataOptions's default (not imported here: pandas; a test checks)
-SOURCES = ("sample", "ml-1m", "ml-100k", "csv", "parquet")  # = dcnviz.data.SOURCES (kept import-light)
-GATES = ("softmax", "sigmoid", "constant")
-ACTIVATIONS = ("identity", "relu", "tanh", "hard_tanh")
 EXIT_FAULT = 3
 MADE_BY = "python -m dcnviz train"  # the model file's extra.made_by
 
@@ -166,7 +164,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument(
         "--embedding-dim",
         type=_int_or_auto(MAX_EMBEDDING_DIM),
-        default=_DATA_EMBEDDING_DIM,
+        default=DEFAULT_EMBEDDING_DIM,
         metavar="E|auto",
         help=f"embedding size, at most {MAX_EMBEDDING_DIM} (auto = 6·vocab^¼)",
     )

@@ -23,16 +23,8 @@ from torch import nn
 
 from dcnviz.errors import ConfigError
 from dcnviz.layers import CrossNetwork, build_cross_layer, init_kernel_
+from dcnviz.options import REGRESSION_MODELS
 from dcnviz.weights import LayerKind
-
-CROSS_MODELS: tuple[str, ...] = (
-    "dcnv2",
-    "dcnv2-no-bias",
-    "dcnv2-no-residual",
-    "dcnv2-no-bias-no-residual",
-    "dcn",
-)
-REGRESSION_MODELS: tuple[str, ...] = (*CROSS_MODELS, "dnn", "dnn-large")
 
 
 def large_dnn_widths(d: int) -> tuple[int, ...]:

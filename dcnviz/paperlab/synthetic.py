@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from dcnviz.errors import ConfigError
+from dcnviz.options import DTYPES
+from dcnviz.options import SYNTHETIC_EXPERIMENTS as EXPERIMENTS
 from dcnviz.paperlab.fit import FitConfig, fit_regression, rmse
 from dcnviz.paperlab.models import REGRESSION_MODELS, build_regressor, model_layers, paper_param_count
 from dcnviz.paperlab.reference import paper_table1_rmse, paper_table2_rmse
 from dcnviz.paperlab.tasks import DEFAULT_D, SyntheticTask, build_task
-
-EXPERIMENTS: tuple[str, ...] = ("table1", "table2", "fig4")
 
 # What each experiment runs: (task, models, layer counts).
 EXPERIMENT_PLAN: dict[str, tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...]] = {
@@ -82,7 +82,7 @@ class SyntheticConfig:
             raise ConfigError(f"samples must be >= 1; got samples={self.samples}")
         if self.test_samples < 1:
             raise ConfigError(f"test_samples must be >= 1; got test_samples={self.test_samples}")
-        if self.dtype not in ("float64", "float32"):
+        if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be 'float64' or 'float32'; got dtype={self.dtype!r}")
 
     @property
@@ -154,6 +154,81 @@ def _resolve_task(task: str | SyntheticTask, config: SyntheticConfig) -> Synthet
     return build_task(task, seed=config.task_seed, d=d)
 
 
+def _check_study(models: tuple[str, ...] | list[str], layers: tuple[int, ...] | list[int], runs: int) -> None:
+    if runs < 1:
+        raise ConfigError(f"runs must be >= 1; got runs={runs}")
+    if not models:
+        raise ConfigError("at least one model is needed")
+    for m in models:
+        if m not in REGRESSION_MODELS:
+            raise ConfigError(f"model must be one of {REGRESSION_MODELS}; got model={m!r}")
+    if not layers or any(n < 1 for n in layers):
+        raise ConfigError(f"layers must be a non-empty list of counts >= 1; got layers={list(layers)}")
+
+
+def _run_data(
+    t: SyntheticTask, config: SyntheticConfig, r: int, cache: dict[int, tuple[torch.Tensor, ...]]
+) -> tuple[torch.Tensor, ...]:
+    """Run r's (x, y, x_test, y_test), drawn from ``seed + r`` once and shared by every cell."""
+    if r not in cache:
+        x, y = t.sample(config.samples, config.seed + r, split="train")
+        xt, yt = t.sample(config.test_samples, config.seed + r, split="test")
+        cache[r] = tuple(torch.as_tensor(a, dtype=config.torch_dtype) for a in (x, y, xt, yt))
+    return cache[r]
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """One (model, layers) cell of a study and where it stands in the whole study's progress."""
+
+    task: SyntheticTask
+    model: str
+    n: int  # the layers argument (the model's own depth: model_layers)
+    runs: int
+    fits_total: int
+
+    def on_step(
+        self, callback: Callable[[SyntheticProgress], None] | None, r: int, fits_done: int, planned: int
+    ) -> Callable[[int, float], None]:
+        """The fit's step callback for run ``r``, reporting a :class:`SyntheticProgress`."""
+
+        def report(step: int, train: float) -> None:
+            if callback is not None:
+                callback(
+                    SyntheticProgress(
+                        task=self.task.name,
+                        model=self.model,
+                        layers=model_layers(self.model, self.task.d, self.n),
+                        run=r,
+                        runs=self.runs,
+                        step=step,
+                        steps=planned,
+                        train_rmse=train,
+                        fits_done=fits_done,
+                        fits_total=self.fits_total,
+                    )
+                )
+
+        return report
+
+    def row(self, test_rmses: list[float], train_rmses: list[float], params: int, seconds: float) -> SyntheticRow:
+        """The cell's mean (and sample std) RMSE over its finished runs, beside the paper's number."""
+        arr = np.asarray(test_rmses)
+        layers = model_layers(self.model, self.task.d, self.n)
+        return SyntheticRow(
+            task=self.task.name,
+            model=self.model,
+            layers=layers,
+            rmse_mean=float(arr.mean()),
+            rmse_std=float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
+            params=params,
+            paper_rmse=paper_rmse(self.task, self.model, layers),
+            rmse_runs=tuple(test_rmses),
+            train_rmse_mean=float(np.mean(train_rmses)),
+            seconds=seconds,
+        )
+
+
 def run_synthetic(
     task: str | SyntheticTask,
     models: tuple[str, ...] | list[str],
@@ -174,24 +249,15 @@ def run_synthetic(
     whole study) lets a caller running several tasks report overall progress.
     """
     config = config or SyntheticConfig()
-    if runs < 1:
-        raise ConfigError(f"runs must be >= 1; got runs={runs}")
-    if not models:
-        raise ConfigError("at least one model is needed")
-    for m in models:
-        if m not in REGRESSION_MODELS:
-            raise ConfigError(f"model must be one of {REGRESSION_MODELS}; got model={m!r}")
-    if not layers or any(n < 1 for n in layers):
-        raise ConfigError(f"layers must be a non-empty list of counts >= 1; got layers={list(layers)}")
+    _check_study(models, layers, runs)
     t = _resolve_task(task, config)
     cells = [(m, n) for m in models for n in (layers[:1] if m == "dnn-large" else layers)]
-    done0, total = fits_offset if fits_offset is not None else (0, len(cells) * runs)
-    dtype = config.torch_dtype
+    fits_done, total = fits_offset if fits_offset is not None else (0, len(cells) * runs)
     data: dict[int, tuple[torch.Tensor, ...]] = {}
     rows: list[SyntheticRow] = []
-    fits_done = done0
     stop = False
     for model, n in cells:
+        cell = _Cell(task=t, model=model, n=n, runs=runs, fits_total=total)
         fit = config.large_fit if model == "dnn-large" and config.large_fit is not None else config.fit
         planned = fit.steps + (fit.warmup_epochs if fit.optimizer == "lbfgs" else 0)
         test_rmses: list[float] = []
@@ -199,39 +265,10 @@ def run_synthetic(
         params = 0
         t0 = time.perf_counter()
         for r in range(runs):
-            if r not in data:
-                x, y = t.sample(config.samples, config.seed + r, split="train")
-                xt, yt = t.sample(config.test_samples, config.seed + r, split="test")
-                data[r] = tuple(torch.as_tensor(a, dtype=dtype) for a in (x, y, xt, yt))
-            x_t, y_t, xt_t, yt_t = data[r]
-            net = build_regressor(model, t.d, n, seed=config.seed + r, dtype=dtype)
+            x_t, y_t, xt_t, yt_t = _run_data(t, config, r, data)
+            net = build_regressor(model, t.d, n, seed=config.seed + r, dtype=config.torch_dtype)
             params = paper_param_count(net)
-
-            def on_step(
-                step: int,
-                train: float,
-                _m: str = model,
-                _n: int = n,
-                _r: int = r,
-                _done: int = fits_done,
-                _planned: int = planned,
-            ) -> None:
-                if callback is not None:
-                    callback(
-                        SyntheticProgress(
-                            task=t.name,
-                            model=_m,
-                            layers=model_layers(_m, t.d, _n),
-                            run=_r,
-                            runs=runs,
-                            step=step,
-                            steps=_planned,
-                            train_rmse=train,
-                            fits_done=_done,
-                            fits_total=total,
-                        )
-                    )
-
+            on_step = cell.on_step(callback, r, fits_done, planned)
             result = fit_regression(net, x_t, y_t, fit, seed=config.seed + r, callback=on_step, should_stop=should_stop)
             if result.stopped:
                 stop = True
@@ -240,21 +277,7 @@ def run_synthetic(
             train_rmses.append(result.train_rmse)
             fits_done += 1
         if test_rmses:
-            arr = np.asarray(test_rmses)
-            rows.append(
-                SyntheticRow(
-                    task=t.name,
-                    model=model,
-                    layers=model_layers(model, t.d, n),
-                    rmse_mean=float(arr.mean()),
-                    rmse_std=float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
-                    params=params,
-                    paper_rmse=paper_rmse(t, model, model_layers(model, t.d, n)),
-                    rmse_runs=tuple(test_rmses),
-                    train_rmse_mean=float(np.mean(train_rmses)),
-                    seconds=time.perf_counter() - t0,
-                )
-            )
+            rows.append(cell.row(test_rmses, train_rmses, params, time.perf_counter() - t0))
         if stop:
             break
     return rows

@@ -50,18 +50,8 @@ from dcnviz.encoded import DatasetSplits
 from dcnviz.errors import ConfigError
 from dcnviz.layers import FullRankCross, LowRankCross, MixtureCross, VectorCross
 from dcnviz.model import DCNModel, ModelConfig
+from dcnviz.options import TABLE6_MODELS, TABLE6_RECIPES
 from dcnviz.paperlab.reference import PAPER_TABLE6
-
-TABLE6_MODELS: tuple[str, ...] = (
-    "dnn",
-    "dcn",
-    "dcnv2-stacked",
-    "dcnv2-parallel",
-    "dcn-mix",
-    "crossnet",
-    "crossnet-mix",
-)
-
 
 # The deep towers of the MovieLens rows, fitted to the paper's MovieLens parameter counts (see above).
 TABLE6_TOWERS: dict[str, tuple[int, ...]] = {
@@ -257,9 +247,6 @@ class Table6Config:
             raise ConfigError("at least one seed (run) is needed")
 
 
-TABLE6_RECIPES = ("paper", "dcnviz")
-
-
 def table6_train_config(recipe: str = "paper") -> Any:
     """The recipe shared by every model.
 
@@ -290,6 +277,65 @@ def table6_train_config(recipe: str = "paper") -> Any:
     )
 
 
+def _run_record(seed: int, result: Any) -> dict[str, Any]:
+    """One finished run of a model, as it appears in :attr:`Table6Row.runs` (``result``: a FitResult)."""
+    return {
+        "seed": seed,
+        "logloss": result.test.get("logloss", math.nan),
+        "auc": result.test.get("auc", math.nan),
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
+        "seconds": round(result.wall_s, 3),
+        "fault": result.fault,
+    }
+
+
+def _model_row(
+    name: str, runs: list[dict[str, Any]], params: int, flops: int, setting: str, seconds: float
+) -> Table6Row:
+    """A model's mean (and sample std) logloss and AUC over its finished runs, beside the paper's."""
+    ll = np.asarray([r["logloss"] for r in runs], dtype=float)
+    auc = np.asarray([r["auc"] for r in runs], dtype=float)
+    ref = PAPER_TABLE6.get(name)
+    return Table6Row(
+        model=name,
+        logloss_mean=float(ll.mean()),
+        logloss_std=float(ll.std(ddof=1)) if ll.size > 1 else 0.0,
+        auc_mean=float(auc.mean()),
+        auc_std=float(auc.std(ddof=1)) if auc.size > 1 else 0.0,
+        params=params,
+        flops=flops,
+        paper_logloss=None if ref is None else ref.logloss,
+        paper_auc=None if ref is None else ref.auc,
+        runs=tuple(runs),
+        setting=setting,
+        seconds=seconds,
+    )
+
+
+def _progress_reporter(
+    callback: Callable[[Table6Progress], None] | None, name: str, run: int, runs: int, done: int, total: int
+) -> Callable[[Any], None]:
+    """The fit's progress callback for run ``run`` of model ``name``, reporting a :class:`Table6Progress`."""
+
+    def report(p: Any) -> None:  # p: dcnviz.train.Progress
+        if callback is not None:
+            callback(
+                Table6Progress(
+                    model=name,
+                    run=run,
+                    runs=runs,
+                    epoch=p.epoch,
+                    step=p.step,
+                    loss=p.loss,
+                    fits_done=done,
+                    fits_total=total,
+                )
+            )
+
+    return report
+
+
 def run_table6(
     splits: DatasetSplits,
     config: Table6Config | None = None,
@@ -302,85 +348,36 @@ def run_table6(
     ``should_stop()`` ends the current run and returns the models with at least one finished run
     (a stopped run is not counted).
     """
-    from dcnviz.train import Progress, build_model, fit
+    from dcnviz.train import build_model, fit
 
     config = config or Table6Config()
     base = config.train if config.train is not None else table6_train_config()
     cfgs = table6_model_configs(config.hidden)
-    total = len(config.models) * len(config.seeds)
+    n_runs = len(config.seeds)
+    total = len(config.models) * n_runs
+    tconfig = replace(base, seeds=tuple(config.seeds))
     rows: list[Table6Row] = []
     done = 0
     for name in config.models:
-        mconfig = cfgs[name]
-        tconfig = replace(base, seeds=tuple(config.seeds))
         runs: list[dict[str, Any]] = []
         params = flops = 0
+        setting = ""
         t0 = time.perf_counter()
         stopped = False
         for i, seed in enumerate(config.seeds):
-            model = build_model(splits.spec, mconfig, seed)
-            params, flops = model.dense_param_count(), dense_flops(model)
-
-            def on_progress(p: Progress, _name: str = name, _i: int = i, _done: int = done) -> None:
-                if callback is not None:
-                    callback(
-                        Table6Progress(
-                            model=_name,
-                            run=_i,
-                            runs=len(config.seeds),
-                            epoch=p.epoch,
-                            step=p.step,
-                            loss=p.loss,
-                            fits_done=_done,
-                            fits_total=total,
-                        )
-                    )
-
+            model = build_model(splits.spec, cfgs[name], seed)
+            params, flops, setting = model.dense_param_count(), dense_flops(model), describe(model.config)
+            on_progress = _progress_reporter(callback, name, i, n_runs, done, total)
             result = fit(
-                model,
-                splits,
-                tconfig,
-                seed=seed,
-                callback=on_progress,
-                should_stop=should_stop,
-                run=i,
-                runs=len(config.seeds),
+                model, splits, tconfig, seed=seed, callback=on_progress, should_stop=should_stop, run=i, runs=n_runs
             )
             if result.stopped == "should_stop":
                 stopped = True
                 break
-            runs.append(
-                {
-                    "seed": seed,
-                    "logloss": result.test.get("logloss", math.nan),
-                    "auc": result.test.get("auc", math.nan),
-                    "best_epoch": result.best_epoch,
-                    "epochs": result.epochs,
-                    "seconds": round(result.wall_s, 3),
-                    "fault": result.fault,
-                }
-            )
+            runs.append(_run_record(seed, result))
             done += 1
         if runs:
-            ll = np.asarray([r["logloss"] for r in runs], dtype=float)
-            auc = np.asarray([r["auc"] for r in runs], dtype=float)
-            ref = PAPER_TABLE6.get(name)
-            rows.append(
-                Table6Row(
-                    model=name,
-                    logloss_mean=float(ll.mean()),
-                    logloss_std=float(ll.std(ddof=1)) if ll.size > 1 else 0.0,
-                    auc_mean=float(auc.mean()),
-                    auc_std=float(auc.std(ddof=1)) if auc.size > 1 else 0.0,
-                    params=params,
-                    flops=flops,
-                    paper_logloss=None if ref is None else ref.logloss,
-                    paper_auc=None if ref is None else ref.auc,
-                    runs=tuple(runs),
-                    setting=describe(model.config),
-                    seconds=time.perf_counter() - t0,
-                )
-            )
+            rows.append(_model_row(name, runs, params, flops, setting, time.perf_counter() - t0))
         if stopped:
             break
     return rows
