@@ -45,12 +45,19 @@ from dcnviz.weights import CrossLayerWeights, CrossModelWeights, LayerKind, Mixt
 BlockNormMode = Literal["raw", "normalized", "symmetric"]
 MODES: tuple[str, ...] = ("raw", "normalized", "symmetric")
 
+#: What block (i, j) of a cross layer's W measures (§7.6, Eq. 7): every page, report and CLI quotes this.
+BLOCK_FEEDS = "how strongly input feature j feeds the slot that is multiplied by x0's feature i"
+#: The same, with where the block sits in W and why (the "how to read" text of the app, report and Tour).
+BLOCK_MEANING = (
+    "Block (i, j) of W holds the rows of feature i and the columns of feature j. A cross layer computes "
+    "x0 ⊙ (W x + b): the slot of feature i in its output is x0's feature i multiplied, element by element, "
+    f"by Σ_j W_ij x_j, so block (i, j) measures {BLOCK_FEEDS}. W need not be symmetric: (i, j) and (j, i) "
+    "can differ."
+)
+
 #: One sentence per block-norm view, shown wherever the view is offered.
 MODE_EXPLANATIONS: dict[str, str] = {
-    "raw": (
-        "Frobenius norm ‖W_ij‖_F of block (i, j), as in the paper's Fig. 6b: how strongly input feature j "
-        "feeds the slot that is multiplied by x0's feature i."
-    ),
+    "raw": f"Frobenius norm ‖W_ij‖_F of block (i, j), as in the paper's Fig. 6b: {BLOCK_FEEDS}.",
     "normalized": (
         "‖W_ij‖_F / √(e_i·e_j), the root-mean-square weight of the block, so that features with wider "
         "embeddings do not dominate merely by their size."
@@ -171,8 +178,9 @@ def block_norms(W: np.ndarray, blocks: Sequence[BlockLike], mode: str = "raw") -
 
     Block (i, j) is W[rows of feature i, columns of feature j]. In x ⊙ (W x) the output slot of
     feature i is x_i ⊙ (Σ_j W_ij x_j), so block (i, j) measures **how strongly input feature j feeds
-    the slot multiplied by x0's feature i**. W is not symmetric in general, and neither is this
-    table: rows = output feature i, columns = input feature j.
+    the slot multiplied by x0's feature i** (the text the app and CLI show: :data:`BLOCK_MEANING`).
+    W is not symmetric in general, and neither is this table: rows = output feature i, columns =
+    input feature j.
 
     Modes (one sentence each in :data:`MODE_EXPLANATIONS`):
 

@@ -29,7 +29,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from dcnviz import __version__
-from dcnviz.analysis import MODE_EXPLANATIONS, ModelAnalysis, rank_table
+from dcnviz.analysis import BLOCK_MEANING, MODE_EXPLANATIONS, LayerAnalysis, ModelAnalysis, rank_table
 from dcnviz.app.bundle import (
     ModelBundle,
     architecture_table,
@@ -61,11 +61,7 @@ table.tbl th { background: #f4f4f4; }
 .fig { width: 100%; }
 """
 
-HOW_TO_READ = (
-    "Block (i, j) of W holds the rows of feature i and the columns of feature j. A cross layer computes "
-    "x0 ⊙ (W x + b), so block (i, j) measures how strongly input feature j feeds the product with x0's "
-    "feature i (paper §7.6, Eq. 7). W need not be symmetric. Numerical rank R_T = #{k : σ_k ≥ T·σ_1} (§3.5)."
-)
+HOW_TO_READ = f"{BLOCK_MEANING} (Paper §7.6, Eq. 7.) Numerical rank R_T = #{{k : σ_k ≥ T·σ_1}} (§3.5)."
 
 
 def _table_html(df: pd.DataFrame, *, index: bool = False, cls: str = "") -> str:
@@ -94,6 +90,92 @@ class _Figures:
         )
 
 
+def _page_head(title: str, bundle: ModelBundle) -> list[str]:
+    """The HTML head (CSS, plotly.js inlined), the title and where the report came from."""
+    e = html.escape
+    created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{e(title)}</title>",
+        f"<style>{_CSS}</style>",
+        f'<script type="text/javascript">{get_plotlyjs()}</script>',
+        "</head><body>",
+        f"<h1>{e(title)}</h1>",
+        f'<p class="note">Made by dcnviz {e(__version__)} on {created}. Self-contained: opens offline. '
+        f"Model file sha256 {e(bundle.sha256[:16])}…, {bundle.size:,} bytes. {e(bundle.detected)}</p>",
+    ]
+    return parts + [f'<p class="warn">⚠ {e(w)}</p>' for w in bundle.warnings]
+
+
+def _model_card(bundle: ModelBundle, fig: _Figures) -> list[str]:
+    """Architecture, features, cross layers, recipe, metrics and training curves."""
+    parts = [
+        "<h2>Model card</h2>",
+        "<h3>Architecture</h3>",
+        _table_html(architecture_table(bundle)),
+        "<h3>Features (blocks of x0, in order)</h3>",
+        _table_html(feature_table(bundle)),
+    ]
+    if bundle.n_layers:
+        parts += ["<h3>Cross layers</h3>", _table_html(layer_table(bundle))]
+    recipe, metrics = recipe_table(bundle), metrics_table(bundle)
+    if not recipe.empty:
+        parts += ["<h3>Training recipe</h3>", _table_html(recipe)]
+    if not metrics.empty:
+        parts += ["<h3>Metrics</h3>", _table_html(metrics)]
+    if bundle.history:
+        with contextlib.suppress(DcnvizError):  # a history without loss/AUC columns: no curves
+            parts.append(fig(fig_training_curves(bundle.history)))
+    return parts
+
+
+def _layer_section(
+    i: int,
+    la: LayerAnalysis,
+    names: list[str],
+    fig: _Figures,
+    *,
+    top_n: int,
+    experts: bool,
+    modes: Sequence[str],
+    measured_suggestion: bool,
+) -> list[str]:
+    """One cross layer: its block norms per view, top crosses, spectrum, suggested rank and experts."""
+    e = html.escape
+    parts = [f"<h2>Layer {i}: {e(la.matrix.label)}</h2>"]
+    if la.matrix.linear_part_only:
+        parts.append('<p class="note">Nonlinear experts (Eq. 4): U C Vᵀ is only their linear part.</p>')
+    for mode in modes:
+        parts.append(f'<p class="note">{e(MODE_EXPLANATIONS[mode])}</p>')
+        parts.append(fig(fig_block_norms(la.norms(mode), names, mode=mode, title=f"Layer {i}: {mode} block norms")))
+    parts += [
+        f"<h3>Top {top_n} crosses (symmetric pairs)</h3>",
+        _table_html(la.top_crosses("symmetric", n=top_n)),
+        fig(fig_spectrum(la.spectrum, normalized=True, title=f"Layer {i}: singular values σ_k / σ₁")),
+    ]
+    if not measured_suggestion:  # one suggested rank: the measured one if any
+        parts.append(f'<p class="note">Suggested rank: {e(la.spectrum.suggested.text)}.</p>')
+    if experts:
+        for ex in la.experts:
+            parts.append(f"<h3>{e(ex.matrix.label)}</h3>")
+            parts.append(fig(fig_block_norms(ex.norms("raw"), names, title=f"{ex.matrix.label}: block norms")))
+    return parts
+
+
+def _ranks_section(analysis: ModelAnalysis, experts: bool) -> list[str]:
+    """R_T at every tolerance, the suggested and the stable rank of every layer (and expert)."""
+    tols = ", ".join(f"{t:g}" for t in analysis.tolerances)
+    init = " (in brackets: the initial matrix's)" if analysis.init_label else ""
+    return [
+        "<h2>Numerical ranks</h2>",
+        f'<p class="note">R_T = #{{k : σ_k ≥ T·σ_1}} at T = {html.escape(tols)}{init}; suggested rank and stable '
+        "rank.</p>",
+        _table_html(rank_summary(rank_table(analysis, experts=experts)), cls="ranks"),
+    ]
+
+
 def build_report_html(
     bundle: ModelBundle,
     analysis: ModelAnalysis,
@@ -119,71 +201,21 @@ def build_report_html(
     fig = _Figures()
     e = html.escape
     names = [b.name for b in bundle.weights.blocks]
-    created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{e(title)}</title>",
-        f"<style>{_CSS}</style>",
-        f'<script type="text/javascript">{get_plotlyjs()}</script>',
-        "</head><body>",
-        f"<h1>{e(title)}</h1>",
-        f'<p class="note">Made by dcnviz {e(__version__)} on {created}. Self-contained: opens offline. '
-        f"Model file sha256 {e(bundle.sha256[:16])}…, {bundle.size:,} bytes. {e(bundle.detected)}</p>",
-    ]
-    for w in bundle.warnings:
-        parts.append(f'<p class="warn">⚠ {e(w)}</p>')
-    parts += [
-        "<h2>Model card</h2>",
-        "<h3>Architecture</h3>",
-        _table_html(architecture_table(bundle)),
-        "<h3>Features (blocks of x0, in order)</h3>",
-        _table_html(feature_table(bundle)),
-    ]
-    if bundle.n_layers:
-        parts += ["<h3>Cross layers</h3>", _table_html(layer_table(bundle))]
-    recipe, metrics = recipe_table(bundle), metrics_table(bundle)
-    if not recipe.empty:
-        parts += ["<h3>Training recipe</h3>", _table_html(recipe)]
-    if not metrics.empty:
-        parts += ["<h3>Metrics</h3>", _table_html(metrics)]
-    if bundle.history:
-        with contextlib.suppress(DcnvizError):  # a history without loss/AUC columns: no curves
-            parts.append(fig(fig_training_curves(bundle.history)))
+    parts = _page_head(title, bundle) + _model_card(bundle, fig)
     if not analysis.layers:
         parts.append("<p>This model has no cross network (a plain DNN): nothing else to show.</p>")
     else:
         parts += [f'<p class="note">{e(HOW_TO_READ)}</p>']
         if analysis.init_label:
             parts.append(f'<p class="note">Spectrum baseline: the initial matrix ({e(analysis.init_label)}).</p>')
+    measured = explanation is not None and explanation.suggestion is not None
     for i, la in enumerate(analysis.layers):
-        parts.append(f"<h2>Layer {i}: {e(la.matrix.label)}</h2>")
-        if la.matrix.linear_part_only:
-            parts.append('<p class="note">Nonlinear experts (Eq. 4): U C Vᵀ is only their linear part.</p>')
-        for mode in modes:
-            parts.append(f'<p class="note">{e(MODE_EXPLANATIONS[mode])}</p>')
-            parts.append(fig(fig_block_norms(la.norms(mode), names, mode=mode, title=f"Layer {i}: {mode} block norms")))
-        parts += [
-            f"<h3>Top {top_n} crosses (symmetric pairs)</h3>",
-            _table_html(la.top_crosses("symmetric", n=top_n)),
-            fig(fig_spectrum(la.spectrum, normalized=True, title=f"Layer {i}: singular values σ_k / σ₁")),
-        ]
-        if explanation is None or explanation.suggestion is None:  # one suggested rank: the measured one if any
-            parts.append(f'<p class="note">Suggested rank: {e(la.spectrum.suggested.text)}.</p>')
-        if experts:
-            for ex in la.experts:
-                parts.append(f"<h3>{e(ex.matrix.label)}</h3>")
-                parts.append(fig(fig_block_norms(ex.norms("raw"), names, title=f"{ex.matrix.label}: block norms")))
+        parts += _layer_section(
+            i, la, names, fig, top_n=top_n, experts=experts, modes=modes, measured_suggestion=measured
+        )
     if explanation is not None:
         parts += explanation_section(explanation, fig, _table_html)
     if analysis.layers:
-        tols = ", ".join(f"{t:g}" for t in analysis.tolerances)
-        init = " (in brackets: the initial matrix's)" if analysis.init_label else ""
-        parts += [
-            "<h2>Numerical ranks</h2>",
-            f'<p class="note">R_T = #{{k : σ_k ≥ T·σ_1}} at T = {e(tols)}{init}; suggested rank and stable rank.</p>',
-            _table_html(rank_summary(rank_table(analysis, experts=experts)), cls="ranks"),
-        ]
+        parts += _ranks_section(analysis, experts)
     parts.append("</body></html>")
     return "\n".join(parts)

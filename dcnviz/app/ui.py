@@ -31,6 +31,37 @@ PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 STATUS_S = 2.0  # seconds between refreshes of the sidebar's training status
 
 
+@dataclasses.dataclass(frozen=True)
+class PageInfo:
+    """One page of the app: its module under ``pages/``, its title and icon, and its sidebar group."""
+
+    name: str  # the module name under dcnviz/app/pages/ ("crosses")
+    title: str  # what the sidebar and links call it
+    icon: str  # a Material icon
+    group: str  # the sidebar section
+
+
+#: The app's pages in sidebar order: the router and every link between pages read this one table.
+PAGES: tuple[PageInfo, ...] = (
+    PageInfo("tour", "Tour", ":material/school:", "Understand a model"),
+    PageInfo("model", "Model", ":material/description:", "Understand a model"),
+    PageInfo("crosses", "Feature crosses", ":material/grid_on:", "Understand a model"),
+    PageInfo("spectrum", "Spectrum", ":material/show_chart:", "Understand a model"),
+    PageInfo("compare", "Compare", ":material/compare:", "Understand a model"),
+    PageInfo("report", "Report", ":material/summarize:", "Understand a model"),
+    PageInfo("train", "Train", ":material/model_training:", "Train and reproduce"),
+    PageInfo("paperlab", "Paper lab", ":material/science:", "Train and reproduce"),
+)
+
+
+def page_info(name: str) -> PageInfo:
+    """The registry entry of page ``name``; ValueError naming the pages there are for any other name."""
+    for info in PAGES:
+        if info.name == name:
+            return info
+    raise ValueError(f"no app page named {name!r}; the pages are {[p.name for p in PAGES]}")
+
+
 def page(name: str) -> str:
     """The absolute path of page ``name`` (``"crosses"``), for ``st.Page`` and ``st.page_link``.
 
@@ -40,6 +71,13 @@ def page(name: str) -> str:
     if not path.is_file():
         raise ValueError(f"no app page named {name!r} in {PAGES_DIR}")
     return str(path)
+
+
+def page_link(name: str, label: str | None = None, *, where: Any = st) -> None:
+    """A link to page ``name`` with its registered icon (``label``: the link text, default its title);
+    ``where``: a column or container to draw in."""
+    info = page_info(name)
+    where.page_link(page(name), label=label or info.title, icon=info.icon)
 
 
 def slug(text: str) -> str:

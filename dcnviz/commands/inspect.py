@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from dcnviz.analysis import (
+    BLOCK_FEEDS,
     DEFAULT_ENERGY,
     DEFAULT_SUGGEST_TOLERANCE,
     DEFAULT_TOLERANCES,
@@ -328,7 +329,7 @@ def summary_text(
             lines.append(f"  {e.matrix.label}: R_T {_ranks_line(e.spectrum.numerical_rank)}")
     if mode != "symmetric":
         lines.append("")
-        lines.append("(a pair 'i ← j': input feature j feeds the slot multiplied by x0's feature i)")
+        lines.append(f"(a pair 'i ← j': {BLOCK_FEEDS})")
     return "\n".join(lines)
 
 

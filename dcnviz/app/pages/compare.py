@@ -9,11 +9,13 @@ import streamlit as st
 from dcnviz.analysis import (
     MODE_EXPLANATIONS,
     MODES,
+    LayerAnalysis,
     block_norm_difference,
     rank_difference,
     spectrum_difference,
 )
 from dcnviz.app import state, ui
+from dcnviz.app.bundle import ModelBundle
 from dcnviz.errors import DcnvizError
 from dcnviz.figures import fig_block_norms_pair, fig_difference, fig_spectrum
 
@@ -82,6 +84,21 @@ def render() -> None:
     )
     ui.show_figure(fig, key="cmp_heat", filename=f"{a.label}-vs-{b.label}-layer{layer}-{mode}")
 
+    _difference(a, b, ba, bb, la, lb, layer, mode)
+    _spectra(a, b, la, lb, layer)
+
+
+def _difference(
+    a: state.ModelEntry,
+    b: state.ModelEntry,
+    ba: ModelBundle,
+    bb: ModelBundle,
+    la: LayerAnalysis,
+    lb: LayerAnalysis,
+    layer: int,
+    mode: str,
+) -> None:
+    """B − A of the block norms, where the two models' feature blocks match."""
     st.subheader("Difference of block norms (B − A)")
     try:
         diff = block_norm_difference(la.matrix.weight, ba.weights.blocks, lb.matrix.weight, bb.weights.blocks, mode)
@@ -93,6 +110,9 @@ def render() -> None:
         ui.show_figure(figd, key="cmp_diff", filename=f"diff-{a.label}-vs-{b.label}-layer{layer}-{mode}", share=0.6)
         ui.show_table(diff, key="cmp_diff_t", filename=f"diff-{a.label}-vs-{b.label}-layer{layer}", index=True)
 
+
+def _spectra(a: state.ModelEntry, b: state.ModelEntry, la: LayerAnalysis, lb: LayerAnalysis, layer: int) -> None:
+    """Both layers' spectra on one plot, with their numerical ranks and singular values side by side."""
     st.subheader("Spectra")
     sa = dataclasses.replace(la.spectrum, label=f"A: {a.label} · layer {layer}")
     sb = dataclasses.replace(lb.spectrum, label=f"B: {b.label} · layer {layer}")

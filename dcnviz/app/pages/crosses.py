@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
-from dcnviz.analysis import MODE_EXPLANATIONS, MODES, MatrixAnalysis
+from dcnviz.analysis import BLOCK_MEANING, MODE_EXPLANATIONS, MODES, MatrixAnalysis
 from dcnviz.app import effects, state, ui
 from dcnviz.app.bundle import ModelBundle
 from dcnviz.figures import fig_block_norms, fig_weight_matrix
@@ -13,15 +15,12 @@ from dcnviz.weights import MixtureWeights
 
 MODE_LABELS = {"raw": "raw ‖W_ij‖ (paper)", "normalized": "normalised by block size", "symmetric": "symmetric pair"}
 
-HOW_TO_READ = """
-**How to read block (i, j).** A cross layer computes x₀ ⊙ (W x + b): the slot of feature *i* in the
-output is x₀'s feature *i* multiplied, element by element, by Σⱼ W_ij x_j. So block (i, j) — the rows of
-feature *i* and the columns of feature *j* of W — says **how strongly input feature j feeds the product with
-feature i**. A bright cell (i, j) means the model learned the cross "feature i × feature j"; a dark
-row or column means a feature takes little part in crosses. W need not be symmetric, so (i, j) and
-(j, i) can differ; the *symmetric pair* view adds both directions. The diagonal (i, i) is a feature
-crossed with itself (e.g. x₁² in the paper's f₁).
-"""
+HOW_TO_READ = (
+    f"**How to read block (i, j).** {BLOCK_MEANING} A bright cell (i, j) means the model learned the cross "
+    '"feature i × feature j"; a dark row or column means a feature takes little part in crosses. The *symmetric '
+    "pair* view adds both directions. The diagonal (i, i) is a feature crossed with itself (e.g. x₁² in the "
+    "paper's f₁)."
+)
 
 CHANGE_HELP = (
     "Block norms of W − W₀, with W₀ the layer's saved initial matrix: what training added. A random initial W "
@@ -113,7 +112,16 @@ def render() -> None:
         la = state.layer_analysis(entry, layer, gate_data=gate_data)
     with cols[1]:
         m = choose_matrix(la, key="cx_expert")
-    with cols[2]:
+    mode, log_color, change = _view_controls(m, cols[2])
+    stem = f"{entry.label}-{m.matrix.label}-{mode}{'-change' if change else ''}"
+    _heatmap(bundle, m, mode, log_color, change, stem)
+    _strongest_crosses(m, mode, change, stem)
+    _whole_matrix(entry, bundle, m)
+
+
+def _view_controls(m: MatrixAnalysis, column: Any) -> tuple[str, bool, bool]:
+    """The block-norm view (in ``column``), log colours and the W − W₀ switch: (mode, log_color, change)."""
+    with column:
         mode = st.radio(
             "View",
             list(MODES),
@@ -137,7 +145,11 @@ def render() -> None:
             help=CHANGE_HELP if m.has_change else "Needs the model's saved initial weights (dcnviz model files).",
         )
     change = change and m.has_change
+    return mode, log_color, change
 
+
+def _heatmap(bundle: ModelBundle, m: MatrixAnalysis, mode: str, log_color: bool, change: bool, stem: str) -> None:
+    """The block-norm heatmap (Fig. 6b) and how to read it; ``stem``: the download file names' start."""
     names = [b.name for b in bundle.weights.blocks]
     what = "W − W₀" if change else "W"
     title = f"{m.matrix.label} · block norms of {what}, {mode}"
@@ -145,10 +157,12 @@ def render() -> None:
         st.info("This mixture's experts are nonlinear (Eq. 4): U C Vᵀ is only each expert's linear part.")
     with ui.guard():
         fig = fig_block_norms(m.norms(mode, change=change), names, mode=mode, title=title, log_color=log_color)
-    suffix = "-change" if change else ""
-    ui.show_figure(fig, key="cx_heat", filename=f"{entry.label}-{m.matrix.label}-{mode}{suffix}-block-norms")
+    ui.show_figure(fig, key="cx_heat", filename=f"{stem}-block-norms")
     st.markdown(HOW_TO_READ)
 
+
+def _strongest_crosses(m: MatrixAnalysis, mode: str, change: bool, stem: str) -> None:
+    """The ranked table of the strongest crosses, with each block's share of ‖W‖²."""
     st.subheader("Strongest crosses")
     c1, c2 = st.columns(2)
     with c1:
@@ -175,7 +189,7 @@ def render() -> None:
     ui.show_table(
         shown,
         key="cx_top",
-        filename=f"{entry.label}-{m.matrix.label}-{mode}{suffix}-top-crosses",
+        filename=f"{stem}-top-crosses",
         csv=top,
         column_config={
             col: st.column_config.NumberColumn(label, format="percent", help=f"value² {of}")
@@ -183,6 +197,9 @@ def render() -> None:
         },
     )
 
+
+def _whole_matrix(entry: state.ModelEntry, bundle: ModelBundle, m: MatrixAnalysis) -> None:
+    """Every entry of |W| with the feature blocks outlined (Fig. 6a)."""
     st.subheader("The whole matrix |W|")
     st.caption(
         "Every entry of W with the feature blocks outlined (white lines), as in the paper's Fig. 6a. Rows are "

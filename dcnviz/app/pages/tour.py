@@ -9,9 +9,9 @@ import pandas as pd
 import streamlit as st
 
 import dcnviz.data as data_mod
-from dcnviz.analysis import DEFAULT_SUGGEST_TOLERANCE
+from dcnviz.analysis import BLOCK_MEANING, DEFAULT_SUGGEST_TOLERANCE, MatrixAnalysis
 from dcnviz.app import effects, state, ui
-from dcnviz.app.bundle import pair_rank, sample_ground_truth
+from dcnviz.app.bundle import ModelBundle, pair_rank, sample_ground_truth
 from dcnviz.figures import fig_block_norms, fig_spectrum
 from dcnviz.layers import LATEX
 from dcnviz.weights import FullRankWeights
@@ -53,7 +53,7 @@ def render() -> None:
             "There is no model to walk through yet (the `models/` folder is empty). Upload a model on the "
             "**Model** page or train one on **Train**; it then appears in the sidebar."
         )
-        st.page_link(ui.page("train"), label="Train a model", icon=":material/model_training:")
+        ui.page_link("train", "Train a model")
         return
     entry, bundle = ui.require_model()
     st.caption(f"Walking through **{entry.label}** ({bundle.detected}). Pick another model in the sidebar.")
@@ -61,6 +61,14 @@ def render() -> None:
         st.info("This model is a plain DNN without cross layers; pick a DCN model in the sidebar for the tour.")
         return
     ui.names_prompt(entry, bundle, key="tour_names")
+    _what_a_cross_layer_is(bundle)
+    la = _the_heatmap(entry, bundle)
+    _the_spectrum(entry, bundle, la)
+    _what_next()
+
+
+def _what_a_cross_layer_is(bundle: ModelBundle) -> None:
+    """Section 1: Eq. 1 and what one entry W_ab of a cross layer does."""
     names = bundle.names
     d = bundle.weights.d
     first = bundle.weights.layers[0]
@@ -82,6 +90,10 @@ def render() -> None:
         st.markdown(f"This model's layers are of another kind ({first.kind}); their update rule is:")
         st.latex(LATEX[first.kind])
 
+
+def _the_heatmap(entry: state.ModelEntry, bundle: ModelBundle) -> MatrixAnalysis:
+    """Section 2: layer 0's block norms, its strongest pairs and (on the sample) the known answer."""
+    names = bundle.names
     st.header("2 · The heatmap: which crosses were learned")
     with ui.guard():
         la = state.layer_analysis(entry, 0)
@@ -90,14 +102,17 @@ def render() -> None:
     top = la.top_crosses("symmetric", n=3)
     lines = [f"**{r.feature_i} × {r.feature_j}** ({r.pair_share:.1%} of ‖W‖²)" for r in top.itertuples()]
     st.markdown(
-        "Split W into blocks by feature: block (i, j) holds the rows of feature *i* and the columns of feature "
-        "*j*, and its Frobenius norm (paper Eq. 7) says how strongly input feature *j* feeds the product with "
-        "feature *i*. Bright cells are learned crosses. "
+        f"Split W into blocks by feature; each cell is a block's Frobenius norm (paper Eq. 7). {BLOCK_MEANING} "
+        "Bright cells are learned crosses. "
         + (f"In this model the strongest pairs (both directions together) are {', '.join(lines)}." if lines else "")
     )
     known_answer(bundle.meta, la.top_crosses("symmetric"))
-    st.page_link(ui.page("crosses"), label="More views on Feature crosses", icon=":material/grid_on:")
+    ui.page_link("crosses", "More views on Feature crosses")
+    return la
 
+
+def _the_spectrum(entry: state.ModelEntry, bundle: ModelBundle, la: MatrixAnalysis) -> None:
+    """Section 3: layer 0's spectrum, its numerical rank against the initial one, the suggested rank."""
     st.header("3 · The spectrum: the low-rank lesson")
     sp = la.spectrum
     fig2 = fig_spectrum(sp, normalized=True, title="Layer 0: singular values σ_k / σ₁ (Fig. 3a)")
@@ -115,8 +130,11 @@ def render() -> None:
     sug = effects.suggestion(entry, bundle, picked)
     whose = "this model" if sug.basis == "data" else "layer 0"
     st.markdown(f"**Suggested rank for {whose}:** {sug.text}.")
-    st.page_link(ui.page("spectrum"), label="Tolerances and rank tables on Spectrum", icon=":material/show_chart:")
+    ui.page_link("spectrum", "Tolerances and rank tables on Spectrum")
 
+
+def _what_next() -> None:
+    """Section 4: links to the other pages."""
     st.header("4 · What to try next")
     st.markdown(
         "- Look at the model card: features, recipe, metrics.\n"
@@ -126,12 +144,12 @@ def render() -> None:
         "- Export everything as one offline HTML report."
     )
     c = st.columns(3)
-    c[0].page_link(ui.page("model"), label="Model card / upload", icon=":material/description:")
-    c[1].page_link(ui.page("compare"), label="Compare", icon=":material/compare:")
-    c[2].page_link(ui.page("train"), label="Train", icon=":material/model_training:")
+    ui.page_link("model", "Model card / upload", where=c[0])
+    ui.page_link("compare", where=c[1])
+    ui.page_link("train", where=c[2])
     c = st.columns(3)
-    c[0].page_link(ui.page("paperlab"), label="Paper lab", icon=":material/science:")
-    c[1].page_link(ui.page("report"), label="Report", icon=":material/summarize:")
+    ui.page_link("paperlab", where=c[0])
+    ui.page_link("report", where=c[1])
 
 
 if __name__ == "__main__":
