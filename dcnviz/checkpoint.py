@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from dcnviz.errors import CheckpointError, ConfigError
+from dcnviz.finite import finite_json
 from dcnviz.model import DCNModel, ModelConfig
 from dcnviz.spec import FeatureSpec
 from dcnviz.untrusted import MAX_NAME_CHARS, MAX_TENSORS, check_shape, clip, loads_json, shown, shown_list
@@ -91,17 +92,6 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _json_safe(obj: Any) -> Any:
-    """Replace non-finite floats (not valid JSON) by None, recursively."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def model_to_bytes(
     model: DCNModel,
     *,
@@ -133,7 +123,7 @@ def model_to_bytes(
     header = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
-        "meta": json.dumps(_json_safe(meta), allow_nan=False),
+        "meta": json.dumps(finite_json(meta), allow_nan=False),
     }
     return save(tensors, metadata=header)
 

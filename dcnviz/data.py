@@ -24,7 +24,6 @@ is one, the line; nothing is half-loaded silently.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import math
 import re
@@ -32,7 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -41,6 +40,7 @@ import torch
 from dcnviz import resources
 from dcnviz.encoded import DatasetSplits, Encoded
 from dcnviz.errors import ConfigError, DataFormatError
+from dcnviz.jsonconfig import JsonConfig, JsonList
 from dcnviz.options import DEFAULT_EMBEDDING_DIM, SOURCES
 from dcnviz.spec import FeatureSpec, Field, FieldKind, rule_of_thumb_dim
 from dcnviz.untrusted import loads_json
@@ -84,7 +84,7 @@ def _default_features() -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DataOptions:
+class DataOptions(JsonConfig):
     """Everything needed to recreate a dataset split; stored in model files as JSON.
 
     For ``csv``/``parquet`` the schema decides the fields, and ``features``/``genres``/``dense`` must be
@@ -94,6 +94,12 @@ class DataOptions:
     >>> DataOptions.from_json(o.to_json()) == o
     True
     """
+
+    _JSON_WHAT = "data options"
+    _JSON_KEYS = "data option keys"
+    _JSON_LISTS: ClassVar[dict[str, JsonList]] = {
+        key: JsonList(str, "`{key}` must be a list of names; got {value!r}") for key in ("features", "dense")
+    }
 
     source: str  # sample | ml-1m | ml-100k | csv | parquet
     data_dir: str | None = None  # folder (ml-*, sample: None = the bundled sample_data/), file or folder (csv/parquet)
@@ -147,29 +153,12 @@ class DataOptions:
         elif isinstance(e, bool) or not isinstance(e, int) or e < 1:
             raise ConfigError(f"`embedding_dim` must be an integer >= 1 or 'auto'; got embedding_dim={e!r}")
 
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["features"] = list(self.features)
-        d["dense"] = list(self.dense)
-        return d
-
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> DataOptions:
-        if not isinstance(obj, dict):
-            raise ConfigError(f"data options must be a JSON object; got {type(obj).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(obj) - names
-        if unknown:
-            raise ConfigError(f"unknown data option keys {sorted(unknown)}")
-        if "source" not in obj:
+    def from_json(cls, obj: Any) -> DataOptions:
+        kw = cls._json_object(obj)
+        if "source" not in kw:
             raise ConfigError("data options need a 'source'")
-        kw = dict(obj)
-        for key in ("features", "dense"):
-            if key in kw:
-                if not isinstance(kw[key], list | tuple) or not all(isinstance(v, str) for v in kw[key]):
-                    raise ConfigError(f"`{key}` must be a list of names; got {kw[key]!r}")
-                kw[key] = tuple(kw[key])
-        return cls(**kw)
+        return cls._json_build(cls._json_lists(kw))
 
 
 @dataclass
@@ -562,13 +551,19 @@ def load_ml100k(data_dir: str | Path, *, age_encoding: str = "groups") -> Table:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TableSchema:
+class TableSchema(JsonConfig):
     """Columns of an own-data table (the schema JSON file; see docs/data.md).
 
     >>> s = TableSchema.from_json({"label": "clicked", "categorical": ["user", "item"], "dense": ["price"]})
     >>> s.columns
     ('user', 'item', 'price')
     """
+
+    _JSON_WHAT = "schema"  # from_json below names the file (``where``) in its messages
+    _JSON_LISTS: ClassVar[dict[str, JsonList]] = {
+        key: JsonList(str, "'{key}' must be a list of column names; got {value!r}")
+        for key in ("categorical", "multivalent", "dense")
+    }
 
     label: str  # the label column: 0/1 (or any values with label_threshold)
     categorical: tuple[str, ...] = ()  # one id per row
@@ -609,7 +604,7 @@ class TableSchema:
     def from_json(cls, obj: Any, *, where: str = "schema") -> TableSchema:
         if not isinstance(obj, dict):
             raise ConfigError(f"{where}: must be a JSON object; got {type(obj).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = cls.json_fields()
         unknown = set(obj) - names
         if unknown:
             raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known keys are {sorted(names)}")
@@ -635,12 +630,6 @@ class TableSchema:
             return cls(**kw)
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for key in ("categorical", "multivalent", "dense"):
-            d[key] = list(d[key])
-        return d
 
 
 def read_schema(schema: str | None) -> TableSchema | None:

@@ -37,7 +37,6 @@ deeper down) reruns the rest of the network on all k ablations of a column at on
 
 from __future__ import annotations
 
-import math
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -51,6 +50,7 @@ import torch.nn.functional as F
 from dcnviz import analysis as A
 from dcnviz.encoded import Encoded
 from dcnviz.errors import ConfigError
+from dcnviz.finite import finite_list, finite_or_none
 from dcnviz.layers import FullRankCross, LowRankCross, MixtureCross, VectorCross
 from dcnviz.model import DCNModel
 from dcnviz.spec import Block, FeatureSpec
@@ -132,12 +132,18 @@ class Explanation:
         out: dict[str, Any] = {
             "split": self.split,
             "rows": self.rows,
-            "baseline": {"auc": _num(self.baseline["auc"]), "logloss": _num(self.baseline["logloss"])},
+            "baseline": {
+                "auc": finite_or_none(self.baseline["auc"]),
+                "logloss": finite_or_none(self.baseline["logloss"]),
+            },
             "features": [{"name": b.name, "start": int(b.start), "stop": int(b.stop)} for b in self.blocks],
             "layers": [_layer_json(le) for le in self.layers],
             "rank_curve": None
             if self.rank_curve is None
-            else [{"rank": p.rank, "auc": _num(p.auc), "logloss": _num(p.logloss)} for p in self.rank_curve],
+            else [
+                {"rank": p.rank, "auc": finite_or_none(p.auc), "logloss": finite_or_none(p.logloss)}
+                for p in self.rank_curve
+            ],
         }
         if self.note:
             out["note"] = self.note
@@ -151,30 +157,21 @@ class Explanation:
             r = self.row
             out["row"] = {
                 "index": r.index,
-                "label": _num(r.label),
-                "score": _num(r.score),
-                "logit": _num(r.logit),
-                "ablation": [None if a is None else _nums(a) for a in r.ablation],
+                "label": finite_or_none(r.label),
+                "score": finite_or_none(r.score),
+                "logit": finite_or_none(r.logit),
+                "ablation": [None if a is None else finite_list(a) for a in r.ablation],
             }
         return out
-
-
-def _num(x: float) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _nums(a: np.ndarray) -> list[Any]:
-    return [_nums(r) for r in a] if np.ndim(a) > 1 else [_num(v) for v in np.asarray(a).reshape(-1)]
 
 
 def _layer_json(le: LayerEffect) -> dict[str, Any]:
     out: dict[str, Any] = {
         "index": le.index,
         "kind": le.kind,
-        "ablation": None if le.ablation is None else _nums(le.ablation),
-        "contribution": None if le.contribution is None else _nums(le.contribution),
-        "block_norms": _nums(le.block_norms),
+        "ablation": None if le.ablation is None else finite_list(le.ablation),
+        "contribution": None if le.contribution is None else finite_list(le.contribution),
+        "block_norms": finite_list(le.block_norms),
     }
     if le.note:
         out["note"] = le.note

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 from torch import nn
 
 from dcnviz.errors import ConfigError
+from dcnviz.jsonconfig import JsonConfig, JsonList
 from dcnviz.layers import (
     ACTIVATIONS,
     GATES,
@@ -45,8 +46,13 @@ STRUCTURES: tuple[str, ...] = ("stacked", "parallel")
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelConfig:
+class ModelConfig(JsonConfig):
     """Architecture of one model. Stored in model files as plain JSON."""
+
+    _JSON_WHAT = "model config"
+    _JSON_LISTS: ClassVar[dict[str, JsonList]] = {
+        "hidden": JsonList(lambda h: _is_int(h), "hidden must be a list of ints; got {short}")
+    }
 
     model: ModelName = "dcnv2"  # dcnv2 | dcn-mix | dcn | dnn | crossnet
     structure: str = (
@@ -115,31 +121,13 @@ class ModelConfig:
             raise ConfigError(f"rank must be in [1, d]; got rank={rank}, d={d}")
         return dataclasses.replace(self, rank=rank, experts=experts)
 
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
-
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> ModelConfig:
-        if not isinstance(obj, dict):
-            raise ConfigError(f"model config must be a JSON object; got {type(obj).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(obj) - names
-        if unknown:
-            raise ConfigError(f"unknown model config keys {sorted(unknown)}")
-        kw = dict(obj)
-        if "hidden" in kw:
-            if not isinstance(kw["hidden"], list | tuple) or not all(_is_int(h) for h in kw["hidden"]):
-                raise ConfigError(f"hidden must be a list of ints; got {str(kw['hidden'])[:80]}")
-            kw["hidden"] = tuple(kw["hidden"])
+    def from_json(cls, obj: Any) -> ModelConfig:
+        kw = cls._json_lists(cls._json_object(obj))
         for key in ("cross_layers", "rank", "experts"):
             if kw.get(key) is not None and not _is_int(kw[key]):
                 raise ConfigError(f"{key} must be an int; got {key}={str(kw[key])[:80]}")
-        try:
-            return cls(**kw)
-        except TypeError as e:
-            raise ConfigError(f"bad model config: {e}") from None
+        return cls._json_build(kw)
 
 
 def _is_int(v: Any) -> bool:

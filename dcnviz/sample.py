@@ -34,13 +34,14 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from dcnviz.data import ML1M_AGE_GROUPS, ML100K_GENRES
 from dcnviz.errors import ConfigError
+from dcnviz.jsonconfig import JsonConfig, JsonList
 
 GENRES: tuple[str, ...] = ML100K_GENRES[1:]  # ML-1M's 18 genres (ML-100K adds "unknown" first)
 # How often each genre appears (roughly ML-1M's shares).
@@ -66,8 +67,13 @@ CONTROL_PAIR: tuple[str, str] = ("occupation", "movie_id")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SampleConfig:
+class SampleConfig(JsonConfig):
     """Size, seed and strengths of the synthetic sample."""
+
+    _JSON_WHAT = "sample config"
+    _JSON_LISTS: ClassVar[dict[str, JsonList]] = {
+        "thresholds": JsonList(None, "`thresholds` must be a list; got {value!r}")
+    }
 
     seed: int = 20240607  # every random draw comes from numpy default_rng(seed)
     n_users: int = 1200  # users (each rates at least min_ratings movies)
@@ -95,11 +101,6 @@ class SampleConfig:
             raise ConfigError(f"n_ratings must be at most half of all user-movie pairs; got n_ratings={self.n_ratings}")
         if len(self.thresholds) != 4 or list(self.thresholds) != sorted(self.thresholds):
             raise ConfigError(f"thresholds must be 4 increasing numbers; got {self.thresholds}")
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["thresholds"] = list(self.thresholds)
-        return d
 
     def scaled(self, factor: float) -> SampleConfig:
         """The same generative model with ``factor``× the users and ratings and √factor× the movies.

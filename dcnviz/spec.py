@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 from dcnviz.errors import ConfigError
+from dcnviz.jsonconfig import JsonConfig, JsonList
 
 FieldKind = Literal["categorical", "multivalent", "dense"]
 FIELD_KINDS: tuple[str, ...] = ("categorical", "multivalent", "dense")
@@ -42,8 +43,13 @@ def rule_of_thumb_dim(vocab_size: int) -> int:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Field:
+class Field(JsonConfig):
     """One input feature and its block of x0."""
+
+    _JSON_WHAT = "a field"
+    _JSON_KEYS = "field keys"
+    # to_json writes vocab as a list; from_json below reads each value with str()
+    _JSON_LISTS: ClassVar[dict[str, JsonList]] = {"vocab": JsonList(None, "`vocab` must be a list; got {value!r}")}
 
     name: str  # feature name, shown on heatmap axes
     kind: FieldKind  # categorical | multivalent | dense
@@ -79,19 +85,10 @@ class Field:
         """Number of embedding rows: known values plus the out-of-vocabulary bucket (0 for dense)."""
         return 0 if self.kind == "dense" else len(self.vocab) + 1
 
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["vocab"] = list(self.vocab)
-        return d
-
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Field:
-        if not isinstance(obj, dict):
-            raise ConfigError(f"a field must be a JSON object; got {type(obj).__name__}")
-        known = {"name", "kind", "embedding_dim", "vocab", "max_len", "mean", "std"}
-        unknown = set(obj) - known
-        if unknown:
-            raise ConfigError(f"unknown field keys {sorted(unknown)}")
+    def from_json(cls, obj: Any) -> Field:
+        """A field from its JSON object; values are coerced (``str``, ``int``, ``float``) as they are read."""
+        obj = cls._json_object(obj)
         try:
             return cls(
                 name=str(obj["name"]),

@@ -36,14 +36,13 @@ Public API::
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -51,6 +50,8 @@ import torch.nn.functional as F
 
 from dcnviz.encoded import DatasetSplits, Encoded
 from dcnviz.errors import ConfigError, TrainingError
+from dcnviz.finite import finite_or_none
+from dcnviz.jsonconfig import JsonConfig, JsonList
 from dcnviz.model import DCNModel, ModelConfig
 from dcnviz.options import DEVICES
 from dcnviz.spec import FeatureSpec
@@ -60,13 +61,18 @@ SNAPSHOT_S = 1.0  # seconds between snapshots of the last weights known to be fi
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """How to train one model. Defaults are the recipe dcnviz ships (see docs/training.md).
 
     >>> c = TrainConfig(lr=2e-3, seeds=(1, 2))
     >>> TrainConfig.from_json(c.to_json()) == c
     True
     """
+
+    _JSON_WHAT = "train config"
+    _JSON_LISTS: ClassVar[dict[str, JsonList]] = {
+        key: JsonList(None, "`{key}` must be a list; got {value!r}") for key in ("adam_betas", "seeds")
+    }
 
     lr: float = 5e-3  # Adam learning rate
     batch_size: int = 512  # training batch size B
@@ -126,32 +132,12 @@ class TrainConfig:
         if self.device not in DEVICES:
             raise ConfigError(f"`device` must be one of {DEVICES}; got device={self.device!r}")
 
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["adam_betas"] = list(self.adam_betas)
-        d["seeds"] = list(self.seeds)
-        return d
-
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> TrainConfig:
-        if not isinstance(obj, dict):
-            raise ConfigError(f"train config must be a JSON object; got {type(obj).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(obj) - names
-        if unknown:
-            raise ConfigError(f"unknown train config keys {sorted(unknown)}")
-        kw = dict(obj)
+    def from_json(cls, obj: Any) -> TrainConfig:
+        kw = cls._json_object(obj)
         if "l2_embedding" in kw and "l2_embedding_rows" not in kw:
             kw["l2_embedding_rows"] = None  # recorded before the data-size aware L2: λ was per step
-        for key in ("adam_betas", "seeds"):
-            if key in kw:
-                if not isinstance(kw[key], list | tuple):
-                    raise ConfigError(f"`{key}` must be a list; got {kw[key]!r}")
-                kw[key] = tuple(kw[key])
-        try:
-            return cls(**kw)
-        except TypeError as e:
-            raise ConfigError(f"bad train config: {e}") from None
+        return cls._json_build(cls._json_lists(kw))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,12 +250,8 @@ class Progress:
         return self.examples / self.train_s if self.train_s > 0 else 0.0
 
 
-def _clean(x: float) -> float | None:
-    return x if isinstance(x, float) and math.isfinite(x) else None
-
-
 def _metrics_json(m: dict[str, float]) -> dict[str, float | None]:
-    return {k: _clean(float(v)) for k, v in m.items()}
+    return {k: finite_or_none(v) for k, v in m.items()}
 
 
 @dataclass
@@ -685,7 +667,7 @@ class _Epoch:
 
     @property
     def train_logloss(self) -> float | None:
-        return _clean(self.loss_sum / self.count) if self.count else None
+        return finite_or_none(self.loss_sum / self.count) if self.count else None
 
 
 def _l2_regions(flat: _FlatParams, config: TrainConfig, n: int) -> tuple[list[tuple[slice, float]], list[slice]]:

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from dcnviz.commands.train import add_data_arguments
+from dcnviz.finite import finite_json
 from dcnviz.train import DEVICES
 
 
@@ -57,15 +58,5 @@ def run(args: argparse.Namespace) -> int:
     out["rows"] = splits.info.get("rows", {})
     if "test" in recorded:
         out["recorded"] = {"test": recorded.get("test"), "val": recorded.get("val")}
-    print(json.dumps(_finite(out), allow_nan=False))
+    print(json.dumps(finite_json(out), allow_nan=False))
     return 0
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if obj == obj and abs(obj) != float("inf") else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj

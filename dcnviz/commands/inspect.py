@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 from typing import Any
@@ -51,6 +50,7 @@ from dcnviz.analysis import (
 )
 from dcnviz.data import SOURCES
 from dcnviz.errors import CheckpointError, ConfigError
+from dcnviz.finite import finite_list, finite_or_none
 from dcnviz.importers import FORMATS, read_names_file
 from dcnviz.modelfile import ModelFile, open_model_file
 from dcnviz.untrusted import clip
@@ -195,26 +195,17 @@ def analyze_finite(
 # ------------------------------------------------------------------------------------------ JSON
 
 
-def _num(x: float) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _nums(a: np.ndarray) -> Any:
-    return [_nums(r) for r in a] if np.ndim(a) > 1 else [_num(v) for v in np.asarray(a).reshape(-1)]
-
-
 def _matrix_json(item: MatrixAnalysis, index: int) -> dict[str, Any]:
     m, sp = item.matrix, item.spectrum
     out: dict[str, Any] = {
         "index": index,
         "kind": m.kind if m.expert is None else "lowrank",
         "label": m.label,
-        "block_norms": _nums(item.block_norms),
-        "singular_values": _nums(sp.singular_values),
+        "block_norms": finite_list(item.block_norms),
+        "singular_values": finite_list(sp.singular_values),
         "numerical_rank": {tolerance_key(t): r for t, r in sp.numerical_rank.items()},
         "rank_bound": sp.rank_bound,
-        "stable_rank": _num(sp.stable_rank),
+        "stable_rank": finite_or_none(sp.stable_rank),
         "energy_rank": {tolerance_key(sp.energy): sp.energy_rank},
         "suggested_rank": {
             "tolerance": sp.suggested.tolerance,
@@ -227,11 +218,11 @@ def _matrix_json(item: MatrixAnalysis, index: int) -> dict[str, Any]:
     if m.weighting:
         out["weighting"] = m.weighting
     if item.has_change:  # added key: block norms of W − W0 (what training changed), saved initial weights only
-        out["change_block_norms"] = _nums(item.norms("raw", change=True))
+        out["change_block_norms"] = finite_list(item.norms("raw", change=True))
     if m.notes:
         out["notes"] = list(m.notes)
     if sp.initial_singular_values is not None and sp.initial_numerical_rank is not None:
-        out["initial_singular_values"] = _nums(sp.initial_singular_values)
+        out["initial_singular_values"] = finite_list(sp.initial_singular_values)
         out["initial_numerical_rank"] = {tolerance_key(t): r for t, r in sp.initial_numerical_rank.items()}
     return out
 
@@ -242,7 +233,7 @@ def analysis_json(an: ModelAnalysis, gate_weights: list[np.ndarray | None] | Non
     for la in an.layers:
         obj = _matrix_json(la, la.matrix.layer)
         if gate_weights is not None and gate_weights[la.matrix.layer] is not None:
-            obj["gate_weights"] = _nums(np.asarray(gate_weights[la.matrix.layer]))
+            obj["gate_weights"] = finite_list(np.asarray(gate_weights[la.matrix.layer]))
         obj["experts"] = [_matrix_json(e, e.matrix.expert or 0) for e in la.experts]
         layers.append(obj)
     return {

@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 from dcnviz.errors import ConfigError
+from dcnviz.finite import finite_json
 from dcnviz.options import DEVICES, DTYPES, SYNTHETIC_EXPERIMENTS, TABLE6_MODELS, TABLE6_RECIPES
 from dcnviz.options import REGRESSION_MODELS as SYNTHETIC_MODELS
 
@@ -364,17 +365,6 @@ def _table6(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _finite(obj: Any) -> Any:
-    """The object with every non-finite float replaced by None (JSON has no NaN)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -391,7 +381,7 @@ def run(args: argparse.Namespace) -> int:
         out = _synthetic(args)
         text = synthetic_table(out["rows"])
     if args.json:
-        print(json.dumps(_finite(out), allow_nan=False))
+        print(json.dumps(finite_json(out), allow_nan=False))
     else:
         print(text)
         print(f"({out['experiment']}, {len(out['rows'])} rows, {out['wall_s']:.1f} s)")
