@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -398,6 +398,35 @@ MOVIELENS_KINDS: dict[str, FieldKind] = {
 }
 
 
+class _Side(NamedTuple):
+    """The users or the movies of a MovieLens folder, read from their file."""
+
+    path: Path  # users.dat / u.user, movies.dat / u.item
+    rows: dict[str, Any]  # column -> values, in file order
+    index: pd.Index  # the ids, in file order (unique)
+    id_name: str  # what the ratings file's messages call the id ("UserID", "item id")
+
+
+def _ratings_table(rpath: Path, sep: str, source: str, users: _Side, movies: _Side) -> Table:
+    """The shared tail of the MovieLens loaders: read the ratings, check that every rating names a known user
+    and movie, join them into one frame (the paper's protocol: :func:`_movielens_frame`)."""
+    rtext = _read_text(rpath)
+    ratings = _parse_ratings(rpath, rtext, sep)
+    user_pos = _check_ids(rpath, rtext, ratings["UserID"], users.index, users.id_name, users.path.name)
+    movie_pos = _check_ids(rpath, rtext, ratings["MovieID"], movies.index, movies.id_name, movies.path.name)
+    frame = _movielens_frame(ratings, user_pos, movie_pos, users.rows, movies.rows)
+    return Table(
+        frame=frame,
+        kinds=dict(MOVIELENS_KINDS),
+        order=MOVIELENS_FEATURES,  # load_table replaces this with the selected fields
+        source=source,
+        files=tuple(str(p) for p in (rpath, users.path, movies.path)),
+        rows_read=len(ratings),
+        rows_dropped=len(ratings) - len(frame),
+        separators={"genres": "|"},
+    )
+
+
 def load_ml1m(data_dir: str | Path, *, source: str = "ml-1m") -> Table:
     """Read the MovieLens-1M files (``ratings.dat``, ``users.dat``, ``movies.dat``; ``::``, latin-1).
 
@@ -444,20 +473,8 @@ def load_ml1m(data_dir: str | Path, *, source: str = "ml-1m") -> Table:
         movies["year"].append(_year_from_title(title))
     movie_index = _unique_ids(mpath, mids, mlines, "MovieID")
 
-    rtext = _read_text(rpath)
-    ratings = _parse_ratings(rpath, rtext, "::")
-    user_pos = _check_ids(rpath, rtext, ratings["UserID"], user_index, "UserID", upath.name)
-    movie_pos = _check_ids(rpath, rtext, ratings["MovieID"], movie_index, "MovieID", mpath.name)
-    frame = _movielens_frame(ratings, user_pos, movie_pos, users, movies)
-    return Table(
-        frame=frame,
-        kinds=dict(MOVIELENS_KINDS),
-        order=MOVIELENS_FEATURES,  # load_table replaces this with the selected fields
-        source=source,
-        files=tuple(str(p) for p in (rpath, upath, mpath)),
-        rows_read=len(ratings),
-        rows_dropped=len(ratings) - len(frame),
-        separators={"genres": "|"},
+    return _ratings_table(
+        rpath, "::", source, _Side(upath, users, user_index, "UserID"), _Side(mpath, movies, movie_index, "MovieID")
     )
 
 
@@ -529,20 +546,8 @@ def load_ml100k(data_dir: str | Path, *, age_encoding: str = "groups") -> Table:
         movies["year"].append(year)
     movie_index = _unique_ids(ipath, mids, mlines, "movie id")
 
-    rtext = _read_text(rpath)
-    ratings = _parse_ratings(rpath, rtext, "\t")
-    user_pos = _check_ids(rpath, rtext, ratings["UserID"], user_index, "user id", upath.name)
-    movie_pos = _check_ids(rpath, rtext, ratings["MovieID"], movie_index, "item id", ipath.name)
-    frame = _movielens_frame(ratings, user_pos, movie_pos, users, movies)
-    return Table(
-        frame=frame,
-        kinds=dict(MOVIELENS_KINDS),
-        order=MOVIELENS_FEATURES,  # load_table replaces this with the selected fields
-        source="ml-100k",
-        files=tuple(str(p) for p in (rpath, upath, ipath)),
-        rows_read=len(ratings),
-        rows_dropped=len(ratings) - len(frame),
-        separators={"genres": "|"},
+    return _ratings_table(
+        rpath, "\t", "ml-100k", _Side(upath, users, user_index, "user id"), _Side(ipath, movies, movie_index, "item id")
     )
 
 

@@ -45,7 +45,9 @@ LIBRARY_NAMES = {
 }
 # Wrapper prefixes stripped when *every* key carries them: DataParallel, torch.compile, Lightning, DLRMTrain.
 WRAPPERS = ("module.", "_orig_mod.", "model.", "net.", "network.", "_model.")
-MAX_CROSS_ELEMENTS = 1 << 28  # cross weights beyond this many numbers are refused before conversion
+# Numbers in all tensors of a peer file together (embeddings and deep tower included), refused before any
+# conversion; the cross weights alone are bounded by common.MAX_CROSS_ELEMENTS (1 << 26).
+MAX_FILE_ELEMENTS = 1 << 30
 
 __all__ = [
     "FORMATS",
@@ -237,7 +239,7 @@ def import_tensor_file(
             f"{label} has dcnviz's key layout but not its file metadata (format=dcnviz); re-save it with dcnviz"
         )
     total = sum(numel(t) for t in tf.tensors.values())
-    if total > 4 * MAX_CROSS_ELEMENTS:
+    if total > MAX_FILE_ELEMENTS:
         raise CheckpointError(f"{label} holds {total} numbers in tensors, too many to inspect")
     imported = _import_peer(fmt, tf.tensors, feature_map)
     warnings = list(tf.notes) + imported.warnings
