@@ -13,7 +13,8 @@ from test_jobs import StandIn, until, wait_for_stop
 
 from dcnviz.app import jobs
 from dcnviz.app.jobs import RunPool
-from dcnviz.app.pages.train import chart_points, learning_rates
+from dcnviz.app.jobs import JobSnapshot
+from dcnviz.app.pages.train import chart_points, learning_rates, redraw_page
 from dcnviz.data import DataOptions
 from dcnviz.model import ModelConfig
 from dcnviz.sample import SampleConfig, make_sample, write_sample
@@ -85,6 +86,19 @@ def test_the_live_curve_is_bounded_and_grows_by_appending() -> None:
     assert b.iloc[: len(a)].equals(a)
 
 
+def snapshot(status: str, epochs_done: int) -> JobSnapshot:
+    rows = [{"epoch": e + 1, "train_logloss": 0.5} for e in range(epochs_done)]
+    return JobSnapshot(status, "", [], rows, epochs_done, 5, 0.1, 0.0, 0.0, "cpu", None, None, None)
+
+
+def test_the_live_view_redraws_the_page_only_when_an_epoch_or_the_run_ends() -> None:
+    assert not redraw_page(snapshot("training", 0), 0)  # a refresh inside the epoch: the fragment only
+    assert not redraw_page(snapshot("training", 2), 2)
+    assert redraw_page(snapshot("training", 3), 2)  # an epoch ended: the per-epoch figure is redrawn
+    assert redraw_page(snapshot("done", 2), 2)  # the run ended: the page registers its model
+    assert redraw_page(snapshot("cancelled", 0), 0)
+
+
 def test_after_a_run_its_result_is_on_top_the_form_folded_and_one_speed_shown(env: Path, pool: RunPool) -> None:
     at = tiny(goto(start(), "train"))
     assert at.expander[0].proto.expanded  # before the first run the form is open
@@ -116,6 +130,8 @@ def test_a_run_waits_in_the_queue_with_its_position_shown(env: Path, pool: RunPo
         job = at.session_state["train_job"]
         assert job.snapshot().status == "queued" and job.snapshot().queue_position == 1
         assert any("Waiting for a free slot: queued: 1 in line" in i.value for i in at.info)
+        assert not [c for c in at.sidebar.caption if c.value.startswith("Training:")]  # the page says it
+        goto(at, "crosses")
         assert any(c.value.startswith("Training: queued: 1 in line") for c in at.sidebar.caption)
     finally:
         blocker.stop()

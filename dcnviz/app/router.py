@@ -12,15 +12,17 @@ from typing import Any
 
 import streamlit as st
 
+from dcnviz.app.server import freeze_startup
 from dcnviz.app.ui import PAGES, model_picker, page
 
 
 def run() -> None:
+    freeze_startup()  # once per server: Streamlit's collection after every run walks only new objects
     st.set_page_config(page_title="dcnviz — what did the cross network learn?", page_icon="✖️", layout="wide")
     groups: dict[str, list[Any]] = {}
     for info in PAGES:  # the first page is the landing page
         entry = st.Page(page(info.name), title=info.title, icon=info.icon, default=info is PAGES[0])
         groups.setdefault(info.group, []).append(entry)
     navigation = st.navigation(groups)
-    model_picker()
+    model_picker(training_line=navigation.url_path != "train")  # the Train page shows its run itself
     navigation.run()

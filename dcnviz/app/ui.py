@@ -172,14 +172,18 @@ def download_csv(df: pd.DataFrame, *, key: str, filename: str, label: str = "Dow
     )
 
 
-def model_picker() -> None:
-    """Sidebar: choose which model the pages show (shipped, uploaded or trained in this session)."""
+def model_picker(*, training_line: bool = True) -> None:
+    """Sidebar: choose which model the pages show (shipped, uploaded or trained in this session).
+
+    ``training_line``: show the session's running training run in a line refreshed every STATUS_S
+    seconds (False on the Train page, whose live view says more: one refreshing fragment, not two).
+    """
     state.collect_finished_training()
     state.apply_pending_selection()
     entries = state.all_entries()
     with st.sidebar:
         job = st.session_state.get(state.TRAIN_JOB)
-        if job is not None and not job.finished:
+        if training_line and job is not None and not job.finished:
             training_status(job)
         if not entries:
             st.info("No model yet: upload one on **Model** or train one on **Train**.")

@@ -258,7 +258,13 @@ def curves_figure(job: TrainingJob, history: list[dict[str, Any]]) -> Any:
 
 
 def progress_view(job: TrainingJob, s: JobSnapshot) -> None:
-    """Progress bar, numbers, live loss curve, per-epoch curves (what the fragment redraws)."""
+    """Progress bar, numbers, live loss curve, then the per-epoch curves (a finished run's page)."""
+    live_numbers(s)
+    epoch_curves(job, s.history)
+
+
+def live_numbers(s: JobSnapshot) -> None:
+    """Progress bar, numbers and the live loss curve: what the live fragment redraws every LIVE_S seconds."""
     if s.status == "queued":
         st.info(f"Waiting for a free slot: {s.message}.")
     st.progress(s.fraction, text=s.message)
@@ -280,32 +286,48 @@ def progress_view(job: TrainingJob, s: JobSnapshot) -> None:
     if s.ticks:
         st.caption("Training log loss (live, by epoch)")
         st.vega_lite_chart(chart_points(s.ticks), LIVE_CHART_SPEC, width="stretch", height=220)
-    if s.history:
-        ui.show_figure(curves_figure(job, s.history), key="tr_curves", filename="training-curves")
+
+
+def epoch_curves(job: TrainingJob, history: list[dict[str, Any]]) -> None:
+    if history:
+        ui.show_figure(curves_figure(job, history), key="tr_curves", filename="training-curves")
+
+
+def redraw_page(s: JobSnapshot, epochs_drawn: int) -> bool:
+    """Whether the live fragment must rerun the whole page: the run ended (its model gets registered) or
+    an epoch ended since the page drew the per-epoch curves (they sit outside the fragment, so its
+    2-second refreshes never re-send the Plotly figure)."""
+    return s.finished or len(s.history) != epochs_drawn
 
 
 def live_view(job: TrainingJob) -> None:
-    """The run: live while it goes (a fragment refreshed every LIVE_S seconds), then its result."""
+    """The run: live while it goes (a fragment refreshed every LIVE_S seconds), then its result.
+
+    The fragment holds only the cheap parts (numbers, the live loss curve, the stop button); the
+    per-epoch figure is drawn by the page run and redrawn by a page rerun when an epoch ends.
+    """
     snap = job.snapshot()
-    if not snap.finished:
-
-        @st.fragment(run_every=LIVE_S)
-        def _live() -> None:
-            s = job.snapshot()
-            if s.finished:  # it ended since the last refresh: redraw the page (the model gets registered)
-                st.rerun(scope="app")
-            progress_view(job, s)
-            st.button(
-                "Stop (keep the best model so far)",
-                key="tr_stop",
-                on_click=job.stop,
-                disabled=job.stop_requested,
-                icon=":material/stop_circle:",
-            )
-
-        _live()
+    if snap.finished:
+        result_view(job, snap)
         return
-    result_view(job, snap)
+    drawn = len(snap.history)
+
+    @st.fragment(run_every=LIVE_S)
+    def _live() -> None:
+        s = job.snapshot()
+        if redraw_page(s, drawn):
+            st.rerun(scope="app")
+        live_numbers(s)
+        st.button(
+            "Stop (keep the best model so far)",
+            key="tr_stop",
+            on_click=job.stop,
+            disabled=job.stop_requested,
+            icon=":material/stop_circle:",
+        )
+
+    _live()
+    epoch_curves(job, snap.history)
 
 
 def result_view(job: TrainingJob, snap: JobSnapshot) -> None:

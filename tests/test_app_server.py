@@ -1,0 +1,39 @@
+"""The app server's once-per-process setup (dcnviz.app.server): freezing start-up objects (issue 16)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_start_up_objects_are_frozen_once_and_later_garbage_is_still_collected() -> None:
+    code = textwrap.dedent(
+        """
+        import gc, sys, weakref
+        from dcnviz.app import server
+        assert server.freeze_startup() is True
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000, frozen
+        assert all(m in sys.modules for m in server.page_modules()), server.page_modules()
+        assert "torch" in sys.modules and "plotly.graph_objects" in sys.modules
+        assert server.freeze_startup() is False and gc.get_freeze_count() == frozen  # once per process
+
+        class Node:
+            pass
+
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a cycle made after the freeze, e.g. by a session that has ended
+        gone = weakref.ref(a)
+        del a, b
+        gc.collect(2)
+        assert gone() is None
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("ok")
