@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_app import CHROMIUM, CHROMIUM_ARGS, ROOT, TIMEOUT_MS, Session, descendants, loadavg, workers  # noqa: E402
+from load_app import CHROMIUM, CHROMIUM_ARGS, ROOT, TIMEOUT_MS, Session, descendants, loadavg, workers
 
 TICK = os.sysconf("SC_CLK_TCK")
 

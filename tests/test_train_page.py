@@ -12,9 +12,8 @@ from test_app_support import goto, ok, start
 from test_jobs import StandIn, until, wait_for_stop
 
 from dcnviz.app import jobs
-from dcnviz.app.jobs import RunPool
-from dcnviz.app.jobs import JobSnapshot
-from dcnviz.app.pages.train import chart_points, learning_rates, redraw_page
+from dcnviz.app.jobs import JobSnapshot, RunPool
+from dcnviz.app.pages.train import EPOCH_REDRAW_S, chart_points, learning_rates, redraw_page
 from dcnviz.data import DataOptions
 from dcnviz.model import ModelConfig
 from dcnviz.sample import SampleConfig, make_sample, write_sample
@@ -92,11 +91,13 @@ def snapshot(status: str, epochs_done: int) -> JobSnapshot:
 
 
 def test_the_live_view_redraws_the_page_only_when_an_epoch_or_the_run_ends() -> None:
-    assert not redraw_page(snapshot("training", 0), 0)  # a refresh inside the epoch: the fragment only
-    assert not redraw_page(snapshot("training", 2), 2)
-    assert redraw_page(snapshot("training", 3), 2)  # an epoch ended: the per-epoch figure is redrawn
-    assert redraw_page(snapshot("done", 2), 2)  # the run ended: the page registers its model
-    assert redraw_page(snapshot("cancelled", 0), 0)
+    late = EPOCH_REDRAW_S
+    assert not redraw_page(snapshot("training", 0), 0, late)  # a refresh inside the epoch: the fragment only
+    assert not redraw_page(snapshot("training", 2), 2, late)
+    assert redraw_page(snapshot("training", 3), 2, late)  # an epoch ended: the per-epoch figure is redrawn
+    assert not redraw_page(snapshot("training", 3), 2, late / 2)  # … at most every EPOCH_REDRAW_S
+    assert redraw_page(snapshot("done", 2), 2, 0.0)  # the run ended: the page registers its model at once
+    assert redraw_page(snapshot("cancelled", 0), 0, 0.0)
 
 
 def test_after_a_run_its_result_is_on_top_the_form_folded_and_one_speed_shown(env: Path, pool: RunPool) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ SAMPLE_ENV = "DCNVIZ_SAMPLE_DIR"  # overrides the bundled sample folder (the bro
 JOB = state.TRAIN_JOB  # session_state: the session's TrainingJob (at most one at a time)
 FIGURE = "tr_curves_figure"  # session_state: (job id, epochs drawn, figure) — rebuilt only when an epoch ends
 LIVE_S = 2.0  # seconds between refreshes of the live view (each costs the server and the browser CPU)
+EPOCH_REDRAW_S = 10.0  # the per-epoch figure is redrawn (a page rerun) at most this often while a run goes
 # The live loss curve as a fixed Vega-Lite spec: st.line_chart builds an Altair chart on every refresh
 # (~0.1-0.2 s of the server's CPU, on the cores the run trains on); a spec dict costs next to nothing.
 LIVE_CHART_SPEC: dict[str, Any] = {
@@ -293,29 +295,32 @@ def epoch_curves(job: TrainingJob, history: list[dict[str, Any]]) -> None:
         ui.show_figure(curves_figure(job, history), key="tr_curves", filename="training-curves")
 
 
-def redraw_page(s: JobSnapshot, epochs_drawn: int) -> bool:
-    """Whether the live fragment must rerun the whole page: the run ended (its model gets registered) or
-    an epoch ended since the page drew the per-epoch curves (they sit outside the fragment, so its
-    2-second refreshes never re-send the Plotly figure)."""
-    return s.finished or len(s.history) != epochs_drawn
+def redraw_page(s: JobSnapshot, epochs_drawn: int, drawn_s_ago: float) -> bool:
+    """Whether the live fragment must rerun the whole page: the run ended (its model gets registered),
+    or epochs ended since the page drew the per-epoch curves and that was EPOCH_REDRAW_S or more ago.
+
+    The per-epoch figure sits outside the fragment, so the fragment's refreshes never re-send it; a
+    page rerun redraws it (and a Plotly redraw costs the browser ~0.3 s of CPU), at most this often.
+    """
+    return s.finished or (len(s.history) != epochs_drawn and drawn_s_ago >= EPOCH_REDRAW_S)
 
 
 def live_view(job: TrainingJob) -> None:
     """The run: live while it goes (a fragment refreshed every LIVE_S seconds), then its result.
 
     The fragment holds only the cheap parts (numbers, the live loss curve, the stop button); the
-    per-epoch figure is drawn by the page run and redrawn by a page rerun when an epoch ends.
+    per-epoch figure is drawn by the page run and redrawn by a page rerun after an epoch ends.
     """
     snap = job.snapshot()
     if snap.finished:
         result_view(job, snap)
         return
-    drawn = len(snap.history)
+    drawn, drawn_at = len(snap.history), time.monotonic()
 
     @st.fragment(run_every=LIVE_S)
     def _live() -> None:
         s = job.snapshot()
-        if redraw_page(s, drawn):
+        if redraw_page(s, drawn, time.monotonic() - drawn_at):
             st.rerun(scope="app")
         live_numbers(s)
         st.button(
