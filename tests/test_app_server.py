@@ -1,4 +1,5 @@
-"""The app server's once-per-process setup (dcnviz.app.server): freezing start-up objects (issue 16)."""
+"""The app server's once-per-process setup (dcnviz.app.server): start-up objects frozen, memory
+returned to the system (issue 16)."""
 
 from __future__ import annotations
 
@@ -35,5 +36,23 @@ def test_start_up_objects_are_frozen_once_and_later_garbage_is_still_collected()
         """
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("ok")
+
+
+def test_freed_memory_is_returned_by_one_thread_per_process() -> None:
+    code = textwrap.dedent(
+        """
+        import threading
+        from dcnviz.app import server
+        assert server.release_memory() is True  # glibc (the CI's and the server's platform)
+        first = server.start_trimmer(interval=0.05)
+        assert first.is_alive() and first.daemon
+        assert server.start_trimmer() is first  # once per process
+        assert [t.name for t in threading.enumerate()].count("dcnviz-malloc-trim") == 1
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("ok")

@@ -12,12 +12,12 @@ from typing import Any
 
 import streamlit as st
 
-from dcnviz.app.server import freeze_startup
+from dcnviz.app import server
 from dcnviz.app.ui import PAGES, model_picker, page
 
 
 def run() -> None:
-    freeze_startup()  # once per server: Streamlit's collection after every run walks only new objects
+    server.prepare()  # once per process: start-up objects frozen for the collector, freed memory returned
     st.set_page_config(page_title="dcnviz — what did the cross network learn?", page_icon="✖️", layout="wide")
     groups: dict[str, list[Any]] = {}
     for info in PAGES:  # the first page is the landing page
