@@ -4,22 +4,22 @@
 * ``demo_dir`` / ``env``: the app's shipped-model folder pointed at tiny demo models, and the bundled
   sample pointed at the requesting module's own ``sample_dir`` fixture (each app test module sizes its
   sample).
+* ``made``: every hostile input of issue 11 (:mod:`tests.helpers.hostile`), generated once per module.
 """
 
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_app_support import write_demo_models
-
 import dcnviz.data
+from tests.helpers import TEST_FIXTURES
+from tests.helpers import hostile as H
+from tests.helpers.app import write_demo_models
 
-DATA_FIXTURES = Path(__file__).parent / "fixtures" / "data"
+DATA_FIXTURES = TEST_FIXTURES / "data"
 
 
 @pytest.fixture
@@ -39,3 +39,9 @@ def env(demo_dir: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     monkeypatch.setenv("DCNVIZ_MODELS_DIR", str(demo_dir))
     monkeypatch.setattr(dcnviz.data, "SAMPLE_DIR", sample_dir)
     return demo_dir
+
+
+@pytest.fixture(scope="module")
+def made() -> dict[str, bytes]:
+    """Every hostile input, generated once for the module."""
+    return {h.name: h.make() for h in H.HOSTILE}

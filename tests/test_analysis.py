@@ -48,9 +48,6 @@ def random_orthogonal(n: int, seed: int) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-# ---------------------------------------------------------------------------------------------- block norms
-
-
 @pytest.mark.parametrize("mode", A.MODES)
 def test_block_diagonal_w_has_zero_off_diagonal_block_norms(mode):
     rng = np.random.default_rng(1)
@@ -140,9 +137,6 @@ def test_top_crosses_orders_excludes_self_and_lists_symmetric_pairs_once():
     ts = A.top_crosses(S, names, mode="symmetric")
     assert len(ts) == 3 and all(ts.i < ts.j)
     assert len(A.top_crosses(S, names, mode="symmetric", include_self=True)) == 6
-
-
-# ---------------------------------------------------------------------------------------------- spectra
 
 
 def test_q_diag_s_qt_gives_back_s():
@@ -247,9 +241,6 @@ def test_non_finite_weights_raise_a_clear_error():
         A.singular_values(W)
 
 
-# ---------------------------------------------------------------------------------------------- mixtures
-
-
 def mixture_layer(activation: str = "identity") -> CrossLayerWeights:
     rng = np.random.default_rng(7)
     d, r, K = 9, 2, 3
@@ -325,9 +316,6 @@ def test_gate_weighted_average_equals_the_per_input_average_of_sum_g_k_w_k():
     assert full == [None]
 
 
-# ---------------------------------------------------------------------------------------------- whole models
-
-
 @pytest.mark.parametrize(
     ("config", "kind", "n_sigma"),
     [
@@ -385,9 +373,6 @@ def test_broken_common_form_gives_a_dcnviz_error():
             format="torchrec", d=3, layers=[LowRankWeights(d=3, U=None, V=None)], blocks=blocks_of([3])
         )
         A.analyze(bad)
-
-
-# ---------------------------------------------------------------------------------------------- comparing
 
 
 def test_block_norm_difference_and_spectrum_difference():

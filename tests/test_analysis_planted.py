@@ -12,15 +12,14 @@ planted pair 1.16–1.33× the strongest non-planted one (see docs/analysis.md);
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from dcnviz import analysis as A
 from dcnviz.model import ModelConfig
 from dcnviz.weights import from_model
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TRUTH = ROOT / "sample_data" / "ground_truth.json"
 
 pytestmark = pytest.mark.slow

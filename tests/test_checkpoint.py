@@ -1,19 +1,31 @@
-"""Corrupt and adversarial model files (issue 7): one test per kind, each asserting the error class and message.
+"""The model file (dcnviz.checkpoint): the round trip, and every corrupt, adversarial or interrupted write.
 
-Every hostile file here is derived from a valid dcnviz file (or a real peer fixture) by one precise
-edit, so each test shows that exactly that defect is what the loader names. Both readers are held to
-it: :func:`dcnviz.checkpoint.load_model` (dcnviz files) and :func:`dcnviz.importers.load_cross_weights`
-(every format the app accepts). tests/test_model_checkpoint.py and tests/test_importers.py already
-cover a first truncation, a shape/metadata mismatch, format version 2 and NaN weights; this module
-covers the rest of the list and the defects the fuzzer (tests/test_fuzz.py) found.
+* The round trip gives identical predictions for every kind and structure; the file gets the usual mode.
+* Corrupt and adversarial files (issue 7): one test per kind, each asserting the error class and
+  message. Every hostile file is derived from a valid dcnviz file by one precise edit, so each test
+  shows that exactly that defect is what the loader names. Both readers are held to it:
+  :func:`dcnviz.checkpoint.load_model` and :func:`dcnviz.importers.load_cross_weights` (``both``).
+  Truncation, a shape/metadata mismatch, unknown format versions, NaN weights, and the defects the
+  fuzzer (``tests/test_modelfile_fuzz.py``) found. Peer containers: ``tests/importers/test_hostile_files.py``.
+* Interrupted writes: a process killed with SIGKILL in the middle of
+  :func:`dcnviz.checkpoint.save_model`, many times over, never leaves a half-written model file (the
+  target is absent or a complete earlier file); a control run with a naive ``open(path, "wb").write``
+  under the same kills does leave torn files, so the harness can tell the difference. A write that
+  fails midway (disk full at ``write``, ``fsync`` or ``rename``) leaves the previous file untouched and
+  no temporary file.
 """
 
 from __future__ import annotations
 
-import io
+import errno
+import hashlib
 import json
 import math
+import multiprocessing
+import os
+import random
 import re
+import signal
 import struct
 import time
 from pathlib import Path
@@ -25,14 +37,97 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from dcnviz import checkpoint
 from dcnviz.app.bundle import load_bundle
-from dcnviz.checkpoint import MAX_HEADER_BYTES, load_model, model_to_bytes, save_model
+from dcnviz.checkpoint import FORMAT_VERSION, MAX_HEADER_BYTES, load_model, model_to_bytes, save_model
 from dcnviz.errors import CheckpointError, ImportFormatError
 from dcnviz.importers import load_cross_weights
 from dcnviz.model import DCNModel, ModelConfig
 from dcnviz.spec import FeatureSpec, Field
+from tests.helpers.models import small_batch, small_spec
 
-PEERS = Path(__file__).parent / "fixtures" / "peers"
+
+@pytest.mark.parametrize(
+    "config", [ModelConfig(), ModelConfig(model="dcn-mix", expert_activation="tanh"), ModelConfig(model="dnn")]
+)
+def test_round_trip_gives_identical_predictions(tmp_path, config):
+    torch.manual_seed(0)
+    model = DCNModel(small_spec(), config).eval()
+    with torch.no_grad():
+        model.cross.layers[0].effective_weight() if model.cross else None
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    path = save_model(tmp_path / "m.safetensors", model, metrics={"test": {"auc": 0.8}}, history=[{"epoch": 1}])
+    loaded = load_model(path)
+    b = small_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(b.cat, b.dense, b.multi), model(b.cat, b.dense, b.multi))
+    assert loaded.spec == model.spec and loaded.config == model.config
+    assert loaded.meta["metrics"] == {"test": {"auc": 0.8}}
+    assert loaded.meta["versions"]["torch"] == torch.__version__
+    for k, v in model.initial_cross.items():
+        torch.testing.assert_close(loaded.model.initial_cross[k], v)
+    assert loaded.warnings == []
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left
+
+
+def _rewrite_metadata(data: bytes, **changes: str) -> bytes:
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    header["__metadata__"].update(changes)
+    raw = json.dumps(header).encode()
+    raw += b" " * ((8 - len(raw) % 8) % 8)
+    return struct.pack("<Q", len(raw)) + raw + data[8 + n :]
+
+
+def test_unknown_format_version_is_refused():
+    data = model_to_bytes(DCNModel(small_spec(), ModelConfig()))
+    bad = _rewrite_metadata(data, format_version=str(FORMAT_VERSION + 1))
+    with pytest.raises(CheckpointError, match="unknown dcnviz format version '2'"):
+        load_model(bad)
+
+
+def test_metadata_that_does_not_match_tensors_is_refused():
+    data = model_to_bytes(DCNModel(small_spec(), ModelConfig(cross_layers=2)))
+    (n,) = struct.unpack("<Q", data[:8])
+    meta = json.loads(json.loads(data[8 : 8 + n])["__metadata__"]["meta"])
+    meta["model_config"]["cross_layers"] = 3
+    with pytest.raises(CheckpointError, match="lacks tensors"):
+        load_model(_rewrite_metadata(data, meta=json.dumps(meta)))
+    meta["model_config"]["cross_layers"] = 2
+    meta["model_config"]["hidden"] = [100, 100]
+    with pytest.raises(CheckpointError, match="has shape"):
+        load_model(_rewrite_metadata(data, meta=json.dumps(meta)))
+
+
+def test_truncated_and_random_bytes_are_refused():
+    data = model_to_bytes(DCNModel(small_spec(), ModelConfig()))
+    with pytest.raises(CheckpointError, match="truncated|outside"):
+        load_model(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        load_model(b"\x00\x01")
+    with pytest.raises(CheckpointError):
+        load_model(bytes(range(256)) * 10)
+
+
+def test_non_finite_weights_load_with_a_warning():
+    model = DCNModel(small_spec(), ModelConfig())
+    with torch.no_grad():
+        model.cross.layers[0].linear.weight[0, 0] = float("nan")
+    loaded = load_model(model_to_bytes(model))
+    assert loaded.warnings and "NaN or Inf" in loaded.warnings[0]
+
+
+def test_saved_file_gets_the_usual_mode(tmp_path):
+    import os
+    import stat
+
+    path = save_model(tmp_path / "m.safetensors", DCNModel(small_spec(), ModelConfig()))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
 SPEC = FeatureSpec(
     (
         Field(name="user", kind="categorical", embedding_dim=3, vocab=("a", "b", "c")),
@@ -81,9 +176,6 @@ def both(data: bytes, cls: type[Exception], match: str) -> None:
         load_cross_weights(data)
 
 
-# --- random bytes and truncation ------------------------------------------------------------------
-
-
 def test_random_bytes():
     data = np.random.default_rng(0).bytes(4096)
     n = struct.unpack("<Q", data[:8])[0]
@@ -115,22 +207,6 @@ def test_truncated_dcnviz_file(where, match):
     if where != "in the length prefix":  # 5 bytes are too short to be recognised as safetensors at all
         with pytest.raises(CheckpointError, match=match):
             load_cross_weights(data[:cut])
-
-
-@pytest.mark.parametrize("name", ["deepctr_dcn_matrix.pt", "recbole_dcnv2_checkpoint.pth"])
-def test_truncated_torch_zip(name):
-    data = (PEERS / name).read_bytes()
-    with pytest.raises(CheckpointError, match=r"not a readable zip archive: File is not a zip file"):
-        load_cross_weights(data[: len(data) // 2])  # the zip directory sits at the end: it is gone
-
-
-def test_truncated_npz():
-    data = (PEERS / "tfrs_cross.npz").read_bytes()
-    with pytest.raises(CheckpointError, match=r"not a readable zip archive"):
-        load_cross_weights(data[:-30])
-
-
-# --- a safetensors header that lies --------------------------------------------------------------
 
 
 def test_header_length_claims_huge_size():
@@ -193,9 +269,6 @@ def test_negative_and_non_integer_shapes():
     both(join(header, body), CheckpointError, r"shape must be a list of non-negative ints; got \[1.0\]")
 
 
-# --- dtypes ------------------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("dtype", ["C64", "F8_E4M3", "U64", "object"])
 def test_unsupported_dtype(dtype):
     header, body = split(good())
@@ -231,9 +304,6 @@ def test_wider_float_dtype_loads_the_same_values():
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
-# --- non-finite weights ------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_weights_load_with_a_warning_naming_the_tensor(value):
     model = DCNModel(SPEC, ModelConfig(hidden=(3,)))
@@ -248,9 +318,6 @@ def test_non_finite_weights_load_with_a_warning_naming_the_tensor(value):
     assert any(
         expected in w for w in load_bundle(data, format="auto", names=None, filename="m", max_bytes=1 << 30).warnings
     )
-
-
-# --- shapes that do not match the metadata or each other --------------------------------------------
 
 
 def test_initial_weights_shaped_unlike_the_model_are_refused():
@@ -272,47 +339,6 @@ def test_spec_narrower_than_the_tensors_is_refused():
         CheckpointError,
         re.escape("tensor 'model.embedding.tables.user.weight' has shape [4, 3], but the metadata implies [4, 2]"),
     )
-
-
-def torch_bytes(obj: object) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-@pytest.mark.parametrize(
-    ("state", "match"),
-    [
-        (
-            {"crossnet.kernels": torch.zeros(2, 4, 4), "crossnet.bias": torch.zeros(2, 5, 1)},
-            r"'crossnet.bias' has shape \[2, 5, 1\]; expected \[2, 4, 1\]",
-        ),
-        (
-            {"W_kernels.0": torch.zeros(6, 2), "V_kernels.0": torch.zeros(3, 6), "bias.0": torch.zeros(6)},
-            r"'V_kernels.0' has shape \[3, 6\]; expected \[2, 6\] \(V_kernels is Vᵀ \(r, N\)\)",
-        ),
-        (
-            {
-                "kernels.0": torch.zeros(4, 4),
-                "bias.0": torch.zeros(4, 1),
-                "kernels.1": torch.zeros(5, 5),
-                "bias.1": torch.zeros(5, 1),
-            },
-            r"'kernels.1' has shape \[5, 5\]; expected \[4, 4\]",
-        ),
-        (
-            {"cross_layer_w.0": torch.zeros(6, 6), "bias.0": torch.zeros(7, 1)},
-            r"'bias.0' has shape \[7, 1\]; expected \[6\] or \[6, 1\]",
-        ),
-    ],
-    ids=["deepctr-bias", "torchrec-U-vs-V", "torchrec-layer-widths", "recbole-bias"],
-)
-def test_peer_tensors_whose_shapes_disagree(state, match):
-    with pytest.raises(ImportFormatError, match=match):
-        load_cross_weights(torch_bytes(state))
-
-
-# --- metadata that is not JSON, not UTF-8, or not a dcnviz file --------------------------------------
 
 
 def test_model_metadata_not_json():
@@ -382,9 +408,6 @@ def test_not_a_dcnviz_file():
         load_cross_weights(data)
 
 
-# --- metadata that would make building the model hang or crash (found by the fuzzer) ----------------
-
-
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
@@ -442,9 +465,6 @@ def test_mistyped_metadata_values(edit, match):
     both(edit_model_meta(good(), edit), CheckpointError, "model metadata is inconsistent: " + re.escape(match))
 
 
-# --- size limits ---------------------------------------------------------------------------------------
-
-
 def test_files_over_the_limit_are_refused_before_reading(tmp_path):
     data = good()
     p = save_model(tmp_path / "big.safetensors", DCNModel(SPEC, ModelConfig(hidden=(3,))))
@@ -458,3 +478,116 @@ def test_files_over_the_limit_are_refused_before_reading(tmp_path):
         load_model(data, max_bytes=len(data) - 1)
     with pytest.raises(CheckpointError, match=rf"up.pt is {len(data):,} bytes, over the {len(data) - 1:,}-byte limit"):
         load_bundle(data, format="auto", names=None, filename="up.pt", max_bytes=len(data) - 1)
+
+
+def wide_model(seed: int) -> DCNModel:
+    """A model whose file is ~4 MB, so that writing it takes long enough to be interrupted."""
+    torch.manual_seed(seed)
+    spec = FeatureSpec(tuple(Field(name=f"f{i}", kind="dense", embedding_dim=1) for i in range(400)))
+    return DCNModel(spec, ModelConfig(model="crossnet", cross_layers=3))
+
+
+def _save_forever(target: str, kind: str, files: list[bytes]) -> None:  # runs in a forked child
+    i = 0
+    while True:
+        data = files[i % len(files)]
+        if kind == "atomic":
+            checkpoint.write_atomic(target, data)
+        else:
+            with open(target, "wb") as f:  # the naive way: truncate, then write in place
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        i += 1
+
+
+def _kill_during_saves(tmp_path: Path, kind: str, rounds: int, seed: int, until_torn: bool = False) -> dict[str, int]:
+    """Fork a child that saves in a loop, SIGKILL it at a random moment, inspect the target; repeat."""
+    files = [model_to_bytes(wide_model(s)) for s in (1, 2)]
+    complete = {hashlib.sha256(f).hexdigest() for f in files}
+    target = tmp_path / f"{kind}.safetensors"
+    ctx = multiprocessing.get_context("fork")
+    rng = random.Random(seed)
+    seen = {"absent": 0, "complete": 0, "torn": 0, "temp_left": 0}
+    for _ in range(rounds):
+        child = ctx.Process(target=_save_forever, args=(str(target), kind, files), daemon=True)
+        child.start()
+        time.sleep(rng.uniform(0.01, 0.25))
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+        if not target.exists():
+            seen["absent"] += 1
+        elif hashlib.sha256(target.read_bytes()).hexdigest() in complete:
+            if not seen["complete"]:
+                load_model(target)  # byte-identical to a saved file, and that file is a valid model
+            seen["complete"] += 1
+        else:
+            seen["torn"] += 1
+        temps = list(tmp_path.glob(f".{target.name}.*.tmp"))
+        seen["temp_left"] += bool(temps)
+        for t in temps:  # a stray temporary file is all a kill can leave; its name never ends in .safetensors
+            assert not t.name.endswith(".safetensors")
+            t.unlink()
+        if until_torn and seen["torn"]:
+            break
+    return seen
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_sigkill_mid_save_never_leaves_a_half_written_file(tmp_path):
+    seen = _kill_during_saves(tmp_path, "atomic", rounds=20, seed=0)
+    print("SIGKILL during save_model:", seen)
+    assert seen["torn"] == 0, seen
+    assert seen["complete"] > 0, seen
+    assert seen["temp_left"] > 0, f"no kill landed inside a write, so this run proved nothing: {seen}"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_the_kill_harness_does_catch_a_non_atomic_writer(tmp_path):
+    """Control: the same kills against a truncate-and-write saver leave torn (partial) files."""
+    seen = _kill_during_saves(tmp_path, "naive", rounds=60, seed=0, until_torn=True)
+    print("SIGKILL during a naive write:", seen)
+    assert seen["torn"] > 0, seen
+
+
+class _HalfWriter:
+    """A file object whose write stores half the bytes, then fails as a full disk would."""
+
+    def __init__(self, f) -> None:  # type: ignore[no-untyped-def]
+        self.f = f
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.f.close()
+
+    def write(self, data: bytes) -> int:
+        self.f.write(data[: len(data) // 2])
+        self.f.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["write", "fsync", "rename"])
+def test_a_save_that_fails_midway_keeps_the_previous_file(tmp_path, monkeypatch, where):
+    target = tmp_path / "m.safetensors"
+    save_model(target, DCNModel(FeatureSpec((Field(name="y", kind="dense", embedding_dim=1),)), ModelConfig()))
+    before = target.read_bytes()
+    real_fdopen = os.fdopen
+
+    def fail(*a, **k):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if where == "write":
+        monkeypatch.setattr(checkpoint.os, "fdopen", lambda *a, **k: _HalfWriter(real_fdopen(*a, **k)))
+    elif where == "fsync":
+        monkeypatch.setattr(checkpoint.os, "fsync", fail)
+    else:
+        monkeypatch.setattr(checkpoint.os, "replace", fail)
+    other = wide_model(3)
+    with pytest.raises(OSError, match="No space left on device"):
+        save_model(target, other)
+    assert target.read_bytes() == before
+    load_model(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"], "no temporary file is left"

@@ -19,8 +19,9 @@ from dcnviz import download as dl
 from dcnviz.cli import main
 from dcnviz.data import DataOptions, load_splits
 from dcnviz.errors import DownloadError
+from tests.helpers import TEST_FIXTURES
 
-FIXTURE = Path(__file__).parent / "fixtures" / "data" / "ml-100k-tiny"
+FIXTURE = TEST_FIXTURES / "data" / "ml-100k-tiny"
 ROWS = {"u.data": 24, "u.user": 5, "u.item": 5}
 
 
@@ -238,3 +239,20 @@ def test_cli_download(server: Server, tmp_path: Path, capsys: pytest.CaptureFixt
     # a failure is a clean error, exit status 2
     rc = main(["download", "ml-100k", "--dir", str(tmp_path / "x"), "--url", url, "--md5", "1" * 32])
     assert rc == 2 and "error: ml-100k: checksum mismatch" in capsys.readouterr().err
+
+
+def test_download_corrupted_in_transit_fails_the_checksum_and_is_removed(tmp_path):
+    from dcnviz import download as dl
+
+    good = make_zip(good_members())
+    bad = bytearray(good)
+    bad[len(bad) // 3] ^= 0x01  # one bit flipped somewhere in the compressed data
+    server = Server()
+    try:
+        server.routes["/ml-100k.zip"] = bytes(bad)
+        md5 = hashlib.md5(good, usedforsecurity=False).hexdigest()
+        with pytest.raises(DownloadError, match=rf"checksum mismatch .* expected MD5 {md5}, got [0-9a-f]{{32}}"):
+            dl.download_dataset("ml-100k", tmp_path, url=server.url("/ml-100k.zip"), md5=md5)
+    finally:
+        server.close()
+    assert list(tmp_path.iterdir()) == [], "neither the corrupt zip nor a partial folder is left"

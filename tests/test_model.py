@@ -1,67 +1,18 @@
-"""Model structures, the FeatureSpec, and the model file round trip."""
+"""Model structures (dcnviz.model): x0 built from the embeddings in spec order, every cross kind and
+structure predicts and is wired as the paper says, mixture defaults, the config's JSON round trip, the
+initial cross weights kept for the change view.
+"""
 
 from __future__ import annotations
 
 import json
-import struct
 
 import pytest
 import torch
 
-from dcnviz.checkpoint import FORMAT_VERSION, load_model, model_to_bytes, save_model
-from dcnviz.encoded import Encoded
-from dcnviz.errors import CheckpointError, ConfigError
+from dcnviz.errors import ConfigError
 from dcnviz.model import DCNModel, ModelConfig
-from dcnviz.spec import FeatureSpec, Field, rule_of_thumb_dim
-
-
-def small_spec() -> FeatureSpec:
-    return FeatureSpec(
-        (
-            Field(name="user_id", kind="categorical", embedding_dim=4, vocab=tuple("abcdef")),
-            Field(name="genres", kind="multivalent", embedding_dim=3, vocab=("Action", "Drama", "Comedy"), max_len=3),
-            Field(name="gender", kind="categorical", embedding_dim=2, vocab=("F", "M")),
-            Field(name="year", kind="dense", embedding_dim=1, mean=1990.0, std=10.0),
-        )
-    )
-
-
-def small_batch(n: int = 5) -> Encoded:
-    g = torch.Generator().manual_seed(0)
-    return Encoded(
-        cat=torch.stack([torch.randint(0, 7, (n,), generator=g), torch.randint(0, 3, (n,), generator=g)], 1),
-        dense=torch.randn(n, 1, generator=g),
-        y=torch.randint(0, 2, (n,), generator=g).float(),
-        multi=(torch.tensor([[1, 2, -1], [3, -1, -1], [-1, -1, -1], [1, 1, 2], [0, -1, -1]])[:n],),
-    )
-
-
-def test_spec_blocks_follow_field_order():
-    spec = small_spec()
-    assert spec.d == 10
-    assert [(b.name, b.start, b.stop) for b in spec.blocks()] == [
-        ("user_id", 0, 4),
-        ("genres", 4, 7),
-        ("gender", 7, 9),
-        ("year", 9, 10),
-    ]
-    assert spec.field("gender").vocab_size == 3  # F, M and the out-of-vocabulary bucket
-    assert FeatureSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
-
-
-def test_rule_of_thumb():
-    assert rule_of_thumb_dim(6040) == round(6 * 6040**0.25)
-    with pytest.raises(ConfigError):
-        rule_of_thumb_dim(0)
-
-
-def test_spec_rejects_bad_fields():
-    with pytest.raises(ConfigError, match="unique"):
-        FeatureSpec((Field(name="a", kind="dense", embedding_dim=1), Field(name="a", kind="dense", embedding_dim=1)))
-    with pytest.raises(ConfigError, match="kind"):
-        Field(name="a", kind="sparse", embedding_dim=1)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="width 1"):
-        Field(name="a", kind="dense", embedding_dim=3)
+from tests.helpers.models import small_batch, small_spec
 
 
 def test_embedding_builds_x0_in_spec_order():
@@ -138,84 +89,3 @@ def test_initial_cross_weights_are_kept():
     with torch.no_grad():
         model.cross.layers[0].linear.weight.add_(1.0)
     torch.testing.assert_close(model.initial_cross["layers.0.linear.weight"], w0)
-
-
-@pytest.mark.parametrize(
-    "config", [ModelConfig(), ModelConfig(model="dcn-mix", expert_activation="tanh"), ModelConfig(model="dnn")]
-)
-def test_round_trip_gives_identical_predictions(tmp_path, config):
-    torch.manual_seed(0)
-    model = DCNModel(small_spec(), config).eval()
-    with torch.no_grad():
-        model.cross.layers[0].effective_weight() if model.cross else None
-        for p in model.parameters():
-            p.add_(0.01 * torch.randn_like(p))
-    path = save_model(tmp_path / "m.safetensors", model, metrics={"test": {"auc": 0.8}}, history=[{"epoch": 1}])
-    loaded = load_model(path)
-    b = small_batch()
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.model(b.cat, b.dense, b.multi), model(b.cat, b.dense, b.multi))
-    assert loaded.spec == model.spec and loaded.config == model.config
-    assert loaded.meta["metrics"] == {"test": {"auc": 0.8}}
-    assert loaded.meta["versions"]["torch"] == torch.__version__
-    for k, v in model.initial_cross.items():
-        torch.testing.assert_close(loaded.model.initial_cross[k], v)
-    assert loaded.warnings == []
-    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left
-
-
-def _rewrite_metadata(data: bytes, **changes: str) -> bytes:
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    header["__metadata__"].update(changes)
-    raw = json.dumps(header).encode()
-    raw += b" " * ((8 - len(raw) % 8) % 8)
-    return struct.pack("<Q", len(raw)) + raw + data[8 + n :]
-
-
-def test_unknown_format_version_is_refused():
-    data = model_to_bytes(DCNModel(small_spec(), ModelConfig()))
-    bad = _rewrite_metadata(data, format_version=str(FORMAT_VERSION + 1))
-    with pytest.raises(CheckpointError, match="unknown dcnviz format version '2'"):
-        load_model(bad)
-
-
-def test_metadata_that_does_not_match_tensors_is_refused():
-    data = model_to_bytes(DCNModel(small_spec(), ModelConfig(cross_layers=2)))
-    (n,) = struct.unpack("<Q", data[:8])
-    meta = json.loads(json.loads(data[8 : 8 + n])["__metadata__"]["meta"])
-    meta["model_config"]["cross_layers"] = 3
-    with pytest.raises(CheckpointError, match="lacks tensors"):
-        load_model(_rewrite_metadata(data, meta=json.dumps(meta)))
-    meta["model_config"]["cross_layers"] = 2
-    meta["model_config"]["hidden"] = [100, 100]
-    with pytest.raises(CheckpointError, match="has shape"):
-        load_model(_rewrite_metadata(data, meta=json.dumps(meta)))
-
-
-def test_truncated_and_random_bytes_are_refused():
-    data = model_to_bytes(DCNModel(small_spec(), ModelConfig()))
-    with pytest.raises(CheckpointError, match="truncated|outside"):
-        load_model(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="not a safetensors file"):
-        load_model(b"\x00\x01")
-    with pytest.raises(CheckpointError):
-        load_model(bytes(range(256)) * 10)
-
-
-def test_non_finite_weights_load_with_a_warning():
-    model = DCNModel(small_spec(), ModelConfig())
-    with torch.no_grad():
-        model.cross.layers[0].linear.weight[0, 0] = float("nan")
-    loaded = load_model(model_to_bytes(model))
-    assert loaded.warnings and "NaN or Inf" in loaded.warnings[0]
-
-
-def test_saved_file_gets_the_usual_mode(tmp_path):
-    import os
-    import stat
-
-    path = save_model(tmp_path / "m.safetensors", DCNModel(small_spec(), ModelConfig()))
-    mask = os.umask(0)
-    os.umask(mask)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask

@@ -17,7 +17,7 @@ of a zip archive (``data.pkl``, a storage record, an ``.npy``) re-packed with a 
 the mutation reaches the pickle / array parser instead of stopping at the zip checksum.
 
 Issue 11's shapes of input: the corpus also holds the small hostile files of
-``tests/hostile_inputs.py`` (stride-0 views, memo bombs, BUILD on the allow-listed stand-ins,
+``tests/helpers/hostile.py`` (stride-0 views, memo bombs, BUILD on the allow-listed stand-ins,
 sparse/meta/nested tensors, zero-length tensors with 2**64 dims, negative ``.npz`` shapes, re-sized
 storages, 5,000-digit integers, duplicate field names, ...), and two more mutation families splice
 hostile constructs into valid files: ``pickle`` inserts an opcode snippet (a 5,000-deep tuple, a
@@ -30,9 +30,10 @@ boundary of a torch file's ``data.pkl``; ``count`` adds 10 to 20,001 zero-length
 Size: ``DCNVIZ_FUZZ_EXAMPLES`` inputs (default 1000; each goes through both readers), seed
 ``DCNVIZ_FUZZ_SEED`` (default 0, reproducible; ``random`` for a fresh one). A longer local run::
 
-    DCNVIZ_FUZZ_EXAMPLES=20000 DCNVIZ_FUZZ_SEED=random .venv/bin/python -m pytest tests/test_fuzz.py -s
+    DCNVIZ_FUZZ_EXAMPLES=20000 DCNVIZ_FUZZ_SEED=random .venv/bin/python -m pytest tests/test_modelfile_fuzz.py -s
 
-or run the worker directly: ``.venv/bin/python tests/test_fuzz.py --examples 20000 --seed random``.
+or run the worker directly, from the checkout's root:
+``.venv/bin/python -m tests.test_modelfile_fuzz --examples 20000 --seed random``.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-PEERS = ROOT / "tests" / "fixtures" / "peers"
+from tests.helpers import PEERS, ROOT
+
 SUMMARY = "FUZZ SUMMARY "
 DEEP = "\x00DEEP\x00"  # placeholder for a 100 000-deep JSON array (json.dumps itself would recurse)
 DELETE = "\x00DELETE\x00"  # placeholder action: remove the key / item
@@ -105,7 +106,7 @@ def build_corpus() -> list[tuple[str, bytes]]:
     buf = io.BytesIO()
     np.savez(buf, **{k: v.numpy() for k, v in sd.items()})
     corpus.append(("fuxictr_dcnv2.npz", buf.getvalue()))
-    import hostile_inputs
+    from tests.helpers import hostile as hostile_inputs
 
     for h in hostile_inputs.HOSTILE:  # issue 11's small hostile files, as seeds
         if h.kind == "model" and not h.crash_class and h.name not in BIG_HOSTILE:
@@ -531,5 +532,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import dcnviz from this checkout
     main()

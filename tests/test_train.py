@@ -77,9 +77,6 @@ def params_finite(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-# ---------------------------------------------------------------------------------------------- metrics
-
-
 def test_auc_matches_sklearn_with_and_without_ties():
     rng = np.random.default_rng(0)
     for trial in range(20):
@@ -117,9 +114,6 @@ def test_evaluate_returns_auc_and_logloss_of_the_model():
     assert m["logloss"] == pytest.approx(log_loss(splits.val.y, logits), abs=1e-6)
 
 
-# ---------------------------------------------------------------------------------------------- config
-
-
 def test_train_config_json_round_trip_and_errors():
     c = TrainConfig(lr=2e-3, seeds=(3, 4), ema_decay=0.99, clip_norm=None)
     assert TrainConfig.from_json(json.loads(json.dumps(c.to_json()))) == c
@@ -151,9 +145,6 @@ def test_model_and_data_spec_must_match():
     other = FeatureSpec((Field(name="a", kind="categorical", embedding_dim=4, vocab=tuple("ab")),))
     with pytest.raises(ConfigError, match="FeatureSpec"):
         fit(DCNModel(other, SMALL), make_splits(200), cfg())
-
-
-# ---------------------------------------------------------------------------------------------- training
 
 
 def test_loss_decreases_and_the_planted_cross_is_learned():

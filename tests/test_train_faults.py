@@ -1,30 +1,17 @@
-"""Training faults and interrupted writes (issue 7), beyond tests/test_train.py and tests/test_cli_train.py.
+"""Training faults (issue 7), as the CLI and the app's training job see them, beyond tests/test_train.py
+and tests/commands/test_train.py.
 
-* A process killed with SIGKILL in the middle of :func:`dcnviz.checkpoint.save_model`, many times
-  over, never leaves a half-written model file: the target is absent or a complete earlier file. A
-  control run with a naive ``open(path, "wb").write`` under the same kills does leave torn files,
-  so the harness can tell the difference.
-* A write that fails midway (disk full at ``write``, ``fsync`` or ``rename``) leaves the previous
-  file untouched and no temporary file.
 * A non-finite loss in ``python -m dcnviz train`` exits with the fault code and a message, and the
   file it saves is the last good model (finite, equal to the best epoch's weights); in the app's
   training job it ends as a finished run whose model is the last good one.
 * CUDA out-of-memory (simulated: ``torch.cuda.OutOfMemoryError`` is constructible on CPU builds)
   gives a message suggesting a smaller batch on the CLI and in the app's job, and writes no file.
-* A download whose bytes were corrupted in transit fails its MD5 check and is removed.
+
+Interrupted writes of the model file: ``tests/test_checkpoint.py``; a download corrupted in transit:
+``tests/test_download.py``.
 """
 
 from __future__ import annotations
-
-import errno
-import hashlib
-import multiprocessing
-import os
-import random
-import signal
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -32,141 +19,14 @@ import torch
 import dcnviz.commands.train
 import dcnviz.data
 import dcnviz.train
-from dcnviz import checkpoint
-from dcnviz.checkpoint import load_model, model_to_bytes, save_model
+from dcnviz.checkpoint import load_model
 from dcnviz.cli import main
 from dcnviz.data import SAMPLE_DIR, DataOptions
-from dcnviz.errors import DownloadError
 from dcnviz.model import DCNModel, ModelConfig
-from dcnviz.spec import FeatureSpec, Field
 from dcnviz.train import TrainConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 needs_sample = pytest.mark.skipif(not (SAMPLE_DIR / "ratings.dat").is_file(), reason="sample_data/ not generated")
 TINY = ["--hidden", "8", "--embedding-dim", "2", "--batch-size", "512", "--lr", "0.01", "--device", "cpu", "--quiet"]
-
-
-def wide_model(seed: int) -> DCNModel:
-    """A model whose file is ~4 MB, so that writing it takes long enough to be interrupted."""
-    torch.manual_seed(seed)
-    spec = FeatureSpec(tuple(Field(name=f"f{i}", kind="dense", embedding_dim=1) for i in range(400)))
-    return DCNModel(spec, ModelConfig(model="crossnet", cross_layers=3))
-
-
-# --- SIGKILL in the middle of a save ------------------------------------------------------------
-
-
-def _save_forever(target: str, kind: str, files: list[bytes]) -> None:  # runs in a forked child
-    i = 0
-    while True:
-        data = files[i % len(files)]
-        if kind == "atomic":
-            checkpoint.write_atomic(target, data)
-        else:
-            with open(target, "wb") as f:  # the naive way: truncate, then write in place
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        i += 1
-
-
-def _kill_during_saves(tmp_path: Path, kind: str, rounds: int, seed: int, until_torn: bool = False) -> dict[str, int]:
-    """Fork a child that saves in a loop, SIGKILL it at a random moment, inspect the target; repeat."""
-    files = [model_to_bytes(wide_model(s)) for s in (1, 2)]
-    complete = {hashlib.sha256(f).hexdigest() for f in files}
-    target = tmp_path / f"{kind}.safetensors"
-    ctx = multiprocessing.get_context("fork")
-    rng = random.Random(seed)
-    seen = {"absent": 0, "complete": 0, "torn": 0, "temp_left": 0}
-    for _ in range(rounds):
-        child = ctx.Process(target=_save_forever, args=(str(target), kind, files), daemon=True)
-        child.start()
-        time.sleep(rng.uniform(0.01, 0.25))
-        assert child.pid is not None
-        os.kill(child.pid, signal.SIGKILL)
-        child.join(10)
-        if not target.exists():
-            seen["absent"] += 1
-        elif hashlib.sha256(target.read_bytes()).hexdigest() in complete:
-            if not seen["complete"]:
-                load_model(target)  # byte-identical to a saved file, and that file is a valid model
-            seen["complete"] += 1
-        else:
-            seen["torn"] += 1
-        temps = list(tmp_path.glob(f".{target.name}.*.tmp"))
-        seen["temp_left"] += bool(temps)
-        for t in temps:  # a stray temporary file is all a kill can leave; its name never ends in .safetensors
-            assert not t.name.endswith(".safetensors")
-            t.unlink()
-        if until_torn and seen["torn"]:
-            break
-    return seen
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_sigkill_mid_save_never_leaves_a_half_written_file(tmp_path):
-    seen = _kill_during_saves(tmp_path, "atomic", rounds=20, seed=0)
-    print("SIGKILL during save_model:", seen)
-    assert seen["torn"] == 0, seen
-    assert seen["complete"] > 0, seen
-    assert seen["temp_left"] > 0, f"no kill landed inside a write, so this run proved nothing: {seen}"
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_the_kill_harness_does_catch_a_non_atomic_writer(tmp_path):
-    """Control: the same kills against a truncate-and-write saver leave torn (partial) files."""
-    seen = _kill_during_saves(tmp_path, "naive", rounds=60, seed=0, until_torn=True)
-    print("SIGKILL during a naive write:", seen)
-    assert seen["torn"] > 0, seen
-
-
-# --- a write that fails midway -----------------------------------------------------------------------
-
-
-class _HalfWriter:
-    """A file object whose write stores half the bytes, then fails as a full disk would."""
-
-    def __init__(self, f) -> None:  # type: ignore[no-untyped-def]
-        self.f = f
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.f.close()
-
-    def write(self, data: bytes) -> int:
-        self.f.write(data[: len(data) // 2])
-        self.f.flush()
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-
-@pytest.mark.parametrize("where", ["write", "fsync", "rename"])
-def test_a_save_that_fails_midway_keeps_the_previous_file(tmp_path, monkeypatch, where):
-    target = tmp_path / "m.safetensors"
-    save_model(target, DCNModel(FeatureSpec((Field(name="y", kind="dense", embedding_dim=1),)), ModelConfig()))
-    before = target.read_bytes()
-    real_fdopen = os.fdopen
-
-    def fail(*a, **k):  # type: ignore[no-untyped-def]
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    if where == "write":
-        monkeypatch.setattr(checkpoint.os, "fdopen", lambda *a, **k: _HalfWriter(real_fdopen(*a, **k)))
-    elif where == "fsync":
-        monkeypatch.setattr(checkpoint.os, "fsync", fail)
-    else:
-        monkeypatch.setattr(checkpoint.os, "replace", fail)
-    other = wide_model(3)
-    with pytest.raises(OSError, match="No space left on device"):
-        save_model(target, other)
-    assert target.read_bytes() == before
-    load_model(target)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"], "no temporary file is left"
-
-
-# --- a non-finite loss -------------------------------------------------------------------------------
 
 
 def _nan_loss_after(monkeypatch: pytest.MonkeyPatch, n_steps: int) -> dict[str, int]:
@@ -231,9 +91,6 @@ def test_app_training_job_with_nan_loss_keeps_the_last_good_model(monkeypatch):
     assert _params_finite(loaded.model) and loaded.meta["metrics"]["best_epoch"] == 1
 
 
-# --- CUDA out of memory ------------------------------------------------------------------------------
-
-
 def _oom_on_forward(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(self, *a, **k):  # type: ignore[no-untyped-def]
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
@@ -271,25 +128,3 @@ def test_app_training_job_out_of_memory_fails_with_the_batch_hint(monkeypatch):
     snap = wait(TrainingJob(req, isolate=False).start(), timeout=300)  # in-process: the test patches the trainer
     assert snap.status == "failed" and snap.model_bytes is None
     assert snap.error is not None and "try a smaller batch, e.g. --batch-size 2048" in snap.error
-
-
-# --- a download corrupted in transit -------------------------------------------------------------------
-
-
-def test_download_corrupted_in_transit_fails_the_checksum_and_is_removed(tmp_path):
-    from test_download import Server, good_members, make_zip
-
-    from dcnviz import download as dl
-
-    good = make_zip(good_members())
-    bad = bytearray(good)
-    bad[len(bad) // 3] ^= 0x01  # one bit flipped somewhere in the compressed data
-    server = Server()
-    try:
-        server.routes["/ml-100k.zip"] = bytes(bad)
-        md5 = hashlib.md5(good, usedforsecurity=False).hexdigest()
-        with pytest.raises(DownloadError, match=rf"checksum mismatch .* expected MD5 {md5}, got [0-9a-f]{{32}}"):
-            dl.download_dataset("ml-100k", tmp_path, url=server.url("/ml-100k.zip"), md5=md5)
-    finally:
-        server.close()
-    assert list(tmp_path.iterdir()) == [], "neither the corrupt zip nor a partial folder is left"

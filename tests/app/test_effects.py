@@ -9,14 +9,10 @@ Tour's low-rank lesson, the report, and the reasons shown for models that cannot
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_app_support import arr, charts, goto, ok, start, write_demo_models
 
 import dcnviz.data
 from dcnviz.app.pages.report import REPORT
@@ -25,6 +21,7 @@ from dcnviz.cli import main
 from dcnviz.data import DataOptions, load_splits
 from dcnviz.explain import Explainer
 from dcnviz.sample import SampleConfig, make_sample, write_sample
+from tests.helpers.app import arr, charts, goto, ok, start, write_demo_models
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,23 @@
-"""Hostile uploads and concurrent sessions in the app (issue 7), beyond tests/test_app.py.
+"""Hostile inputs in the app (issues 7 and 11): uploads, concurrent sessions, malformed training data.
 
-tests/test_app.py already shows random bytes, a truncated file and two pickle payloads giving an
+tests/app/test_pages.py already shows random bytes, a truncated file and two pickle payloads giving an
 error after which the app keeps working, a NaN upload giving a warning, and one session's upload
 not showing in another. Here:
 
 * every other kind of adversarial model file (lying safetensors header, overlapping ranges, bad
   dtype, metadata that is not JSON / not UTF-8, unknown format version, metadata that used to hang
   the loader) shows its *specific* message, and afterwards a shipped model still draws its heatmap;
+* each hostile input of issue 11 (``tests/helpers/hostile.py``) gets the app's own message (no
+  exception box), a hostile names upload and file name are shown escaped, and gate weighting runs
+  only on data of this server;
 * a file over the upload limit is refused with the limit in the message;
 * NaN/Inf weights (a dcnviz file and a peer file) load with a warning, and every analysis page
   still renders for them;
 * two sessions training at the same time keep their runs and models apart, and a third session
   inspecting meanwhile sees neither;
 * nothing a user uploads is written to disk: ``models/`` is unchanged, and no new file anywhere
-  in the repository or the temp folder holds the upload's bytes.
+  in the repository or the temp folder holds the upload's bytes;
+* a training run on malformed data fails with the file and line and registers no model.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ import hashlib
 import io
 import json
 import os
+import re
+import shutil
 import struct
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,14 +37,47 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_app_support import NAMES, ROOT, goto, ok, planted_full_model, start
-
+import dcnviz.data
 from dcnviz.app import state
 from dcnviz.checkpoint import MAX_HEADER_BYTES, load_model, model_to_bytes
 from dcnviz.sample import SampleConfig, make_sample, write_sample
+from tests.helpers import PEERS, ROOT
+from tests.helpers import hostile as H
+from tests.helpers.app import APP, NAMES, PAGES, goto, ok, planted_full_model, start, write_demo_models
 
-PEERS = ROOT / "tests" / "fixtures" / "peers"
+
+@pytest.mark.skipif(not (dcnviz.data.SAMPLE_DIR / "ratings.dat").is_file(), reason="sample_data/ not generated")
+def test_app_training_on_malformed_data_fails_with_the_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sample = Path(shutil.copytree(dcnviz.data.SAMPLE_DIR, tmp_path / "sample"))
+    ratings = sample / "ratings.dat"
+    lines = ratings.read_text(encoding="latin-1").splitlines()
+    lines[41] = "1::2::five::978300000"
+    ratings.write_text("\n".join(lines) + "\n", encoding="latin-1")
+    write_demo_models(tmp_path / "models")
+    monkeypatch.setenv("DCNVIZ_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(dcnviz.data, "SAMPLE_DIR", sample)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(f"{PAGES}/train.py").run()
+    at.number_input(key="tr_epochs").set_value(1)
+    at.run()
+    at.button(key="tr_start").click().run()
+    job = at.session_state["train_job"]
+    deadline = time.monotonic() + 120
+    while not job.snapshot().finished:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    for _ in range(2):
+        at.run()
+    snap = job.snapshot()
+    assert snap.status == "failed" and snap.model_bytes is None
+    expected = f"Training failed: {ratings} line 42: Rating must be an integer; got 'five'"
+    assert [e.value for e in at.error] == [expected]
+    assert not at.exception
+    registry = dict(at.session_state["dcnviz_models"]) if "dcnviz_models" in at.session_state else {}
+    assert registry == {}, "no model was registered"
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +107,6 @@ def shipped_heatmap_still_works(at: AppTest) -> None:
     goto(at, "crosses")
     ok(at)
     assert heatmap_x(at) == NAMES
-
-
-# --- adversarial files through the upload widget -------------------------------------------------
 
 
 def _split(data: bytes) -> tuple[dict, bytes]:
@@ -167,9 +202,6 @@ def test_a_file_over_the_upload_limit_is_refused_with_the_limit(env: Path, monke
     shipped_heatmap_still_works(at)
 
 
-# --- NaN / Inf weights ------------------------------------------------------------------------------
-
-
 def test_inf_weights_in_a_dcnviz_file_warn_and_every_page_still_renders(env: Path) -> None:
     model = planted_full_model()
     with torch.no_grad():
@@ -204,9 +236,6 @@ def test_nan_weights_in_a_peer_file_warn_and_the_heatmap_renders(env: Path) -> N
     for page in ("crosses", "spectrum"):
         goto(at, page)
         assert not at.exception, (page, [e.message for e in at.exception])
-
-
-# --- sessions -------------------------------------------------------------------------------------------
 
 
 def _start_training(at: AppTest, hidden: str, emb: int) -> AppTest:
@@ -271,9 +300,6 @@ def test_an_upload_in_one_session_does_not_change_what_another_shows(env: Path) 
     assert heatmap_x(b) == before == NAMES
 
 
-# --- nothing uploaded is written to disk ---------------------------------------------------------------
-
-
 def _snapshot(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
@@ -321,3 +347,79 @@ def test_uploads_are_never_written_to_disk(env: Path, tmp_path: Path) -> None:
         assert _snapshot(real_models) == real_before, "the repository's models/ is unchanged"
     roots = [ROOT, Path(tempfile.gettempdir())]
     assert _files_holding(marker.encode(), roots, since) == [], "an upload's bytes were written to disk"
+
+
+APP_CASES = [
+    "deep-tuple-key-1e6",
+    "memo-bomb-2^27",
+    "stride-0-view-4096",
+    "sparse-tensor",
+    "5000-digit-int-metadata",
+    "NUL-in-tensor-name",
+]
+
+
+def _shipped_heatmap_works(at) -> None:
+    at.sidebar.selectbox(key="model_key").set_value("shipped:a_dcnv2_planted.safetensors")
+    goto(at, "crosses")
+    ok(at)
+    assert json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["x"] == NAMES
+
+
+@pytest.mark.parametrize("name", APP_CASES)
+def test_the_app_refuses_each_hostile_upload_with_its_own_message(env: Path, made, name: str) -> None:
+    h = H.by_name(name)
+    at = goto(start(), "model")
+    at.file_uploader(key="up_file").upload("hostile.pt", made[name])
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert len(at.error) == 1, [e.value for e in at.error]
+    text = at.error[0].value
+    assert text.startswith("Could not read **hostile.pt**: ") and re.search(h.expect, text), text
+    assert "\x00" not in text and len(text) < 4200
+    _shipped_heatmap_works(at)
+
+
+def test_a_hostile_names_upload_and_file_name_are_shown_escaped(env: Path, made) -> None:
+    at = goto(start(), "model")
+    at.file_uploader(key="up_file").upload("[x](http://evil)<b>.pt", (PEERS / "deepctr_dcn_matrix.pt").read_bytes())
+    at.file_uploader(key="up_names").upload("names.json", made["deep-json-names"])
+    at.run()
+    assert not at.exception
+    text = at.error[0].value
+    assert text.startswith(r"Could not read **\[x\]\(http://evil\)\<b\>.pt**: ") and "nested more than 64" in text
+    _shipped_heatmap_works(at)
+
+
+def test_gate_weighting_runs_only_on_data_of_this_server(env: Path, tmp_path, ml100k, monkeypatch) -> None:
+    """An uploaded mixture file names a real folder of MovieLens-100K on this machine: the app does not look
+    there. It offers the data the operator put under $DCNVIZ_DATA_DIR, and only that."""
+    from dcnviz.checkpoint import model_to_bytes
+    from dcnviz.data import DataOptions, load_splits
+    from dcnviz.model import DCNModel, ModelConfig
+
+    options = DataOptions(source="ml-100k", data_dir=str(ml100k), embedding_dim=2)
+    splits = load_splits(options)
+    torch.manual_seed(0)
+    model = DCNModel(splits.spec, ModelConfig(model="dcn-mix", experts=2, rank=2, hidden=(4,)))
+    data = model_to_bytes(model, data_info=splits.info)
+    monkeypatch.delenv("DCNVIZ_DATA_DIR", raising=False)
+    monkeypatch.setattr("dcnviz.modelfile.REPO_ROOT", tmp_path / "no-project")  # no data/ folder either
+    at = goto(start(), "model")
+    at.file_uploader(key="up_file").upload("mix.safetensors", data)
+    goto(at.run(), "crosses")
+    at.toggle(key="cx_gates").set_value(True).run()
+    ok(at)
+    info = " ".join(i.value for i in at.info)
+    assert "trained on ml-100k data, which is not on this server" in info, info
+    assert str(ml100k) not in info and "gate-weighted" not in json.dumps(at.get("plotly_chart")[0].proto.spec)
+    # the operator provides the data: now it is offered and used
+    server = tmp_path / "server-data"
+    (server / "ml-100k").parent.mkdir()
+    (server / "ml-100k").symlink_to(ml100k, target_is_directory=True)
+    monkeypatch.setenv("DCNVIZ_DATA_DIR", str(server))
+    at.toggle(key="cx_gates").set_value(False).run()
+    at.toggle(key="cx_gates").set_value(True).run()
+    ok(at)
+    assert any("Mean gates E_x[G_k(x_l)] on MovieLens-100K ($DCNVIZ_DATA_DIR/ml-100k)" in c.value for c in at.caption)
+    assert "gate-weighted" in json.dumps(at.get("plotly_chart")[0].proto.spec)

@@ -7,7 +7,6 @@ the isolation tests use real worker processes forked from the fork server.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
@@ -20,9 +19,6 @@ import torch
 
 import dcnviz.data
 from dcnviz.app.jobs import (
-    Control,
-    Emit,
-    Job,
     RunPool,
     TrainingJob,
     TrainRequest,
@@ -36,71 +32,11 @@ from dcnviz.data import DataOptions
 from dcnviz.errors import DcnvizError
 from dcnviz.model import ModelConfig
 from dcnviz.train import TrainConfig
+from tests.helpers.jobs import StandIn, allocate, crash, ignore_stop, until, wait_for_stop
 
 needs_sample = pytest.mark.skipif(
     not (dcnviz.data.SAMPLE_DIR / "ratings.dat").is_file(), reason="sample_data/ not generated"
 )
-
-
-# --- stand-in work (module level: the worker imports it by name) ------------------------------------
-
-
-def wait_for_stop(request: Any, emit: Emit, control: Control) -> None:
-    """Runs until asked to stop, then ends with what it was given."""
-    emit("status", ("training", "working"))
-    while not control.should_stop():
-        time.sleep(0.01)
-    emit("end", {"kept": request})
-
-
-def ignore_stop(request: Any, emit: Emit, control: Control) -> None:
-    """A runaway: never looks at the stop flag."""
-    emit("status", ("training", "spinning"))
-    while True:
-        time.sleep(0.01)
-
-
-def crash(request: Any, emit: Emit, control: Control) -> None:
-    emit("status", ("training", "about to crash"))
-    os.kill(os.getpid(), signal.SIGSEGV)
-
-
-def allocate(request: Any, emit: Emit, control: Control) -> None:
-    emit("status", ("training", "allocating"))
-    blob = bytearray(request)  # more than the worker's address-space limit
-    emit("end", {"kept": len(blob)})
-
-
-class StandIn(Job):
-    """A job around one of the functions above; ``kept`` is what it ended with."""
-
-    kind = "test"
-
-    def __init__(self, work: Any, request: Any = None, **kw: Any) -> None:
-        super().__init__(request, **kw)
-        self._work = work
-        self.kept: Any = None
-
-    def work(self) -> Any:
-        return self._work
-
-    def _receive(self, kind: str, payload: Any) -> None:
-        assert kind == "end", kind
-        self.kept = payload["kept"]
-        self._finish_locked("done", "done")
-
-    def _drop_results_locked(self) -> None:
-        self.kept = None
-
-
-def until(cond: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
-# --- the run limit and the queue -------------------------------------------------------------------
 
 
 def test_default_run_limit_follows_the_cores() -> None:
@@ -143,9 +79,6 @@ def test_runs_beyond_the_limit_queue_in_order_and_share_the_cores() -> None:
     until(lambda: c.finished and pool.counts() == (0, 0))
 
 
-# --- a run belongs to its session ------------------------------------------------------------------
-
-
 def test_runs_whose_session_ended_are_cancelled_after_the_grace_period_keeping_nothing() -> None:
     pool = RunPool(cores=2, max_runs=1, grace_s=5.0)
     alive = {"a": True, "b": True}
@@ -179,9 +112,6 @@ def test_a_broken_liveness_check_never_cancels() -> None:
     assert pool.check_owners(now=0.0) == [] and pool.check_owners(now=100.0) == []
     a.stop()
     until(lambda: a.finished)
-
-
-# --- isolation: worker processes -------------------------------------------------------------------
 
 
 def test_cancel_kills_a_runaway_worker_within_seconds() -> None:
@@ -236,8 +166,6 @@ def test_the_worker_never_runs_the_servers_main_script(tmp_path: Path, monkeypat
     assert job.join(30) and job.kept == "x"
     assert not marker.exists()
 
-
-# --- one training run for the app and the CLI (issue 15 item 1) -------------------------------------
 
 TIMINGS = {"wall_s", "train_s", "train_wall_s", "examples_per_s", "epoch_s", "load_s"}
 PROVENANCE = {"made_by", "argv", "label", "saved_seed", "created"}

@@ -1,21 +1,16 @@
 """AppTest (headless) tests of how the app presents things (issue 13): one source for each number a user
 compares across pages, controls that follow the user's choices, warnings shown once, labels that fit.
 
-Sizes in pixels (the heatmap filling the column) need a browser: ``tests/test_browser.py``.
+Sizes in pixels (the heatmap filling the column) need a browser: ``tests/e2e/test_browser.py``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_app import PEERS, charts, upload
-from test_app_support import NAMES, goto, ok, planted_full_model, start
 
 from dcnviz.app import ui
 from dcnviz.app.pages.report import REPORT
@@ -23,6 +18,8 @@ from dcnviz.checkpoint import model_to_bytes
 from dcnviz.commands.app import app_settings, parse_streamlit_args, streamlit_options
 from dcnviz.errors import ConfigError
 from dcnviz.sample import SampleConfig, make_sample, write_sample
+from tests.helpers import PEERS
+from tests.helpers.app import NAMES, charts, goto, ok, planted_full_model, start, upload
 
 MIX = "shipped:b_dcnmix.safetensors"
 FULL = "shipped:a_dcnv2_planted.safetensors"
@@ -39,10 +36,6 @@ def pick(at, key: str):  # type: ignore[no-untyped-def]
     at.sidebar.selectbox(key="model_key").set_value(key).run()
     ok(at)
     return at
-
-
-# --------------------------------------------------------------------------------------------------
-# Item 14: the same pair has the same share on every page, and the share is labelled
 
 
 def test_a_pairs_share_is_the_same_on_the_tour_and_on_feature_crosses(env: Path) -> None:
@@ -64,10 +57,6 @@ def test_a_pairs_share_is_the_same_on_the_tour_and_on_feature_crosses(env: Path)
     assert any("both directions together" in c.value for c in at.caption)
 
 
-# --------------------------------------------------------------------------------------------------
-# Item 15: type a tolerance; the chips stay sorted; what is not a tolerance is named
-
-
 def test_tolerances_can_be_typed_and_stay_sorted(env: Path) -> None:
     at = goto(start(), "spectrum")
     box = at.multiselect(key="sp_tols")
@@ -82,10 +71,6 @@ def test_tolerances_can_be_typed_and_stay_sorted(env: Path) -> None:
     assert "0.3" in at.multiselect(key="sp_tols").options  # a typed value becomes an option
     at.run()
     assert not at.warning, "the message about a refused value is shown once"
-
-
-# --------------------------------------------------------------------------------------------------
-# Item 13: Report uses the Spectrum page's tolerances and offers experts only for mixtures
 
 
 def test_report_uses_the_tolerances_chosen_on_spectrum(env: Path) -> None:
@@ -109,10 +94,6 @@ def test_report_uses_the_tolerances_chosen_on_spectrum(env: Path) -> None:
     assert at.checkbox(key="rep_experts").value is True, "a mixture offers its experts"
 
 
-# --------------------------------------------------------------------------------------------------
-# Item 4: rank tables that fit: no long sentence, no empty expert column, initial R_T beside the learned
-
-
 def test_rank_tables_are_compact_in_the_app_and_the_report(env: Path) -> None:
     at = goto(start(), "spectrum")
     table = at.dataframe[0].value
@@ -127,10 +108,6 @@ def test_rank_tables_are_compact_in_the_app_and_the_report(env: Path) -> None:
     header = re.search(r"<thead>(.*?)</thead>", ranks, re.S).group(1)  # type: ignore[union-attr]
     assert "suggestion" not in header and "expert" not in header and "initial" in header
     assert "white-space: nowrap" in page
-
-
-# --------------------------------------------------------------------------------------------------
-# Item 13: Compare's A is the model chosen in the sidebar
 
 
 def test_compare_follows_the_sidebar_and_swaps(env: Path) -> None:
@@ -148,10 +125,6 @@ def test_compare_follows_the_sidebar_and_swaps(env: Path) -> None:
     at.button(key="cmp_swap").click().run()
     ok(at)
     assert at.sidebar.selectbox(key="model_key").value == b and at.selectbox(key="cmp_b").value == new_a
-
-
-# --------------------------------------------------------------------------------------------------
-# Item 10: warnings once, on the Model page; informational notes are not warnings
 
 
 def test_notes_are_not_warnings_and_warnings_are_not_repeated(env: Path) -> None:
@@ -191,10 +164,6 @@ def test_split_warnings_keeps_problems_and_moves_notes() -> None:
     assert len(notes) == 3 and len(warns) == 2 and "NaN" in warns[0]
 
 
-# --------------------------------------------------------------------------------------------------
-# Item 16: labels that are not cut off
-
-
 def test_labels_fit_the_sidebar_and_the_expert_picker(env: Path) -> None:
     long_name = "a_model_file_with_a_really_quite_long_descriptive_name.safetensors"
     data = model_to_bytes(planted_full_model(seed=3))
@@ -218,10 +187,6 @@ def test_the_model_card_shows_long_values_whole(env: Path) -> None:
     arch = next(t.value for t in at.table if "property" in t.value)
     value = dict(zip(arch.property, arch.value, strict=True))["initial matrices (spectrum baseline)"]
     assert len(value) > 60 and "truncated_normal" in value  # a long value, in a table that wraps (st.table)
-
-
-# --------------------------------------------------------------------------------------------------
-# Items 6 and 19: the app's settings, wherever it is started (`dcnviz app`)
 
 
 def test_dcnviz_app_passes_the_apps_settings_and_lets_the_user_override_them() -> None:
@@ -254,10 +219,6 @@ def test_the_tour_counts_features(env: Path) -> None:
     assert any(f"**{len(NAMES)} features**" in m.value for m in at.markdown)
 
 
-# --------------------------------------------------------------------------------------------------
-# Item 3: the same file with and without names is one entry, not two look-alikes
-
-
 def test_the_same_file_with_names_replaces_its_nameless_entry(env: Path) -> None:
     data = (PEERS / "deepctr_dcn_matrix.pt").read_bytes()
     at = upload(start(), "deepctr.pt", data)
@@ -274,10 +235,6 @@ def test_the_same_file_with_names_replaces_its_nameless_entry(env: Path) -> None
     at = upload(at, "deepctr.pt", (PEERS / "deepctr_dcnmix.pt").read_bytes())
     shown = list(at.sidebar.selectbox(key="model_key").options)
     assert len(shown) == len(after) + 1 and len(set(shown)) == len(shown), shown
-
-
-# --------------------------------------------------------------------------------------------------
-# Item 8: a peer file without names says so and takes the names right there
 
 
 def test_a_file_without_names_says_so_and_takes_them_on_the_page(env: Path) -> None:

@@ -13,7 +13,6 @@ import os
 import pickle
 import re
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -22,11 +21,16 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_app_support import (
+import dcnviz.data
+from dcnviz.analysis import block_norms
+from dcnviz.app.pages.report import REPORT
+from dcnviz.checkpoint import load_model, model_to_bytes, save_model
+from dcnviz.sample import SampleConfig, make_sample, write_sample
+from dcnviz.weights import from_model
+from tests.helpers import PEERS, ROOT, TEST_FIXTURES
+from tests.helpers.app import (
     NAMES,
     PLANTED,
-    ROOT,
     arr,
     charts,
     goto,
@@ -34,17 +38,20 @@ from test_app_support import (
     ok,
     planted_full_model,
     start,
+    upload,
     write_demo_models,
 )
 
-import dcnviz.data
-from dcnviz.analysis import block_norms
-from dcnviz.app.pages.report import REPORT
-from dcnviz.checkpoint import load_model, model_to_bytes, save_model
-from dcnviz.sample import SampleConfig, make_sample, write_sample
-from dcnviz.weights import from_model
 
-PEERS = ROOT / "tests" / "fixtures" / "peers"
+def test_planted_model_has_the_planted_block_on_top() -> None:
+    from dcnviz.analysis import analyze
+    from dcnviz.weights import from_model
+
+    a = analyze(from_model(planted_full_model()))
+    top = a.layers[0].top_crosses("raw", n=1)
+    assert (top.feature_i[0], top.feature_j[0]) == PLANTED
+
+
 ALL_PAGES = ("tour", "model", "crosses", "spectrum", "compare", "report", "train", "paperlab")
 
 
@@ -53,10 +60,6 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("sample")
     write_sample(make_sample(SampleConfig(n_users=150, n_movies=60, n_ratings=3000, min_ratings=20)), d)
     return d
-
-
-# --------------------------------------------------------------------------------------------------
-# Every page
 
 
 def test_every_page_loads_without_errors_or_deprecation_warnings(env: Path) -> None:
@@ -110,10 +113,6 @@ def test_a_shipped_model_trained_on_the_sample_is_shown_first(tmp_path: Path, mo
     assert at.sidebar.selectbox(key="model_key").value == "shipped:z_dcnmix_sample.safetensors"
 
 
-# --------------------------------------------------------------------------------------------------
-# Feature crosses
-
-
 def test_crosses_heatmap_has_feature_names_and_planted_cross_on_top(env: Path) -> None:
     at = goto(start(), "crosses")
     ok(at)
@@ -150,10 +149,6 @@ def test_crosses_switch_layer_mode_log_and_experts(env: Path) -> None:
     assert "expert 1" in charts(at)[0]["layout"]["title"]["text"]
 
 
-# --------------------------------------------------------------------------------------------------
-# Spectrum
-
-
 def test_spectrum_several_tolerances_rank_table_and_baseline(env: Path) -> None:
     at = goto(start(), "spectrum")
     ok(at)
@@ -178,10 +173,6 @@ def test_spectrum_several_tolerances_rank_table_and_baseline(env: Path) -> None:
     assert "Σ r_k" in " ".join(m.value for m in at.markdown)
 
 
-# --------------------------------------------------------------------------------------------------
-# Model card and uploads
-
-
 def test_model_card_of_a_shipped_model(env: Path) -> None:
     at = goto(start(), "model")
     ok(at)
@@ -193,16 +184,6 @@ def test_model_card_of_a_shipped_model(env: Path) -> None:
     metrics = next(f for f in frames if "property" in f and "test.auc" in set(f.property))
     assert dict(zip(metrics.property, metrics.value, strict=True))["test.auc"] == "0.75"
     assert any("200 MB" in m.value for m in at.markdown), "the upload limit is stated"
-
-
-def upload(at: AppTest, name: str, data: bytes, *, fmt: str | None = None, names: bytes | None = None) -> AppTest:
-    at = goto(at, "model")
-    if fmt is not None:
-        at.selectbox(key="up_format").set_value(fmt)
-    if names is not None:
-        at.file_uploader(key="up_names").upload("NAMES.json", names, "application/json")
-    at.file_uploader(key="up_file").upload(name, data)
-    return at.run()
 
 
 def test_upload_dcnviz_file_is_selected_and_shown(env: Path) -> None:
@@ -311,10 +292,6 @@ def test_two_sessions_do_not_see_each_others_uploads(env: Path) -> None:
     assert not any("private" in k for k in b_keys)
 
 
-# --------------------------------------------------------------------------------------------------
-# Compare and Report
-
-
 def test_compare_shows_both_models_and_their_difference(env: Path, tmp_path: Path) -> None:
     at = goto(start(), "compare")
     ok(at)
@@ -351,10 +328,6 @@ def test_report_is_one_offline_html_file(env: Path) -> None:
     for name in NAMES:
         assert name in page
     assert "Numerical ranks" in page and "Model card" in page
-
-
-# --------------------------------------------------------------------------------------------------
-# Train
 
 
 def wait_for(at: AppTest, done, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
@@ -455,10 +428,6 @@ def test_save_model_helper_round_trip(tmp_path: Path) -> None:
     assert W is not None and float(np.abs(W).max()) == pytest.approx(3.0)
 
 
-# --------------------------------------------------------------------------------------------------
-# Paper lab
-
-
 def test_paper_lab_tiny_run_table_beside_the_paper_and_learned_coefficients(env: Path) -> None:
     at = goto(start(), "paperlab")
     ok(at)
@@ -484,10 +453,6 @@ def test_paper_lab_tiny_run_table_beside_the_paper_and_learned_coefficients(env:
     true = arr(figs[0]["data"][0]["z"])
     np.testing.assert_allclose(true, [[1.0, 0.1, 0.0], [0.1, 0.0, 1.0], [0.0, 1.0, 0.1]])  # f2's crosses
     assert arr(figs[1]["data"][0]["z"]).shape == (3, 3)
-
-
-# --------------------------------------------------------------------------------------------------
-# MovieLens download on the Train page (a local HTTP server; no test touches the network)
 
 
 def test_movielens_download_offline_is_a_clear_message(env: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -516,7 +481,7 @@ def test_movielens_download_with_progress_then_ready_to_train(env: Path, tmp_pat
 
     from dcnviz import download as dl
 
-    tiny = ROOT / "tests" / "fixtures" / "data" / "ml-100k-tiny"
+    tiny = TEST_FIXTURES / "data" / "ml-100k-tiny"
     rows = {f: dl.count_rows(tiny / f) for f in ("u.data", "u.user", "u.item")}
     monkeypatch.setitem(dl.DATASETS, "ml-100k", dataclasses.replace(dl.DATASETS["ml-100k"], rows=rows))
     served = tmp_path / "www"
@@ -578,9 +543,8 @@ def test_every_peer_fixture_opens_on_the_analysis_pages(env: Path, name: str) ->
 
 def test_every_model_kind_opens_on_every_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """DCN-V1, low-rank CrossNet, a mixture with nonlinear experts (Eq. 4) and a plain DNN."""
-    from test_app_support import tiny_spec
-
     from dcnviz.model import DCNModel, ModelConfig
+    from tests.helpers.app import tiny_spec
 
     configs = {
         "dcn": ModelConfig(model="dcn", hidden=(8,)),

@@ -6,9 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 def test_start_up_objects_are_frozen_once_and_later_garbage_is_still_collected() -> None:

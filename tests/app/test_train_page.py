@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_app_support import goto, ok, start
-from test_jobs import StandIn, until, wait_for_stop
 
 from dcnviz.app import jobs
 from dcnviz.app.jobs import JobSnapshot, RunPool
@@ -18,6 +16,8 @@ from dcnviz.data import DataOptions
 from dcnviz.model import ModelConfig
 from dcnviz.sample import SampleConfig, make_sample, write_sample
 from dcnviz.train import TrainConfig
+from tests.helpers.app import goto, ok, start
+from tests.helpers.jobs import StandIn, until, wait_for_stop
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,9 @@ from dcnviz.cli import main
 from dcnviz.gates import mean_gates
 from dcnviz.model import DCNModel, ModelConfig
 from dcnviz.spec import FeatureSpec, Field
+from tests.helpers import PEERS, ROOT, TEST_FIXTURES
+from tests.helpers import hostile as H
 
-ROOT = Path(__file__).resolve().parents[1]
 SPEC = FeatureSpec(
     (
         Field(name="user_id", kind="categorical", embedding_dim=4, vocab=tuple("abcdef")),
@@ -159,9 +161,6 @@ def test_bad_options_are_refused(tmp_path, capsys, argv):
     assert err.startswith("error:")
 
 
-PEERS = ROOT / "tests" / "fixtures" / "peers"
-
-
 @pytest.mark.skipif(not (PEERS / "deepctr_dcnmix.pt").is_file(), reason="peer fixtures not present")
 def test_a_peer_library_file_goes_through_the_importers(capsys):
     obj = inspect_json(capsys, str(PEERS / "deepctr_dcnmix.pt"))
@@ -218,7 +217,7 @@ def test_a_file_without_feature_blocks_asks_for_names(tmp_path, capsys):
 
 
 def test_fuxictr_feature_map_names_the_blocks(capsys):
-    peers = Path(__file__).parent / "fixtures" / "peers"
+    peers = TEST_FIXTURES / "peers"
     fmap = peers / "fuxictr_feature_map.json"
     features = json.loads(fmap.read_text())["features"]
     want = [next(iter(f)) if isinstance(f, dict) else f for f in features]
@@ -240,7 +239,7 @@ def test_json_carries_what_training_changed_for_dcnviz_files(tmp_path, capsys):
     want = np.zeros_like(change)
     want[0, -1] = 2.0
     np.testing.assert_allclose(change, want, atol=1e-6)
-    peer = inspect_json(capsys, str(Path(__file__).parent / "fixtures" / "peers" / "deepctr_dcn_matrix.pt"))
+    peer = inspect_json(capsys, str(TEST_FIXTURES / "peers" / "deepctr_dcn_matrix.pt"))
     assert all("change_block_norms" not in lay for lay in peer["layers"])  # its init is drawn, not saved
 
 
@@ -276,6 +275,69 @@ def test_gates_data_weights_each_expert_by_its_mean_gate(tmp_path, capsys):
     full, _ = saved(tmp_path, ModelConfig(model="dcnv2", cross_layers=1, hidden=(4,)))
     assert main(["inspect", str(full), "--gates-data", "sample"]) == 2
     assert "--gates-data: mean gates apply to mixture models" in capsys.readouterr().err
-    peer = ROOT / "tests" / "fixtures" / "peers" / "deepctr_dcn_matrix.pt"
+    peer = TEST_FIXTURES / "peers" / "deepctr_dcn_matrix.pt"
     assert main(["inspect", str(peer), "--gates-data", "sample"]) == 2
     assert "needs a dcnviz model file" in capsys.readouterr().err
+
+
+MODEL_CASES = [h for h in H.HOSTILE if h.kind == "model"]
+
+
+def _cli(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_cli_inspect_refuses_every_hostile_file_with_error_and_no_traceback(tmp_path, capsys, made) -> None:
+    for h in MODEL_CASES:
+        path = tmp_path / f"{h.name}.pt"
+        path.write_bytes(made[h.name])
+        code, err = _cli(capsys, ["inspect", str(path)])
+        assert code == 2, (h.name, err[:500])
+        assert err.startswith("error: ") and "Traceback" not in err, (h.name, err[:500])
+        assert re.search(h.expect, err), (h.name, err[:500])
+        assert len(err) < 4200 and "\x00" not in err and "\x1b" not in err, (h.name, len(err))
+
+
+@pytest.mark.parametrize("kind", ["names", "feature_map", "schema"])
+def test_cli_json_options_nested_or_with_huge_integers_give_an_error(tmp_path, capsys, made, kind: str) -> None:
+    good = tmp_path / "good.safetensors"
+    good.write_bytes(H.dcnviz_file())
+    fuxictr = PEERS / "fuxictr_dcnv2.pt"
+    table = tmp_path / "t.csv"
+    table.write_text("label,a\n" + "".join(f"{i % 2},{i % 5}\n" for i in range(100)))
+    for h in (h for h in H.HOSTILE if h.kind == kind):
+        bad = tmp_path / f"{h.name}.json"
+        bad.write_bytes(made[h.name])
+        argv = {
+            "names": ["inspect", str(good), "--names", str(bad)],
+            "feature_map": ["inspect", str(fuxictr), "--feature-map", str(bad)],
+            "schema": ["evaluate", str(good), "--data", "csv", "--data-dir", str(table), "--schema", str(bad)],
+        }[kind]
+        code, err = _cli(capsys, argv)
+        last = err.strip().splitlines()[-1]
+        assert code == 2 and last.startswith("error: ") and "Traceback" not in err, (h.name, err[:300])
+        assert re.search(h.expect, err), (h.name, err[:300])
+
+
+def test_inspect_warns_for_a_nan_layer_and_analyses_the_others(tmp_path, capsys) -> None:
+    from dcnviz.checkpoint import save_model
+    from dcnviz.model import DCNModel, ModelConfig
+    from tests.helpers.app import tiny_spec
+
+    model = DCNModel(tiny_spec(), ModelConfig(hidden=(4,)))
+    with torch.no_grad():
+        model.cross.layers[1].linear.weight[0, 0] = float("nan")  # type: ignore[union-attr,index]
+    path = save_model(tmp_path / "nan.safetensors", model)
+    assert main(["inspect", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [layer["index"] for layer in out["layers"]] == [0]
+    assert any("cross layer 1 is left out: layer 1 holds NaN or Inf" in w for w in out["warnings"])
+    assert main(["inspect", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "warning: cross layer 1 is left out" in text and "layer 0 · full" in text
+    with torch.no_grad():
+        model.cross.layers[0].linear.weight[0, 0] = float("inf")  # type: ignore[union-attr,index]
+    save_model(path, model)
+    code, err = _cli(capsys, ["inspect", str(path)])
+    assert code == 2 and err.startswith("error: every cross layer holds NaN or Inf")

@@ -17,8 +17,8 @@ from dcnviz.checkpoint import load_model
 from dcnviz.cli import main
 from dcnviz.commands import train as train_cmd
 from dcnviz.data import SAMPLE_DIR, SOURCES
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--hidden", "16", "--embedding-dim", "4", "--batch-size", "1024", "--lr", "0.01", "--device", "cpu", "--quiet"]
 CONTRACT = {"test", "val", "epochs", "best_epoch", "wall_s", "device", "examples_per_s"}
 

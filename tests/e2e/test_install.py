@@ -28,9 +28,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_app_support import ROOT
-from test_browser import assert_the_apps_settings, chromium, open_the_tour  # noqa: F401  (chromium: a fixture)
+from tests.helpers import ROOT
+from tests.helpers.browser import assert_the_apps_settings, open_the_tour
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -110,7 +109,7 @@ def test_the_wheel_runs_with_no_checkout(installed: Path, tmp_path: Path) -> Non
     assert json.loads(out.strip().splitlines()[-1])["format"] == "dcnviz"
 
 
-def test_dcnviz_app_from_another_folder_serves_the_tour(installed: Path, chromium: str, tmp_path: Path) -> None:  # noqa: F811
+def test_dcnviz_app_from_another_folder_serves_the_tour(installed: Path, chromium: str, tmp_path: Path) -> None:
     away = tmp_path / "elsewhere"
     away.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DCNVIZ_", "STREAMLIT_"))}

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT
+
 nbformat = pytest.importorskip("nbformat", reason="pip install -r requirements-dev.txt (nbclient, ipykernel)")
 nbclient = pytest.importorskip("nbclient")
 
-ROOT = Path(__file__).resolve().parent.parent
+
 NOTEBOOK = ROOT / "examples" / "dcnviz_tour.ipynb"
 
 

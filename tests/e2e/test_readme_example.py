@@ -12,17 +12,14 @@ import contextlib
 import io
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_app_support import planted_full_model
-
 from dcnviz.checkpoint import load_model, save_model
+from tests.helpers import ROOT
+from tests.helpers.app import planted_full_model
 
-ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "README.md"
 MARKER = "<!-- notebook-example -->"
 

@@ -1,6 +1,7 @@
-"""Shared helpers for the app tests: tiny demo models with a planted cross, an AppTest factory.
+"""Helpers for the app tests: tiny demo models with a planted cross, an AppTest factory and page drivers.
 
-(A module of helpers; it holds one sanity test so pytest collects it harmlessly.)
+(No tests here: the planted model's own check is ``tests/app/test_pages.py::
+test_planted_model_has_the_planted_block_on_top``.)
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from streamlit.testing.v1 import AppTest
 from dcnviz.checkpoint import save_model
 from dcnviz.model import DCNModel, ModelConfig
 from dcnviz.spec import FeatureSpec, Field
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 PAGES = "dcnviz/app/pages"
 NAMES = ["user_id", "movie_id", "gender", "age", "occupation"]
@@ -137,10 +138,11 @@ def no_deprecations() -> Iterator[list[str]]:
         raise AssertionError("deprecation warnings:\n" + "\n".join(found))
 
 
-def test_planted_model_has_the_planted_block_on_top() -> None:
-    from dcnviz.analysis import analyze
-    from dcnviz.weights import from_model
-
-    a = analyze(from_model(planted_full_model()))
-    top = a.layers[0].top_crosses("raw", n=1)
-    assert (top.feature_i[0], top.feature_j[0]) == PLANTED
+def upload(at: AppTest, name: str, data: bytes, *, fmt: str | None = None, names: bytes | None = None) -> AppTest:
+    at = goto(at, "model")
+    if fmt is not None:
+        at.selectbox(key="up_format").set_value(fmt)
+    if names is not None:
+        at.file_uploader(key="up_names").upload("NAMES.json", names, "application/json")
+    at.file_uploader(key="up_file").upload(name, data)
+    return at.run()

@@ -1,13 +1,15 @@
 """Hostile inputs of every class in issue 11, generated small and fast (no file in the repository).
 
 Each :class:`Hostile` says what it is (``kind``: which CLI option or loader takes it), how to make it,
-and the message its clean refusal must contain. Used by ``tests/test_hardening_issue11.py`` (one
-regression test per class), the fuzzer's extra shapes (``tests/test_fuzz.py``) and the measurement
-script ``benchmarks/bench_hostile.py`` (time and peak memory per class, CLI and app paths).
+and the message its clean refusal must contain. Used by the regression tests of each class
+(``tests/test_modelfile.py`` for the library, ``tests/commands/test_inspect.py`` for the CLI,
+``tests/app/test_hostile_inputs.py`` for the app), the fuzzer's extra shapes
+(``tests/test_modelfile_fuzz.py``) and the measurement script ``benchmarks/bench_hostile.py`` (time
+and peak memory per class, CLI and app paths).
 
 ``crash_class`` inputs used to kill the whole process (a C stack overflow, a multi-GB allocation);
 :func:`crash_inputs` builds variants of them that our own pre-scan lets through, to show that the
-isolated worker contains them.
+isolated worker contains them (``tests/test_isolation.py``).
 """
 
 from __future__ import annotations
@@ -19,13 +21,12 @@ import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-PEERS = Path(__file__).parent / "fixtures" / "peers"
+from tests.helpers import PEERS as PEERS  # re-exported: H.PEERS
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
-"""Property-based fuzzing of the importers (issue 7): every mutated file loads or raises a DcnvizError.
+"""Hostile peer-library files (issue 7): every mutated or truncated file loads or raises a DcnvizError.
 
-Two mutators over the peer fixtures: raw byte edits (flips, truncation, insertion, deletion) of the
-files, and structure-aware edits of their state dicts (keys dropped, renamed or re-indexed; tensors
-reshaped, re-typed, made NaN; junk keys) re-saved as torch zip, .npz or safetensors, read with a
-random ``format=`` and ``names=``. CI runs ``DCNVIZ_FUZZ_EXAMPLES`` (default 300) examples of each;
-set it higher for a longer run.
+* Truncated torch zip and ``.npz`` files, and peer tensors whose shapes disagree, each with its message.
+* Property-based fuzzing with two mutators over the peer fixtures: raw byte edits (flips, truncation,
+  insertion, deletion) of the files, and structure-aware edits of their state dicts (keys dropped,
+  renamed or re-indexed; tensors reshaped, re-typed, made NaN; junk keys) re-saved as torch zip, .npz
+  or safetensors, read with a random ``format=`` and ``names=``. CI runs ``DCNVIZ_FUZZ_EXAMPLES``
+  (default 300) examples of each; set it higher for a longer run.
 """
 
 from __future__ import annotations
@@ -19,10 +20,62 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dcnviz.errors import DcnvizError
+from dcnviz.errors import CheckpointError, DcnvizError, ImportFormatError
 from dcnviz.importers import FORMATS, load_cross_weights, read_tensor_file
+from tests.helpers import PEERS
 
-PEERS = Path(__file__).parent / "fixtures" / "peers"
+
+@pytest.mark.parametrize("name", ["deepctr_dcn_matrix.pt", "recbole_dcnv2_checkpoint.pth"])
+def test_truncated_torch_zip(name):
+    data = (PEERS / name).read_bytes()
+    with pytest.raises(CheckpointError, match=r"not a readable zip archive: File is not a zip file"):
+        load_cross_weights(data[: len(data) // 2])  # the zip directory sits at the end: it is gone
+
+
+def test_truncated_npz():
+    data = (PEERS / "tfrs_cross.npz").read_bytes()
+    with pytest.raises(CheckpointError, match=r"not a readable zip archive"):
+        load_cross_weights(data[:-30])
+
+
+def torch_bytes(obj: object) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("state", "match"),
+    [
+        (
+            {"crossnet.kernels": torch.zeros(2, 4, 4), "crossnet.bias": torch.zeros(2, 5, 1)},
+            r"'crossnet.bias' has shape \[2, 5, 1\]; expected \[2, 4, 1\]",
+        ),
+        (
+            {"W_kernels.0": torch.zeros(6, 2), "V_kernels.0": torch.zeros(3, 6), "bias.0": torch.zeros(6)},
+            r"'V_kernels.0' has shape \[3, 6\]; expected \[2, 6\] \(V_kernels is Vᵀ \(r, N\)\)",
+        ),
+        (
+            {
+                "kernels.0": torch.zeros(4, 4),
+                "bias.0": torch.zeros(4, 1),
+                "kernels.1": torch.zeros(5, 5),
+                "bias.1": torch.zeros(5, 1),
+            },
+            r"'kernels.1' has shape \[5, 5\]; expected \[4, 4\]",
+        ),
+        (
+            {"cross_layer_w.0": torch.zeros(6, 6), "bias.0": torch.zeros(7, 1)},
+            r"'bias.0' has shape \[7, 1\]; expected \[6\] or \[6, 1\]",
+        ),
+    ],
+    ids=["deepctr-bias", "torchrec-U-vs-V", "torchrec-layer-widths", "recbole-bias"],
+)
+def test_peer_tensors_whose_shapes_disagree(state, match):
+    with pytest.raises(ImportFormatError, match=match):
+        load_cross_weights(torch_bytes(state))
+
+
 FILES = sorted(p for p in PEERS.iterdir() if p.suffix in (".pt", ".pth", ".h5") or p.name == "tfrs_cross.npz")
 EXAMPLES = int(os.environ.get("DCNVIZ_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)

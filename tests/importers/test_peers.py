@@ -24,8 +24,7 @@ from dcnviz.importers.common import MAX_D
 from dcnviz.model import DCNModel, ModelConfig
 from dcnviz.spec import FeatureSpec, Field
 from dcnviz.weights import CrossModelWeights
-
-PEERS = Path(__file__).parent / "fixtures" / "peers"
+from tests.helpers import PEERS
 
 
 def torch_bytes(obj: object) -> bytes:

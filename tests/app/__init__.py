@@ -1,0 +1,1 @@
+"""The Streamlit app (dcnviz.app), headless through AppTest: pages, layout, views on data, jobs."""

@@ -1,0 +1,1 @@
+"""Tests of dcnviz.importers (peer-library files) and its pickle reader."""
