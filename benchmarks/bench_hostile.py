@@ -1,6 +1,6 @@
 """Issue 11, measured: every class of hostile input ends in a clean error, fast and small; isolation's cost.
 
-1. **Hostile inputs** (``tests/hostile_inputs.py``, every class of the issue): each is run through
+1. **Hostile inputs** (``tests/helpers/hostile.py``, every class of the issue): each is run through
    the CLI in a fresh process (``python -m dcnviz inspect FILE``, or the option that takes it:
    ``--names``, ``--feature-map``, ``evaluate --schema``; timed from the call of ``main``, after the
    interpreter's and torch's start-up, which are the same for every input) and through the app's path
@@ -34,14 +34,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-import hostile_inputs as H  # noqa: E402
 import torch  # noqa: E402
 
 from dcnviz import isolation  # noqa: E402
 from dcnviz.errors import DcnvizError  # noqa: E402
 from dcnviz.modelfile import open_model_file  # noqa: E402
+from tests.helpers import hostile as H  # noqa: E402
 
 LIMIT_S = 5.0
 LIMIT_RSS_MB = 1536
@@ -156,8 +155,7 @@ def hostile_table() -> tuple[list[dict[str, Any]], int]:
 
 CONTAINED = r"""
 import json, resource, sys, time
-sys.path.insert(0, "tests")
-import hostile_inputs as H
+from tests.helpers import hostile as H
 from dcnviz import isolation
 from dcnviz.importers import safe_pickle
 from dcnviz.errors import DcnvizError

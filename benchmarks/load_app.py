@@ -43,7 +43,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(1, str(ROOT / "tests"))  # test_browser.serve
 CHROMIUM = os.environ.get("DCNVIZ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]
 SPEED = re.compile(r"·\s*([\d,]+) examples/s")
@@ -99,7 +98,7 @@ def workers(server: int) -> list[int]:
 @contextmanager
 def app_server(max_runs: int | None, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``streamlit run app.py`` on a free port, started and stopped as the real-browser tests do."""
-    from test_browser import serve  # tests/: the same start, health wait and teardown
+    from tests.helpers.browser import serve  # the real-browser tests' start, health wait and teardown
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if max_runs is not None:

@@ -103,7 +103,8 @@ def main() -> None:
     p.add_argument("--log", type=Path, default=Path(tempfile.gettempdir()) / "dcnviz-watch-cost-server.log")
     args = p.parse_args()
     from playwright.sync_api import sync_playwright
-    from test_browser import serve
+
+    from tests.helpers.browser import serve
 
     refresh_s = 2.0  # the Train page's LIVE_S (read from the page module, without importing Streamlit pages)
     text = (ROOT / "dcnviz/app/pages/train.py").read_text()
