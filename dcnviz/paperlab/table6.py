@@ -9,7 +9,7 @@ the weights of the best validation epoch.
 The models. Table 6's "Best Setting" column (DNN tower, then l, K, r) belongs to its **Criteo** group:
 its towers — (3, 1024), (2, 768), (2, 512) — only fit Criteo's d = 1027, and with r read as the total
 rank *per layer* (K experts sharing it) its parameter counts come out right
-(:func:`criteo_model_configs`, tests/test_paper_table6.py). For MovieLens-1M the paper prints only
+(:func:`criteo_model_configs`, tests/paperlab/test_table6.py). For MovieLens-1M the paper prints only
 parameters and FLOPs: DNN 46K, DCN 110K, DCN-V2 110K, DCN-Mix 110K, CrossNet 65K. Our MovieLens
 settings follow those counts at d = 180; where the counts cannot decide, we borrow the shape of the
 Criteo setting and say so:
@@ -105,7 +105,7 @@ def criteo_model_configs() -> dict[str, ModelConfig]:
     256 — 258 is not a multiple of 4); DCN-Mix has a constant gate and hard_tanh experts, CrossNet a
     softmax gate and identity experts (§7.3); DCN-V2 and DCN-Mix stacked (best on Criteo, §7.3).
     With d = 26·39 + 13 = 1027 they have 3.49M, 2.42M and 2.12M parameters (FLOPs 6.99M, 4.85M,
-    4.26M): the paper's 3.5M, 2.4M and 2.1M (7.0M, 4.8M, 4.2M); tests/test_paper_table6.py checks it.
+    4.26M): the paper's 3.5M, 2.4M and 2.1M (7.0M, 4.8M, 4.2M); tests/paperlab/test_table6.py checks it.
     """
     return {
         "dcnv2": ModelConfig(model="dcnv2", structure="stacked", cross_layers=2, hidden=(768, 768)),
