@@ -27,6 +27,7 @@ from dcnviz.importers.common import (
     MAX_LAYERS,
     Array,
     Imported,
+    blocks_from_widths,
     check_elements,
     check_float,
     check_rank,
@@ -80,6 +81,49 @@ def groups(tensors: Mapping[str, Array]) -> list[tuple[str, list[str]]]:
     if len(found) > MAX_LAYERS:
         raise ImportFormatError(f"found {len(found)} cross layers, more than {MAX_LAYERS}")
     return sorted(found.items(), key=lambda kv: _natural(kv[0]))
+
+
+# A Keras Embedding's table: '<layer>/embeddings[:0]' (v.name / v.path), or 'layers/<layer>/vars/0' in a
+# .weights.h5 when the layer's name says it is an embedding.
+EMBEDDING = re.compile(r"(?:^|/)(?P<layer>[^/]+)/embeddings(?::\d+)?$|(?:^|/)(?P<h5>[^/]*embedding[^/]*)/vars/0$", re.I)
+
+
+def _feature_name(layer: str) -> str:
+    """'movie_id_embedding' → 'movie_id'; 'embedding_movie_id' → 'movie_id'; 'embedding_1' stays."""
+    m = re.fullmatch(r"(?P<n>.+?)_?embeddings?|embeddings?_(?P<m>.*\D.*)", layer, re.I)
+    return (m.group("n") or m.group("m")) if m else layer
+
+
+def _blocks(t: Mapping[str, Array], cross_keys: set[str], d: int, warnings: list[str]) -> list | None:
+    """Feature blocks from the file's Embedding tables (vocab, E), in the file's order, then one raw block.
+
+    TFRS models concatenate the features' embeddings into x0 (the DCN tutorial builds them in a dict in
+    feature order, and ``model.weights`` lists them in that order); dense inputs, if any, fill the rest.
+    """
+    items: list[tuple[str, int, str]] = []
+    for k, v in t.items():
+        m = EMBEDDING.search(k)
+        if k in cross_keys or not m or len(shape(v)) != 2:
+            continue
+        items.append((_feature_name(m.group("layer") or m.group("h5")), shape(v)[1], "sparse"))
+    if not items:
+        return None
+    used = sum(w for _, w, _ in items)
+    if used > d:
+        warnings.append(
+            f"embedding tables' widths sum to {used}, more than x0's width d={d}; feature blocks not inferred"
+        )
+        return None
+    if used < d:
+        items.append(("dense", d - used, "dense_raw"))
+    names = [n for n, _, _ in items]
+    if len(set(names)) != len(names):
+        return None
+    warnings.append(
+        "feature blocks inferred from the file's Embedding tables, in the file's order: check it is the order "
+        "the model concatenates them into x0 (or upload a names file)"
+    )
+    return blocks_from_widths(items)
 
 
 def _layer(t: Mapping[str, Array], name: str, keys: list[str]) -> CrossLayerWeights:
@@ -164,6 +208,7 @@ def load(tensors: Mapping[str, Array]) -> Imported:
 
     initial = draw_baseline(build_layers, template, draw)
     warnings = ["TFRS diag_scale and preactivation are not stored with the weights: W is shown without them"]
+    blocks = _blocks(tensors, cross_keys, d, warnings)
     return Imported(
-        detected=detected, layers=layers, blocks=None, initial=initial, init_label=INIT_LABEL, warnings=warnings
+        detected=detected, layers=layers, blocks=blocks, initial=initial, init_label=INIT_LABEL, warnings=warnings
     )

@@ -221,6 +221,25 @@ def test_tfrs_kernel_is_transposed():
     assert cw.format == "tfrs" and W[OUT, IN] == 1.0 and np.count_nonzero(W) == 1
 
 
+def test_tfrs_feature_blocks_from_its_embedding_tables():
+    """Keras Embedding tables name and size the blocks, in the file's order; what is left is one raw block."""
+    d = 3 + 2 + 1  # movie_id (E=3), user_embedding (E=2), one dense input
+    tables = {
+        "movie_id_embedding/embeddings:0": np.zeros((10, 3)),  # v.name
+        "embedding_user_id/embeddings": np.zeros((7, 2)),  # v.path
+        "cross/dense/kernel:0": np.eye(d),
+        "cross/dense/bias:0": np.zeros(d),
+    }
+    cw = load_cross_weights(npz_bytes(**tables))
+    assert [(b.name, b.start, b.stop) for b in cw.blocks] == [("movie_id", 0, 3), ("user_id", 3, 5), ("dense", 5, 6)]
+    assert any("Embedding tables, in the file's order" in w for w in cw.warnings)
+    # .weights.h5-style names: only layers whose name says "embedding"; widths beyond d are refused.
+    wide = {"layers/embedding_2/vars/0": np.zeros((5, d + 1)), "layers/dense_9/vars/0": np.zeros((4, 2))}
+    cw = load_cross_weights(npz_bytes(**wide, **{k: v for k, v in tables.items() if k.startswith("cross/")}))
+    assert [b.name for b in cw.blocks] == ["x0"]
+    assert any("widths sum to 7, more than x0's width d=6" in w for w in cw.warnings)
+
+
 def test_lowrank_orientation_torchrec_and_tfrs():
     # torchrec: W = W_kernels @ V_kernels, with W_kernels = e_I (N, 1) and V_kernels = e_Jᵀ (1, N)
     tr = {"W_kernels.0": _one((N, 1), (OUT, 0)), "V_kernels.0": _one((1, N), (0, IN)), "bias.0": torch.zeros(N)}
