@@ -190,12 +190,18 @@ def model_picker(*, training_line: bool = True) -> None:
             return
         keys = [e.key for e in entries]
         labels = picker_labels(entries)
+        index = 0  # the widget's own value wins once it has one (Session State)
         if st.session_state.get(state.CURRENT) not in keys:
+            # No valid choice yet: start on the default model through the widget's index, so that the
+            # browser's picker and the pages agree from the first run (a value put into Session State
+            # before the widget first exists was shown as the first option in the browser).
+            st.session_state.pop(state.CURRENT, None)
             first = state.default_entry(entries)
-            st.session_state[state.CURRENT] = first.key if first else keys[0]
+            index = keys.index(first.key) if first else 0
         st.selectbox(
             "Model",
             keys,
+            index=index,
             key=state.CURRENT,
             format_func=lambda k: labels.get(k, k),
             help="Shipped demo models, then the models you uploaded or trained in this session. "
