@@ -180,6 +180,22 @@ def blocks_from_widths(items: list[tuple[str, int, str]]) -> list[Block]:
     return out
 
 
+def blocks_from_tables(items: list[tuple[str, int, str]], d: int, what: str, warnings: list[str]) -> list[Block] | None:
+    """Blocks from embedding tables (name, width, kind) in x0 order, then one raw ``dense`` block for the rest.
+
+    None (with a warning naming ``what``) when the widths exceed x0's width d; None when there are no tables.
+    """
+    if not items:
+        return None
+    used = total(items)
+    if used > d:
+        warnings.append(f"{what} widths sum to {used}, more than x0's width d={d}; feature blocks not inferred")
+        return None
+    if used < d:
+        items = [*items, ("dense", d - used, "dense_raw")]
+    return blocks_from_widths(items)
+
+
 def total(items: list[tuple[str, int, str]]) -> int:
     return sum(w for _, w, _ in items)
 

@@ -29,7 +29,7 @@ from dcnviz.importers.common import (
     MAX_LAYERS,
     Array,
     Imported,
-    blocks_from_widths,
+    blocks_from_tables,
     check_count,
     check_elements,
     check_float,
@@ -132,15 +132,7 @@ def _blocks(tensors: Mapping[str, Array], root: str, d: int, warnings: list[str]
         m = emb.match(k)
         if m and len(shape(v)) == 2:
             items.append((m.group("name"), shape(v)[1], "sparse"))
-    if not items:
-        return None
-    used = sum(w for _, w, _ in items)
-    if used > d:
-        warnings.append(f"embedding_dict widths sum to {used}, more than x0's width d={d}; feature blocks not inferred")
-        return None
-    if used < d:
-        items.append(("dense", d - used, "dense_raw"))
-    return blocks_from_widths(items)
+    return blocks_from_tables(items, d, "embedding_dict", warnings)
 
 
 def load(tensors: Mapping[str, Array], root: str) -> Imported:

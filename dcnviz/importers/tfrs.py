@@ -27,7 +27,7 @@ from dcnviz.importers.common import (
     MAX_LAYERS,
     Array,
     Imported,
-    blocks_from_widths,
+    blocks_from_tables,
     check_elements,
     check_float,
     check_rank,
@@ -106,24 +106,15 @@ def _blocks(t: Mapping[str, Array], cross_keys: set[str], d: int, warnings: list
         if k in cross_keys or not m or len(shape(v)) != 2:
             continue
         items.append((_feature_name(m.group("layer") or m.group("h5")), shape(v)[1], "sparse"))
-    if not items:
-        return None
-    used = sum(w for _, w, _ in items)
-    if used > d:
+    blocks = blocks_from_tables(items, d, "embedding tables'", warnings)
+    if blocks is not None and len({b.name for b in blocks}) != len(blocks):
+        return None  # two tables named alike: leave the blocks to a names file
+    if blocks is not None:
         warnings.append(
-            f"embedding tables' widths sum to {used}, more than x0's width d={d}; feature blocks not inferred"
+            "feature blocks inferred from the file's Embedding tables, in the file's order: check it is the order "
+            "the model concatenates them into x0 (or upload a names file)"
         )
-        return None
-    if used < d:
-        items.append(("dense", d - used, "dense_raw"))
-    names = [n for n, _, _ in items]
-    if len(set(names)) != len(names):
-        return None
-    warnings.append(
-        "feature blocks inferred from the file's Embedding tables, in the file's order: check it is the order "
-        "the model concatenates them into x0 (or upload a names file)"
-    )
-    return blocks_from_widths(items)
+    return blocks
 
 
 def _layer(t: Mapping[str, Array], name: str, keys: list[str]) -> CrossLayerWeights:
