@@ -131,6 +131,7 @@ class SampleData:
     movies: pd.DataFrame  # MovieID, Title, Genres, h_gender, h_age
     ratings: pd.DataFrame  # UserID, MovieID, Rating, Timestamp
     config: SampleConfig
+    latent: np.ndarray | None = None  # z of each row of ``ratings`` (same order); not written to files
 
     def ground_truth(self) -> dict[str, Any]:
         """The planted pairs, their strengths and the control pair (written as ground_truth.json)."""
@@ -268,9 +269,27 @@ def make_sample(config: SampleConfig | None = None) -> SampleData:
     ts = 956703932 + np.sort(rng.integers(0, 90_000_000, size=len(z)))
     order = rng.permutation(len(z))  # file order: shuffled, as a random split would see it anyway
     ratings = pd.DataFrame(
-        {"UserID": ui[order] + 1, "MovieID": mi[order] + 1, "Rating": rating[order], "Timestamp": ts}
+        {"UserID": ui[order] + 1, "MovieID": mi[order] + 1, "Rating": rating[order], "Timestamp": ts, "z": z[order]}
     ).sort_values(["UserID", "Timestamp"], kind="stable", ignore_index=True)
-    return SampleData(users=users, movies=movies, ratings=ratings, config=c)
+    latent = ratings.pop("z").to_numpy()
+    return SampleData(users=users, movies=movies, ratings=ratings, config=c, latent=latent)
+
+
+def bayes_probability(latent: np.ndarray, thresholds: tuple[float, ...]) -> np.ndarray:
+    """P(label 1 | z, rating ≠ 3) under the generative model: the best any model of the sample can predict.
+
+    A rating is ≥ 4 when z + ε > c_3 and ≤ 2 when z + ε ≤ c_2 (ε logistic), so among the rows the paper's
+    protocol keeps, P(1 | z) = σ(z − c_3) / (σ(z − c_3) + 1 − σ(z − c_2)), increasing in z: ranking by z
+    gives the highest possible AUC, these probabilities the lowest expected log loss.
+
+    >>> p = bayes_probability(np.array([-5.0, 0.0, 5.0]), SampleConfig().thresholds)
+    >>> bool(p[0] < 0.05 < p[1] < 0.95 < p[2])
+    True
+    """
+    z = np.asarray(latent, dtype=np.float64)
+    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+    high, low = sig(z - thresholds[2]), 1.0 - sig(z - thresholds[1])
+    return high / (high + low)
 
 
 def ml1m_file_texts(sample: SampleData) -> dict[str, str]:

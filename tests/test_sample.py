@@ -121,3 +121,23 @@ def test_source_sample_loads_without_data_dir() -> None:
     assert s.info["examples"] == gt["counts"]["ratings_after_dropping_3"]
     assert s.spec.names == list(MOVIELENS_FEATURES)
     assert 0.6 < s.info["positive_rate"]["train"] < 0.85
+
+
+def test_latent_scores_follow_their_rows_and_give_the_best_possible_probabilities() -> None:
+    from dcnviz.sample import bayes_probability
+
+    s = make_sample(SampleConfig(n_users=300, n_movies=80, n_ratings=9000, min_ratings=20))
+    assert s.latent is not None and len(s.latent) == len(s.ratings)
+    rating = s.ratings["Rating"].to_numpy()
+    # each rating came from its own z: mean z rises with the rating (shuffled z would make it flat)
+    means = [s.latent[rating == r].mean() for r in range(1, 6)]
+    assert means == sorted(means) and means[4] - means[0] > 1.5
+    kept = rating != 3
+    p = bayes_probability(s.latent[kept], s.config.thresholds)
+    y = (rating[kept] >= 4).astype(float)
+    # calibrated: the mean predicted probability matches the positive rate (within sampling noise)
+    assert abs(p.mean() - y.mean()) < 0.02
+    # P(1 | z) by hand at z = c_3 = 0: σ(0) / (σ(0) + 1 − σ(1.3))
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    expected = 0.5 / (0.5 + 1 - sig(1.3))
+    assert bayes_probability(np.array([0.0]), (-2.5, -1.3, 0.0, 1.6))[0] == pytest.approx(expected)

@@ -114,6 +114,31 @@ def test_evaluate_returns_auc_and_logloss_of_the_model():
     assert m["logloss"] == pytest.approx(log_loss(splits.val.y, logits), abs=1e-6)
 
 
+def test_the_automatic_batch_size_gives_an_epoch_at_least_50_steps_up_to_512():
+    from dcnviz.train import batch_size_for
+
+    assert [batch_size_for(n) for n in (1, 1_599, 1_600, 3_200, 12_800, 25_599, 25_600, 10**7)] == [
+        32, 32, 32, 64, 256, 256, 512, 512
+    ]  # fmt: skip
+    for n in (3_200, 14_662, 25_600, 58_284):
+        assert n // batch_size_for(n) >= 50  # the rule itself, where it is not capped
+    assert TrainConfig().batch_size is None  # auto is the default ...
+    assert TrainConfig().resolved(14_662).batch_size == 256  # ... and resolves from the training rows
+    assert TrainConfig(batch_size=128).resolved(10**6).batch_size == 128  # a chosen size is kept
+    auto = TrainConfig(batch_size=None)
+    assert TrainConfig.from_json(json.loads(json.dumps(auto.to_json()))) == auto
+
+
+def test_fit_trains_with_the_batch_size_of_its_data():
+    splits = make_splits()
+    steps: list[int] = []
+    r = fit(
+        build_model(SPEC, SMALL, 0), splits, cfg(epochs=1, batch_size=None), callback=lambda p: steps.append(p.step)
+    )
+    expected = -(-len(splits.train) // TrainConfig().resolved(len(splits.train)).batch_size)
+    assert r.epochs == 1 and max(steps) == expected
+
+
 def test_train_config_json_round_trip_and_errors():
     c = TrainConfig(lr=2e-3, seeds=(3, 4), ema_decay=0.99, clip_norm=None)
     assert TrainConfig.from_json(json.loads(json.dumps(c.to_json()))) == c

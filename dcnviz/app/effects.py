@@ -79,21 +79,34 @@ def datasets_for(bundle: ModelBundle) -> list[ServerDataset] | str:
 def _explainer(
     sha: str, source: str, data_dir: str | None, split: str, rows: int, _bundle: ModelBundle
 ) -> Explainer | str:
+    return _explainer_or_why(source, data_dir, split, rows, _bundle)
+
+
+def _explainer_or_why(source: str, data_dir: str | None, split: str, rows: int, bundle: ModelBundle) -> Explainer | str:
     from dcnviz.data import load_splits
 
     try:
-        assert _bundle.data is not None  # datasets_for checked it
-        options, _ = _bundle.data.options_at(source, data_dir=data_dir)
-        splits = load_splits(options, spec=_bundle.spec)
+        assert bundle.data is not None  # datasets_for checked it
+        options, _ = bundle.data.options_at(source, data_dir=data_dir)
+        splits = load_splits(options, spec=bundle.spec)
         part = splits.val if split == "val" else splits.test
-        return Explainer(_bundle.build_model(), part, split=split, max_rows=rows)
+        return Explainer(bundle.build_model(), part, split=split, max_rows=rows)
     except (DcnvizError, OSError) as e:
         return f"the model could not be run on this data: {e}"
 
 
 def explainer_of(entry: state.ModelEntry, ds: ServerDataset, *, rows: int = DEFAULT_MAX_ROWS) -> Explainer | str:
     """The cached :class:`Explainer` of a model on a dataset's validation split (or why not, a str)."""
-    return _explainer(entry.sha256, ds.source, ds.data_dir, "val", rows, state.bundle_of(entry))
+    args, b = (entry.sha256, ds.source, ds.data_dir, "val", rows), state.bundle_of(entry)
+    if entry.shared:
+        return _explainer(*args, b)
+    return state.private_memo(
+        "explainer",
+        args,
+        lambda: _explainer_or_why(*args[1:], b),
+        max_entries=2,
+        spinner="Loading the validation split and running the model on it…",
+    )
 
 
 def pick_dataset(bundle: ModelBundle, *, key: str) -> ServerDataset | None:
@@ -183,15 +196,15 @@ def effect_view(entry: state.ModelEntry, bundle: ModelBundle, layer: int) -> Non
     tabs = st.tabs(["Effect: Δ log loss (ablation)", "Effect: contribution", "Weights: block norms ‖W_ij‖"])
     with tabs[0]:
         st.caption(EFFECT_HELP)
-        fig = _figure(ex, layer, "ablation", f"layer {layer}: Δ log loss when block (i, j) is 0")
+        fig = _figure(ex, entry, layer, "ablation", f"layer {layer}: Δ log loss when block (i, j) is 0")
         ui.show_figure(fig, key="fx_ablation", filename=f"{entry.label}-layer{layer}-ablation")
     with tabs[1]:
         st.caption(CONTRIBUTION_HELP)
-        figc = _figure(ex, layer, "contribution", f"layer {layer}: contribution")
+        figc = _figure(ex, entry, layer, "contribution", f"layer {layer}: contribution")
         ui.show_figure(figc, key="fx_contribution", filename=f"{entry.label}-layer{layer}-contribution")
     with tabs[2]:
         st.caption(A.MODE_EXPLANATIONS["raw"])
-        fign = _figure(ex, layer, "block_norms", f"layer {layer}: block norms ‖W_ij‖_F")
+        fign = _figure(ex, entry, layer, "block_norms", f"layer {layer}: block norms ‖W_ij‖_F")
         ui.show_figure(fign, key="fx_norms", filename=f"{entry.label}-layer{layer}-block-norms")
 
     st.subheader("Crosses by effect, with their weights")
@@ -211,15 +224,23 @@ def effect_view(entry: state.ModelEntry, bundle: ModelBundle, layer: int) -> Non
 
 @st.cache_resource(max_entries=64, show_spinner=False)
 def _figure_of(token: str, layer: int, what: str, title: str, _ex: Explainer) -> Any:
-    le = _ex.layer_effect(layer)
+    return _build_figure(_ex, layer, what, title)
+
+
+def _build_figure(ex: Explainer, layer: int, what: str, title: str) -> Any:
+    le = ex.layer_effect(layer)
     if what == "block_norms":
-        return fig_block_norms(le.block_norms, _ex.names, mode="raw", title=title)
-    return fig_effect(getattr(le, what), _ex.names, what=what, title=title)
+        return fig_block_norms(le.block_norms, ex.names, mode="raw", title=title)
+    return fig_effect(getattr(le, what), ex.names, what=what, title=title)
 
 
-def _figure(ex: Explainer, layer: int, what: str, title: str) -> Any:
-    """One layer's heatmap, built once per explainer (figures cost more to build than to show again)."""
-    return _figure_of(ex.token, layer, what, title, ex)
+def _figure(ex: Explainer, entry: state.ModelEntry, layer: int, what: str, title: str) -> Any:
+    """One layer's heatmap, built once per explainer (figures cost more to build than to show again); a
+    session model's in its session (:func:`dcnviz.app.state.private_memo`)."""
+    if entry.shared:
+        return _figure_of(ex.token, layer, what, title, ex)
+    key = (ex.token, layer, what, title)
+    return state.private_memo("figure", key, lambda: _build_figure(ex, layer, what, title), max_entries=64)
 
 
 def row_view(ex: Explainer, entry: state.ModelEntry, layer: int, names: Sequence[str]) -> None:

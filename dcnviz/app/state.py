@@ -6,18 +6,22 @@
   as their bytes: two people using the app never see each other's. Nothing is written to disk.
 * **Caches** are keyed by the file's SHA-256 (plus format, names and layer), never by a model object:
   :func:`bundle_of` (the loaded file) and :func:`layer_analysis` (block norms and spectrum of one
-  layer) use ``st.cache_resource``, shared between sessions because equal bytes give equal results;
-  callers must treat what they return as read-only.
+  layer) are cached once per content; callers must treat what they return as read-only. What comes
+  from a **shipped** model sits in ``st.cache_resource``, shared by every session. What comes from a
+  **session model** sits in that session's ``st.session_state`` (:func:`private_memo`), so it goes
+  when the session ends: a server-wide cache would keep each ended session's models and analyses
+  (~18 MiB a trained run) until its size limit (issue 16: memory back to its pre-run level).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import streamlit as st
 
@@ -37,6 +41,7 @@ REGISTRY = "dcnviz_models"  # session_state: {key: ModelEntry} of uploaded and t
 CURRENT = "model_key"  # session_state / sidebar selectbox: the key of the model the pages show
 PENDING = "dcnviz_select_next"  # session_state: a key to select on the next run (set before the widget exists)
 TRAIN_JOB = "train_job"  # session_state: this session's TrainingJob (see dcnviz.app.jobs)
+PRIVATE_MEMO = "dcnviz_private_memo"  # session_state: {cache name: OrderedDict} of session-model results
 COLLECTED = "dcnviz_collected_jobs"  # session_state: ids of finished jobs whose model is registered
 TOLERANCES = "dcnviz_tolerances"  # session_state: the tolerances T chosen on Spectrum (Report uses them too)
 
@@ -46,6 +51,33 @@ def models_dir() -> Path:
     installed package's copy, :data:`dcnviz.resources.MODELS_DIR`)."""
     env = os.environ.get(MODELS_ENV)
     return Path(env) if env else MODELS_DIR
+
+
+T = TypeVar("T")
+
+
+def private_memo(
+    name: str, key: tuple[Any, ...], compute: Callable[[], T], *, max_entries: int, spinner: str = ""
+) -> T:
+    """``compute()`` once per ``key`` in this session (least recently used dropped beyond ``max_entries``).
+
+    The session-model counterpart of ``st.cache_resource``: results live in ``st.session_state`` and end
+    with the session. Exceptions are not cached (as with ``st.cache_resource``).
+    """
+    caches = st.session_state.setdefault(PRIVATE_MEMO, {})
+    cache: OrderedDict[tuple[Any, ...], Any] = caches.setdefault(name, OrderedDict())
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]  # type: ignore[no-any-return]
+    if spinner:
+        with st.spinner(spinner):
+            value = compute()
+    else:
+        value = compute()
+    cache[key] = value
+    while len(cache) > max_entries:
+        cache.popitem(last=False)
+    return value
 
 
 def upload_limit_mb() -> int:
@@ -71,6 +103,11 @@ class ModelEntry:
     names_json: str = ""  # JSON of user-given feature names ("" for none)
     path: str | None = None  # shipped: the file; its bytes are read (and cached) on demand
     data: bytes | None = None  # uploaded / trained: the bytes, kept in this session only
+
+    @property
+    def shared(self) -> bool:
+        """A shipped model: the same for every session, so what is computed from it is cached server-wide."""
+        return self.origin == "shipped"
 
     @property
     def names(self) -> list[Any] | None:
@@ -212,15 +249,27 @@ def bundle_of(entry: ModelEntry) -> ModelBundle:
     Shipped models are ours: read in this process. Uploads go through the isolated worker
     (:mod:`dcnviz.isolation`) for containers whose parsers dcnviz does not own.
     """
-    shipped = entry.origin == "shipped"
-    limit = max(upload_limit_bytes(), entry.size) if shipped else upload_limit_bytes()
-    return _bundle(entry.sha256, entry.format, entry.names_json, entry_bytes(entry), entry.filename, limit, shipped)
+    if entry.shared:
+        limit = max(upload_limit_bytes(), entry.size)
+        return _bundle(entry.sha256, entry.format, entry.names_json, entry_bytes(entry), entry.filename, limit, True)
+    return _session_bundle(entry.sha256, entry.format, entry.names_json, entry_bytes(entry), entry.filename)
+
+
+def _session_bundle(sha: str, fmt: str, names_json: str, data: bytes, filename: str) -> ModelBundle:
+    """A session model's file, loaded once per session (:func:`private_memo`) through the isolated worker."""
+    names = json.loads(names_json) if names_json else None
+    limit = upload_limit_bytes()
+
+    def load() -> ModelBundle:
+        return load_bundle(data, format=fmt, names=names, filename=filename, max_bytes=limit, trusted=False, sha256=sha)
+
+    return private_memo("bundle", (sha, fmt, names_json), load, max_entries=16, spinner="Reading the model file…")
 
 
 def load_upload(data: bytes, *, filename: str, format: str, names: list[Any] | dict[str, Any] | None) -> ModelBundle:
-    """Load an upload through the same cache (so the pages reuse the result). Raises DcnvizError."""
+    """Load an upload through the session's cache (so the pages reuse the result). Raises DcnvizError."""
     names_json = json.dumps(names) if names else ""
-    return _bundle(sha256_of(data), format, names_json, data, filename, upload_limit_bytes(), False)
+    return _session_bundle(sha256_of(data), format, names_json, data, filename)
 
 
 @st.cache_resource(max_entries=256, show_spinner="Computing block norms and singular values…")
@@ -234,7 +283,13 @@ def _layer_analysis(
     _bundle: ModelBundle,
     _gates: Any = None,
 ) -> LayerAnalysis:
-    return analyze_layer(_bundle.weights, index, tolerances=tolerances, gate_weights=_gates, gate_label=gate_label)
+    return _analyse(_bundle, index, tolerances, gate_label, _gates)
+
+
+def _analyse(
+    bundle: ModelBundle, index: int, tolerances: tuple[float, ...], gate_label: str, gates: Any
+) -> LayerAnalysis:
+    return analyze_layer(bundle.weights, index, tolerances=tolerances, gate_weights=gates, gate_label=gate_label)
 
 
 def layer_analysis(
@@ -255,18 +310,33 @@ def layer_analysis(
         g = mean_gates_of(entry, gate_data)
         if not isinstance(g, str) and g[0][index] is not None:
             gates, label = g[0][index], g[1]
-    return _layer_analysis(entry.sha256, entry.format, entry.names_json, index, tols, label, bundle_of(entry), gates)
+    b = bundle_of(entry)
+    if entry.shared:
+        return _layer_analysis(entry.sha256, entry.format, entry.names_json, index, tols, label, b, gates)
+    return private_memo(
+        "layer",
+        (entry.sha256, entry.format, entry.names_json, index, tols, label),
+        lambda: _analyse(b, index, tols, label, gates),
+        max_entries=256,
+        spinner="Computing block norms and singular values…",
+    )
 
 
 @st.cache_resource(max_entries=16, show_spinner="Running the model on its validation inputs for the mean gates…")
 def _mean_gates(
     sha: str, source: str, data_dir: str | None, label: str, _bundle: ModelBundle
 ) -> tuple[tuple[Any, ...], str, tuple[str, ...]] | str:
+    return _gates_or_why(source, data_dir, label, _bundle)
+
+
+def _gates_or_why(
+    source: str, data_dir: str | None, label: str, bundle: ModelBundle
+) -> tuple[tuple[Any, ...], str, tuple[str, ...]] | str:
     try:
-        if _bundle.data is None:
+        if bundle.data is None:
             raise DcnvizError("not a dcnviz model file")
-        options, warnings = _bundle.data.options_at(source, data_dir=data_dir)
-        gates, weighting = mean_gates_on(_bundle, options)
+        options, warnings = bundle.data.options_at(source, data_dir=data_dir)
+        gates, weighting = mean_gates_on(bundle, options)
     except (DcnvizError, OSError) as e:
         return f"the model could not be run on {label}: {e}"
     return tuple(gates), weighting, warnings
@@ -298,7 +368,16 @@ def mean_gates_of(entry: ModelEntry, dataset: ServerDataset) -> tuple[tuple[Any,
     """(E_x[G(x_l)] per cross layer, a label, warnings about the data) of a dcnviz mixture model over the
     validation split it recorded, recreated on ``dataset`` of this server (:func:`dcnviz.gates.mean_gates_on`),
     cached by content; or why not (a str)."""
-    return _mean_gates(entry.sha256, dataset.source, dataset.data_dir, dataset.label, bundle_of(entry))
+    b, args = bundle_of(entry), (entry.sha256, dataset.source, dataset.data_dir, dataset.label)
+    if entry.shared:
+        return _mean_gates(*args, b)
+    return private_memo(
+        "gates",
+        args,
+        lambda: _gates_or_why(*args[1:], b),
+        max_entries=16,
+        spinner="Running the model on its validation inputs for the mean gates…",
+    )
 
 
 def model_analysis(entry: ModelEntry, tolerances: tuple[float, ...] = DEFAULT_TOLERANCES) -> ModelAnalysis:

@@ -116,8 +116,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         choices=TABLE6_RECIPES,
         default="paper",
         help="training recipe shared by every model: paper = Adam lr 1e-3, batch 128, ≤ 10 epochs, no L2, "
-        "no EMA; dcnviz = the shipped recipe (lr 5e-3, batch 512, ≤ 20 epochs, embedding L2 4e-4 at 58,284 rows "
-        "scaled to the data size, EMA 0.999)",
+        "no EMA; dcnviz = the shipped recipe (lr 5e-3, batch auto (512 on MovieLens), ≤ 20 epochs, "
+        "embedding L2 4e-4 at 58,284 rows scaled to the data size, EMA 0.999)",
     )
     m.add_argument(
         "--epochs", type=_positive, default=None, help="most epochs, early stopping with patience 2 (recipe's: 10 / 20)"

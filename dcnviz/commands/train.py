@@ -71,6 +71,9 @@ def _int_or_auto(high: int) -> Callable[[str], int | str]:
     return lambda text: _bounded_int(text, 1, high, auto=True)
 
 
+MAX_BATCH = 1 << 20  # --batch-size: at most this many rows a step
+
+
 def _int_in(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: an integer in [low, high] (argparse names the argument in its error)."""
     return lambda text: cast(int, _bounded_int(text, low, high))
@@ -182,7 +185,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     m.add_argument("--dropout", type=float, default=_MODEL_DEFAULTS.dropout)
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=_TRAIN_DEFAULTS.epochs, metavar="N", help="most epochs")
-    t.add_argument("--batch-size", type=int, default=_TRAIN_DEFAULTS.batch_size, metavar="B")
+    t.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default=_TRAIN_DEFAULTS.batch_size,
+        metavar="B|auto",
+        help="training batch size (default auto: from the training rows, see docs/training.md)",
+    )
     t.add_argument("--lr", type=float, default=_TRAIN_DEFAULTS.lr)
     t.add_argument("--seed", type=_int_in(0, MAX_SEED), nargs="+", default=list(_TRAIN_DEFAULTS.seeds), metavar="S")
     t.add_argument("--device", choices=DEVICES, default=_TRAIN_DEFAULTS.device)
@@ -246,6 +255,12 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
         hidden=tuple(args.hidden),
         dropout=args.dropout,
     )
+
+
+def _batch_size(text: str) -> int | None:
+    """``--batch-size``: ``auto`` (None: :func:`dcnviz.train.batch_size_for` the training rows) or an integer."""
+    v = _bounded_int(text, 1, MAX_BATCH, auto=True)
+    return None if v == "auto" else cast(int, v)
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:

@@ -252,8 +252,9 @@ def table6_train_config(recipe: str = "paper") -> Any:
 
     ``"paper"``: Adam lr 1e-3, batch 128 (§7.1.3 for MovieLens), clip norm 10, no L2, no weight EMA,
     at most 10 epochs with early stopping on the validation logloss (patience 2).
-    ``"dcnviz"``: the recipe dcnviz ships (``TrainConfig()``'s defaults: lr 5e-3, batch 512, embedding
-    L2 4e-4 scaled to the data size, EMA 0.999, clip 10, at most 20 epochs, patience 2).
+    ``"dcnviz"``: the recipe dcnviz ships (``TrainConfig()``'s defaults: lr 5e-3, batch auto (512 from
+    25,600 training rows), embedding L2 4e-4 scaled to the data size, EMA 0.999, clip 10, at most 20 epochs,
+    patience 2).
 
     Every field is set explicitly, so a change of ``TrainConfig``'s defaults cannot leak into "paper".
     """

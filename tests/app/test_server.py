@@ -55,3 +55,34 @@ def test_freed_memory_is_returned_by_one_thread_per_process() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("ok")
+
+
+class FakeState(dict):  # type: ignore[type-arg]
+    """Streamlit's session state as the sweeper uses it: ``filtered_state`` and ``del state[key]``."""
+
+    @property
+    def filtered_state(self) -> dict[str, object]:
+        return dict(self)
+
+
+def test_the_sweeper_clears_only_sessions_that_have_ended_and_then_forgets_them() -> None:
+    from dcnviz.app.server import SessionSweeper
+
+    ended: set[str] = set()
+    sweeper = SessionSweeper(ended=lambda sid: sid in ended)
+    a, b = FakeState(dcnviz_models={"trained:1": b"x" * 100}, train_job="job"), FakeState(model_key="k")
+    sweeper.watch("a", a, start=False)
+    sweeper.watch("b", b, start=False)
+    sweeper.watch("a", FakeState(), start=False)  # a later run of the same session: the first state stays
+    assert sweeper.sweep() == [] and a and b  # nobody has left: nothing cleared
+    ended.add("a")
+    assert sweeper.sweep() == ["a"]
+    assert a == {} and b == {"model_key": "k"}
+    assert sweeper.watched() == ["b"]  # forgotten once cleared
+    assert sweeper.sweep() == []
+
+
+def test_a_session_is_ended_only_when_streamlit_has_let_go_of_it() -> None:
+    from dcnviz.app.server import session_ended
+
+    assert session_ended("no-such-session") is False  # no server runtime here: never "ended"

@@ -121,6 +121,37 @@ def test_after_a_run_its_result_is_on_top_the_form_folded_and_one_speed_shown(en
     assert snap.history and "train_logloss" in snap.history[0] and "val" in snap.history[0]  # fit's own rows
 
 
+def server_cached_shas() -> set[str]:
+    """The content hashes of every model the server-wide caches (st.cache_resource) hold."""
+    from streamlit.runtime.caching.cache_resource_api import _resource_caches
+
+    shas = set()
+    for caches in _resource_caches._function_caches.values():
+        for cache in caches.values():
+            for result in list(cache._mem_cache.values()):
+                sha = getattr(result.value, "sha256", None)
+                if isinstance(sha, str):
+                    shas.add(sha)
+    return shas
+
+
+def test_a_trained_model_is_analysed_in_its_session_not_in_the_servers_caches(env: Path, pool: RunPool) -> None:
+    at = tiny(goto(start(), "train"))
+    at.button(key="tr_start").click().run()
+    job = at.session_state["train_job"]
+    until(lambda: job.snapshot().finished, timeout=180)
+    at.run()
+    assert job.snapshot().status == "done"
+    at = goto(at, "crosses")  # the trained model is the one shown now: its heatmap is computed
+    ok(at)
+    trained = [e for e in at.session_state["dcnviz_models"].values() if e.origin == "trained"]
+    assert len(trained) == 1 and at.session_state["model_key"] == trained[0].key
+    memo = at.session_state["dcnviz_private_memo"]
+    assert {k[0] for k in memo["bundle"]} == {trained[0].sha256}
+    assert {k[0] for k in memo["layer"]} == {trained[0].sha256}
+    assert trained[0].sha256 not in server_cached_shas()  # nothing of it outlives the session
+
+
 def test_a_run_waits_in_the_queue_with_its_position_shown(env: Path, pool: RunPool) -> None:
     blocker = StandIn(wait_for_stop, "other session's run", pool=pool, isolate=False).start()
     until(lambda: blocker.status == "training")

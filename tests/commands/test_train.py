@@ -42,6 +42,19 @@ def test_cli_embedding_default_is_the_data_options_default():
     assert train_cmd.data_options(args) == DataOptions(source="sample")
 
 
+def test_batch_size_is_auto_by_default_or_a_positive_integer(capsys):
+    from dcnviz.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["train", "--data", "sample"]).batch_size is None
+    assert parse(["train", "--data", "sample", "--batch-size", "auto"]).batch_size is None
+    assert parse(["train", "--data", "sample", "--batch-size", "256"]).batch_size == 256
+    for bad in ("0", "big"):
+        with pytest.raises(SystemExit):
+            parse(["train", "--data", "sample", "--batch-size", bad])
+        assert "--batch-size: must be an integer in [1, 1048576] or 'auto'" in capsys.readouterr().err
+
+
 @needs_sample
 def test_train_prints_the_contract_json_saves_and_evaluate_reproduces(tmp_path, capsys):
     out = tmp_path / "m.safetensors"
