@@ -323,7 +323,7 @@ def _table6(args: argparse.Namespace) -> dict[str, Any]:
         seeds=seeds,
         device=args.device,
         **{k: v for k, v in overrides.items() if v is not None},
-    )
+    ).resolved(len(splits.train))  # an automatic batch size is recorded as the size used
     config = Table6Config(
         models=tuple(m for m in TABLE6_MODELS if args.models is None or m in args.models),
         hidden=None if args.hidden is None else tuple(args.hidden),
