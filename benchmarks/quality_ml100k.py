@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         splits = load_splits(options)
     recipe = dataclasses.replace(
         TrainConfig(epochs=args.epochs, patience=args.patience, device="cpu"), **recipe_overrides(args.set)
-    )
+    ).resolved(len(splits.train))  # the batch size used, also when it is automatic
     print(f"{label}: rows {splits.info['rows']}; seeds {args.seeds}; threads {args.threads}", file=sys.stderr)
 
     def earlier_runs(
