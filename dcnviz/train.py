@@ -160,7 +160,7 @@ class TrainConfig(JsonConfig):
 
     def resolved(self, rows: int) -> TrainConfig:
         """This config with an automatic batch size replaced by the one for ``rows`` training rows."""
-        return self if self.batch_size is not None else dataclasses.replace(self, batch_size=batch_size_for(rows))
+        return self if self.batch_size is not None else dataclasses.replace(self, batch_size=self.batch_for(rows))
 
     @classmethod
     def from_json(cls, obj: Any) -> TrainConfig:

@@ -37,6 +37,7 @@ from tests.helpers.app import (
     no_deprecations,
     ok,
     planted_full_model,
+    run_job,
     start,
     upload,
     write_demo_models,
@@ -354,12 +355,7 @@ def one_epoch_training() -> None:
     at.number_input(key="tr_emb").set_value(4)
     at.text_input(key="tr_hidden").set_value("16")
     at.run()
-    at.button(key="tr_start").click().run()
-    ok(at)
-    job = at.session_state["train_job"]
-    wait_for(at, lambda: job.snapshot().finished)
-    at.run()
-    ok(at)
+    job = run_job(at, "tr_start", "train_job")
     snap = job.snapshot()
     assert snap.status == "done", snap.error
     assert snap.history and snap.history[0]["epoch"] == 1 and snap.ticks
@@ -438,12 +434,7 @@ def test_paper_lab_tiny_run_table_beside_the_paper_and_learned_coefficients(env:
     at.number_input(key="pl_test").set_value(200)
     at.number_input(key="pl_steps").set_value(20)
     at.run()
-    at.button(key="pl_run").click().run()
-    ok(at)
-    job = at.session_state["paperlab_job"]
-    wait_for(at, lambda: job.snapshot().finished)
-    at.run()
-    ok(at)
+    run_job(at, "pl_run", "paperlab_job")
     table = at.dataframe[0].value
     assert list(table.model) == ["dcnv2", "dnn"] and list(table.params) == [15, 15]  # d² + 2d for d = 3
     assert list(table.paper_rmse) == [4.5e-15, 3.0e-2]  # Table 1, f2

@@ -16,7 +16,7 @@ from dcnviz.data import DataOptions
 from dcnviz.model import ModelConfig
 from dcnviz.sample import SampleConfig, make_sample, write_sample
 from dcnviz.train import TrainConfig
-from tests.helpers.app import goto, ok, start
+from tests.helpers.app import goto, ok, run_job, start
 from tests.helpers.jobs import StandIn, until, wait_for_stop
 
 
@@ -103,12 +103,7 @@ def test_the_live_view_redraws_the_page_only_when_an_epoch_or_the_run_ends() -> 
 def test_after_a_run_its_result_is_on_top_the_form_folded_and_one_speed_shown(env: Path, pool: RunPool) -> None:
     at = tiny(goto(start(), "train"))
     assert at.expander[0].proto.expanded  # before the first run the form is open
-    at.button(key="tr_start").click().run()
-    ok(at)
-    job = at.session_state["train_job"]
-    until(lambda: job.snapshot().finished, timeout=180)
-    at.run()
-    ok(at)
+    job = run_job(at, "tr_start", "train_job")
     snap = job.snapshot()
     assert snap.status == "done", snap.error
     speed = f"{snap.result['examples_per_s']:,.0f}"
@@ -137,10 +132,7 @@ def server_cached_shas() -> set[str]:
 
 def test_a_trained_model_is_analysed_in_its_session_not_in_the_servers_caches(env: Path, pool: RunPool) -> None:
     at = tiny(goto(start(), "train"))
-    at.button(key="tr_start").click().run()
-    job = at.session_state["train_job"]
-    until(lambda: job.snapshot().finished, timeout=180)
-    at.run()
+    job = run_job(at, "tr_start", "train_job")
     assert job.snapshot().status == "done"
     at = goto(at, "crosses")  # the trained model is the one shown now: its heatmap is computed
     ok(at)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +44,22 @@ def ok(at: AppTest) -> None:
     """No exception and no st.error on the page."""
     assert not at.exception, [e.message for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+
+
+def run_job(at: AppTest, button: str, job_key: str, *, timeout: float = 180.0) -> Any:
+    """Press ``button``, rerun the page until the session's job (``session_state[job_key]``) has finished, as
+    a user waiting on it would, then once more; no exception or st.error on the way. Returns the job."""
+    at.button(key=button).click().run()
+    ok(at)
+    job = at.session_state[job_key]
+    deadline = time.monotonic() + timeout
+    while not job.snapshot().finished:
+        assert time.monotonic() < deadline, f"timed out waiting for {job_key}"
+        at.run()
+        time.sleep(0.2)
+    at.run()
+    ok(at)
+    return job
 
 
 def goto(at: AppTest, page: str) -> AppTest:
