@@ -65,7 +65,7 @@ from dcnviz.untrusted import clip, shown
 from dcnviz.weights import CrossModelWeights, from_model
 
 DATA_ENV = "DCNVIZ_DATA_DIR"  # folder(s) (os.pathsep-separated) of MovieLens data the server offers
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the checkout (site-packages when installed)
 OWN_TABLES = ("csv", "parquet")
 _MOVIELENS_FILES = {"ml-100k": ("u.data", "u.user", "u.item"), "ml-1m": ("ratings.dat", "users.dat", "movies.dat")}
 _MOVIELENS_NAMES = {"ml-100k": "MovieLens-100K", "ml-1m": "MovieLens-1M"}
@@ -181,8 +181,8 @@ def server_datasets() -> list[ServerDataset]:
     """The data this server offers: the bundled sample, then MovieLens folders the operator provides.
 
     Looked up on each call (cheap): each folder of ``$DCNVIZ_DATA_DIR`` (``os.pathsep``-separated) and
-    the project's ``data/`` (what ``python -m dcnviz download ml-100k --dir data/`` writes), either
-    holding ``ml-100k/`` / ``ml-1m/`` or being such a folder itself.
+    ``data/`` (what ``python -m dcnviz download ml-100k --dir data/`` writes: the checkout's, or the working
+    directory's when dcnviz is installed), either holding ``ml-100k/`` / ``ml-1m/`` or being such a folder itself.
     """
     from dcnviz import data
 
@@ -193,7 +193,8 @@ def server_datasets() -> list[ServerDataset]:
         (Path(p).expanduser(), f"${DATA_ENV}" if i == 0 else f"${DATA_ENV}[{i}]")
         for i, p in enumerate(p for p in os.environ.get(DATA_ENV, "").split(os.pathsep) if p)
     ]
-    roots.append((REPO_ROOT / "data", "data"))
+    checkout = (REPO_ROOT / "pyproject.toml").is_file()
+    roots.append(((REPO_ROOT if checkout else Path.cwd()) / "data", "data"))
     seen: set[str] = set()
     for root, where in roots:
         for ds in _movielens_folders(root, where):

@@ -51,3 +51,24 @@ def test_a_hostile_file_then_good_ones_in_the_same_process(made, monkeypatch: py
             np.testing.assert_array_equal(open_model_file(PEERS / name).weights.layers[0].effective_weight(), W)
     assert allowed == safe_pickle.ALLOWED_GLOBALS
     assert safe_pickle._ordered_dict.__name__ == "_ordered_dict" and not vars(safe_pickle._ordered_dict)
+
+
+@pytest.mark.parametrize("installed", [False, True], ids=["checkout", "installed"])
+def test_server_datasets_finds_data_where_download_writes_it(tmp_path, monkeypatch, installed: bool) -> None:
+    """`dcnviz download ml-100k --dir data/` writes under the working directory: a checkout's `data/` is
+    offered, and when dcnviz is installed (no checkout around the package) the working directory's is."""
+    from dcnviz import modelfile
+
+    project, cwd = tmp_path / "project", tmp_path / "cwd"
+    for root in (project, cwd):
+        folder = root / "data" / "ml-100k"
+        folder.mkdir(parents=True)
+        for name in ("u.data", "u.user", "u.item"):
+            (folder / name).write_text("")
+    if not installed:
+        (project / "pyproject.toml").write_text("")
+    monkeypatch.setattr(modelfile, "REPO_ROOT", project)
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv(modelfile.DATA_ENV, raising=False)
+    found = [d.data_dir for d in modelfile.server_datasets() if d.source == "ml-100k"]
+    assert found == [str((cwd if installed else project) / "data" / "ml-100k")]

@@ -404,7 +404,8 @@ def test_gate_weighting_runs_only_on_data_of_this_server(env: Path, tmp_path, ml
     model = DCNModel(splits.spec, ModelConfig(model="dcn-mix", experts=2, rank=2, hidden=(4,)))
     data = model_to_bytes(model, data_info=splits.info)
     monkeypatch.delenv("DCNVIZ_DATA_DIR", raising=False)
-    monkeypatch.setattr("dcnviz.modelfile.REPO_ROOT", tmp_path / "no-project")  # no data/ folder either
+    monkeypatch.setattr("dcnviz.modelfile.REPO_ROOT", tmp_path / "no-project")  # not a checkout: ./data/
+    monkeypatch.chdir(tmp_path)  # and there is no data/ folder here either
     at = goto(start(), "model")
     at.file_uploader(key="up_file").upload("mix.safetensors", data)
     goto(at.run(), "crosses")
