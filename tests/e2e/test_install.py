@@ -31,7 +31,8 @@ import pytest
 from tests.helpers import ROOT
 from tests.helpers.browser import assert_the_apps_settings, open_the_tour
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# under `pytest -n auto --dist loadgroup` one worker runs both tests, so the wheel and venv are built once
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("install")]
 
 MODE = "full" if os.environ.get("CI", "").lower() == "true" else os.environ.get("DCNVIZ_INSTALL_TEST", "fast")
 
@@ -66,7 +67,7 @@ def checkout_copy(dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: built once even when other tests run between these two
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel installed (see the module docstring for full / fast); returns its bin/."""
     tmp = tmp_path_factory.mktemp("install")
