@@ -205,6 +205,16 @@ def server_datasets() -> list[ServerDataset]:
     return out
 
 
+def not_on_server(source: str) -> str:
+    """Why a model's training data cannot be used here: a sentence naming ``source`` (what the file records)."""
+    if source in OWN_TABLES:
+        return f"the model was trained on its own {source} table, which is not on this server"
+    return (
+        f"the model was trained on {source} data, which is not on this server (the operator can provide "
+        "MovieLens folders in $DCNVIZ_DATA_DIR or the project's data/ folder)"
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # The opened file
 

@@ -31,7 +31,7 @@ from dcnviz.errors import DcnvizError
 from dcnviz.explain import DEFAULT_MAX_ROWS, NONLINEAR_RANK_NOTE, Explainer, Explanation, row_values
 from dcnviz.figures import fig_block_norms
 from dcnviz.figures_explain import fig_effect, fig_rank_curve
-from dcnviz.modelfile import OWN_TABLES, ServerDataset, server_datasets
+from dcnviz.modelfile import ServerDataset, not_on_server, server_datasets
 
 EFFECT_HELP = (
     "Measured on data: each block (i, j) of this layer's W is set to 0 in turn (everything else unchanged, the bias "
@@ -67,12 +67,7 @@ def datasets_for(bundle: ModelBundle) -> list[ServerDataset] | str:
     found = bundle.server_data(server_datasets())
     if found:
         return found
-    if recorded.source in OWN_TABLES:
-        return f"the model was trained on its own {recorded.source} table, which is not on this server"
-    return (
-        f"the model was trained on {recorded.source} data, which is not on this server (the operator can provide "
-        "MovieLens folders in $DCNVIZ_DATA_DIR or the project's data/ folder)"
-    )
+    return not_on_server(recorded.source)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the validation split and running the model on it…")

@@ -31,7 +31,7 @@ from dcnviz.app.bundle import ModelBundle, load_bundle, sha256_of
 from dcnviz.app.jobs import TrainingJob
 from dcnviz.errors import DcnvizError
 from dcnviz.gates import mean_gates_on
-from dcnviz.modelfile import ServerDataset, server_datasets
+from dcnviz.modelfile import ServerDataset, not_on_server, server_datasets
 from dcnviz.resources import MODELS_DIR
 
 isolation.start()  # the warm fork server that parses uploads (dcnviz.isolation), ready by the first upload
@@ -355,13 +355,7 @@ def gate_datasets(entry: ModelEntry) -> list[ServerDataset] | str:
     found = b.server_data(server_datasets())
     if found:
         return found
-    source = (b.data.source if b.data else None) or "sample"
-    if source in ("csv", "parquet"):
-        return f"the model was trained on its own {source} table, which is not on this server"
-    return (
-        f"the model was trained on {source} data, which is not on this server (the operator can provide MovieLens "
-        "folders in $DCNVIZ_DATA_DIR or the project's data/ folder)"
-    )
+    return not_on_server((b.data.source if b.data else None) or "sample")
 
 
 def mean_gates_of(entry: ModelEntry, dataset: ServerDataset) -> tuple[tuple[Any, ...], str, tuple[str, ...]] | str:
