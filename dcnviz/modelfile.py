@@ -211,7 +211,8 @@ def not_on_server(source: str) -> str:
         return f"the model was trained on its own {source} table, which is not on this server"
     return (
         f"the model was trained on {source} data, which is not on this server (the operator can provide "
-        "MovieLens folders in $DCNVIZ_DATA_DIR or the project's data/ folder)"
+        "MovieLens folders in $DCNVIZ_DATA_DIR, or in data/: the checkout's, or the working folder's when dcnviz "
+        "is installed)"
     )
 
 

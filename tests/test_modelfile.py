@@ -72,3 +72,12 @@ def test_server_datasets_finds_data_where_download_writes_it(tmp_path, monkeypat
     monkeypatch.delenv(modelfile.DATA_ENV, raising=False)
     found = [d.data_dir for d in modelfile.server_datasets() if d.source == "ml-100k"]
     assert found == [str((cwd if installed else project) / "data" / "ml-100k")]
+
+
+def test_not_on_server_names_the_source_and_where_the_operator_can_put_data() -> None:
+    from dcnviz.modelfile import not_on_server
+
+    assert not_on_server("csv") == "the model was trained on its own csv table, which is not on this server"
+    text = not_on_server("ml-1m")
+    assert text.startswith("the model was trained on ml-1m data, which is not on this server")
+    assert "$DCNVIZ_DATA_DIR" in text and "the working folder's when dcnviz is installed" in text
