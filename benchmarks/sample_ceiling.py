@@ -145,8 +145,8 @@ def fit_generative(rows: Rows, max_iter: int = 2000) -> dict[str, object]:
         for split, idx in (("val", rows.val), ("test", rows.test)):
             p = _link(latent(idx), c.thresholds).numpy()
             out[split] = {"auc": roc_auc_score(rows.y[idx], p), "logloss": log_loss(rows.y[idx], p)}
-    out["h_gender_corr"] = float(np.corrcoef(movies["h_gender"].to_numpy(), params["h_gender"].detach().numpy())[0, 1])
-    out["h_age_corr"] = float(np.corrcoef(movies["h_age"].to_numpy(), params["h_age"].detach().numpy())[0, 1])
+    for h in ("h_gender", "h_age"):  # how well the planted loadings were recovered
+        out[f"{h}_corr"] = float(np.corrcoef(movies[h].to_numpy(), params[h].detach().numpy())[0, 1])
     return out
 
 

@@ -6,7 +6,9 @@ import importlib
 import json
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from tests.helpers import ROOT
 
@@ -59,3 +61,12 @@ def test_the_fitted_generative_family_recovers_the_planted_loadings_and_stays_be
     assert fitted["h_gender_corr"] > 0.9 and fitted["h_age_corr"] > 0.9
     # ... and, having to learn b_u and b_m from ~33 and ~100 ratings, scores below the model that knows z
     assert 0.85 < fitted["test"]["auc"] < best["auc"] and fitted["test"]["logloss"] > best["logloss"]
+
+
+def test_the_fits_torch_link_is_the_samples_bayes_probability(sample_ceiling):
+    from dcnviz.sample import SampleConfig, bayes_probability
+
+    z = np.linspace(-8.0, 8.0, 161)
+    thresholds = SampleConfig().thresholds
+    torch_p = sample_ceiling._link(torch.from_numpy(z), thresholds).numpy()
+    assert np.allclose(torch_p, bayes_probability(z, thresholds), rtol=1e-12, atol=1e-12)
