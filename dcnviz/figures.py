@@ -8,7 +8,8 @@ that a table does not already hold).
   tolerances drawn (Fig. 3a);
 * :func:`fig_rank_vs_tolerance` — R_T as T varies;
 * :func:`fig_training_curves` — loss / AUC per epoch from a training history;
-* :func:`fig_difference` — B − A block norms on a diverging scale centred at 0.
+* :func:`fig_difference` — B − A block norms on a diverging scale centred at 0;
+* :func:`fig_table6` — Table 6's test AUC per model beside the paper's (§7.3).
 
 Colour: the perceptual, colour-blind-safe ``Viridis`` scale for magnitudes (optionally on a log10 colour
 axis, for ranges spanning decades) and the diverging ``RdBu`` (blue < 0 < red) for differences.
@@ -715,6 +716,57 @@ def fig_difference(
     fig.update_xaxes(title_text="input feature j")
     fig.update_yaxes(title_text="output feature i")
     return fig
+
+
+def fig_table6(
+    rows: Sequence[Mapping[str, Any]], *, data_label: str, labels: Mapping[str, str] | None = None
+) -> go.Figure:
+    """Test AUC per Table 6 model (§7.3): this run's (mean ± std over runs) beside the paper's MovieLens-1M.
+
+    ``rows``: :meth:`dcnviz.paperlab.table6.Table6Row.to_json` dicts, in table order. Two panels, each on
+    its own y scale: the data differ, so the levels do not compare; the order of the models does. Models
+    the paper has no number for are left out of its panel.
+    """
+    if not rows:
+        raise ConfigError("no Table 6 rows to draw")
+    names = [labels.get(r["model"], r["model"]) if labels else r["model"] for r in rows]
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=(f"this run: {data_label}", "the paper: MovieLens-1M"), horizontal_spacing=0.1
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=names,
+            y=[r["auc_mean"] for r in rows],
+            error_y={"type": "data", "array": [r["auc_std"] for r in rows], "visible": len(rows[0]["runs"]) > 1},
+            mode="markers",
+            marker={"size": 11},
+            name=f"test AUC, {data_label}",
+            hovertemplate="%{x}<br>test AUC %{y:.4f}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    paper = [(n, r["paper_auc"]) for n, r in zip(names, rows, strict=True) if r.get("paper_auc") is not None]
+    fig.add_trace(
+        go.Scatter(
+            x=[n for n, _ in paper],
+            y=[a for _, a in paper],
+            mode="markers",
+            marker={"size": 11, "symbol": "diamond"},
+            name="the paper's AUC, MovieLens-1M (Table 6)",
+            hovertemplate="%{x}<br>paper: AUC %{y:.4f}<extra></extra>",
+        ),
+        row=1,
+        col=2,
+    )
+    fig.update_xaxes(categoryorder="array", categoryarray=names, automargin=True, tickangle=-30)
+    fig.update_yaxes(title_text="test AUC", tickformat=".4f", automargin=True)
+    return _layout(
+        fig,
+        "Test AUC by model (each panel on its own scale: compare the order, not the level)",
+        height=420,
+        showlegend=False,
+    )
 
 
 def figure_html(fig: go.Figure) -> str:

@@ -261,3 +261,25 @@ def test_square_css_sizes_the_chart_from_its_container_and_the_window() -> None:
     page = F.figure_html(F.fig_block_norms(np.eye(3), NAMES))
     assert ".dcnviz-wrap { container-type: inline-size;" in page and 'class="dcnviz-square"' in page
     assert "<script src=" not in page
+
+
+def test_table6_figure_puts_each_run_beside_the_papers_models_in_table_order() -> None:
+    def row(model: str, auc: float, std: float, paper: float | None, runs: int) -> dict:
+        return {"model": model, "auc_mean": auc, "auc_std": std, "paper_auc": paper, "runs": [{}] * runs}
+
+    rows = [
+        row("dnn", 0.87, 0.002, 0.8929, 3),
+        row("crossnet-mix", 0.88, 0.001, None, 3),
+        row("dcn", 0.86, 0, 0.8935, 3),
+    ]
+    fig = F.fig_table6(rows, data_label="MovieLens-100K", labels={"dnn": "DNN", "dcn": "DCN (V1)"})
+    ours, paper = fig.data
+    assert list(ours.x) == ["DNN", "crossnet-mix", "DCN (V1)"] and list(ours.y) == [0.87, 0.88, 0.86]
+    assert list(ours.error_y.array) == [0.002, 0.001, 0] and ours.error_y.visible
+    assert list(paper.x) == ["DNN", "DCN (V1)"] and list(paper.y) == [0.8929, 0.8935]  # no paper CrossNet-Mix
+    assert paper.xaxis == "x2" and fig.layout.xaxis2.categoryarray == ("DNN", "crossnet-mix", "DCN (V1)")
+    assert [a.text for a in fig.layout.annotations] == ["this run: MovieLens-100K", "the paper: MovieLens-1M"]
+    one = F.fig_table6([row("dnn", 0.87, 0.0, 0.8929, 1)], data_label="sample")
+    assert not one.data[0].error_y.visible  # one run: no error bar to draw
+    with pytest.raises(ConfigError, match="no Table 6 rows"):
+        F.fig_table6([], data_label="sample")

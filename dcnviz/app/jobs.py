@@ -1,7 +1,7 @@
 """Background work owned by one app session: training runs in worker processes, shared fairly.
 
 Plain Python (no Streamlit). The Train page starts a :class:`TrainingJob`, the Paper lab a
-:class:`SyntheticJob`; both are :class:`Job` s and share their plumbing:
+:class:`SyntheticJob` (§6) or a :class:`Table6Job` (§7.3); all are :class:`Job` s and share their plumbing:
 
 * **Isolation.** The work runs in a worker process forked from the warm fork server of
   :mod:`dcnviz.isolation` (torch and the trainer imported once; the one that parses uploads), so a
@@ -789,15 +789,14 @@ class SyntheticRequest:
     learned_w: bool = True  # also fit one 1-layer DCN-V2 and read its cross coefficients
 
 
-@dataclass(frozen=True)
-class SyntheticSnapshot:
-    status: str  # queued | starting | fitting W | running table | done | stopped | failed | cancelled
+@dataclass(frozen=True, kw_only=True)
+class LabSnapshot:
+    """A consistent copy of a Paper lab run's state for the page to draw (:meth:`_RowsJob.snapshot`)."""
+
+    status: str  # queued | starting | (the run's own steps) | done | stopped | failed | cancelled
     message: str
     fraction: float  # in [0, 1]
-    rows: list[Any]  # dcnviz.paperlab.synthetic.SyntheticRow, finished cells
-    true_c: Any  # (d, d) ground-truth order-2 coefficients (numpy), or None before it is known
-    learned_c: Any  # (d, d) learned coefficients of the 1-layer DCN-V2, or None
-    learned_rmse: float | None  # test RMSE of that 1-layer DCN-V2
+    rows: list[Any]  # the table's finished rows
     error: str | None
     elapsed_s: float
     queue_position: int | None = None
@@ -805,6 +804,15 @@ class SyntheticSnapshot:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticSnapshot(LabSnapshot):
+    """rows: dcnviz.paperlab.synthetic.SyntheticRow, finished cells; status steps: fitting W, running table."""
+
+    true_c: Any = None  # (d, d) ground-truth order-2 coefficients (numpy), or None before it is known
+    learned_c: Any = None  # (d, d) learned coefficients of the 1-layer DCN-V2, or None
+    learned_rmse: float | None = None  # test RMSE of that 1-layer DCN-V2
 
 
 def _synthetic_work(r: SyntheticRequest, emit: Emit, control: Control) -> None:
@@ -870,15 +878,16 @@ def _synthetic_work(r: SyntheticRequest, emit: Emit, control: Control) -> None:
     )
 
 
-class SyntheticJob(Job):
-    """Runs :func:`dcnviz.paperlab.synthetic.run_synthetic` (and one learned-W fit) as a :class:`Job`."""
+class _RowsJob(Job):
+    """A Paper lab job: its worker sends ``set`` messages (fields named in :attr:`FIELDS`) and one ``end``
+    with the finished rows of its table; :meth:`snapshot` copies them into a :attr:`SNAPSHOT`."""
 
-    kind = "paperlab"
-    FIELDS: ClassVar[tuple[str, ...]] = ("message", "fraction", "true_c", "learned_c", "learned_rmse")
+    FIELDS: ClassVar[tuple[str, ...]] = ("message", "fraction")
+    SNAPSHOT: ClassVar[type]
 
     def __init__(
         self,
-        request: SyntheticRequest,
+        request: Any,
         *,
         owner: Callable[[], bool] | None = None,
         pool: RunPool | None = None,
@@ -887,26 +896,20 @@ class SyntheticJob(Job):
         super().__init__(request, owner=owner, pool=pool, isolate=isolate)
         self.fraction = 0.0
         self.rows: list[Any] = []
-        self.true_c: Any = None
-        self.learned_c: Any = None
-        self.learned_rmse: float | None = None
 
-    def work(self) -> Callable[[Any, Emit, Control], None]:
-        return _synthetic_work
-
-    def snapshot(self) -> SyntheticSnapshot:
+    def snapshot(self) -> Any:
+        """A :attr:`SNAPSHOT` copy of the state: the common fields and the job's own :attr:`FIELDS`."""
         with self._lock:
-            return SyntheticSnapshot(
+            own = {k: getattr(self, k) for k in self.FIELDS if k not in ("message", "fraction")}
+            return self.SNAPSHOT(
                 status=self.status,
                 message=self.message,
                 fraction=self.fraction,
                 rows=list(self.rows),
-                true_c=self.true_c,
-                learned_c=self.learned_c,
-                learned_rmse=self.learned_rmse,
                 error=self.error,
                 elapsed_s=self.elapsed_s,
                 queue_position=self.queue_position,
+                **own,
             )
 
     def _receive(self, kind: str, payload: Any) -> None:
@@ -919,7 +922,102 @@ class SyntheticJob(Job):
             self._finish_locked(payload["status"], payload["message"])
             self.fraction = 1.0
         else:
-            raise ValueError(f"unknown message {kind!r} from a paper lab worker")
+            raise ValueError(f"unknown message {kind!r} from a {self.kind} worker")
+
+
+class SyntheticJob(_RowsJob):
+    """Runs :func:`dcnviz.paperlab.synthetic.run_synthetic` (and one learned-W fit) as a :class:`Job`."""
+
+    kind = "paperlab"
+    FIELDS: ClassVar[tuple[str, ...]] = ("message", "fraction", "true_c", "learned_c", "learned_rmse")
+    SNAPSHOT = SyntheticSnapshot
+    true_c: Any = None  # set by the worker's messages
+    learned_c: Any = None
+    learned_rmse: float | None = None
+
+    def work(self) -> Callable[[Any, Emit, Control], None]:
+        return _synthetic_work
 
     def _drop_results_locked(self) -> None:
         self.rows, self.learned_c, self.true_c = [], None, None
+
+
+# --------------------------------------------------------------------------------------------------
+# The Paper lab: Table 6's MovieLens models (§7.3)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Table6Request:
+    """One Table 6 run: the data (its embedding size is the paper's 30, d = 180), the models, runs, recipe."""
+
+    data: DataOptions  # dataset and split
+    models: tuple[str, ...]  # among dcnviz.options.TABLE6_MODELS
+    runs: int = 1  # runs per model, seeds seed … seed + runs − 1 (the paper: 5)
+    recipe: str = "dcnviz"  # dcnviz.paperlab.table6.table6_train_config
+    seed: int = 0
+    epochs: int | None = None  # most epochs per run (None: the recipe's)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Table6Snapshot(LabSnapshot):
+    """rows: dcnviz.paperlab.table6.Table6Row, one per model with a finished run; steps: loading data, training."""
+
+    info: dict[str, Any] | None = None  # the data's row counts, d, and the recipe as run (TrainConfig.to_json())
+
+
+def _table6_work(r: Table6Request, emit: Emit, control: Control) -> None:
+    """Worker side of a Table 6 run: load the split, then :func:`dcnviz.paperlab.table6.run_table6`."""
+    from dcnviz.data import load_splits
+    from dcnviz.paperlab.table6 import Table6Progress, run_table6, table6_setup
+
+    emit("status", ("loading data", f"loading {r.data.source}…"))
+    splits = load_splits(r.data)
+    seeds = tuple(r.seed + i for i in range(r.runs))
+    config = table6_setup(len(splits.train), recipe=r.recipe, seeds=seeds, models=r.models, epochs=r.epochs)
+    info = {"rows": splits.info.get("rows", {}), "d": splits.spec.d, "train": config.train.to_json()}
+    emit("set", {"info": info})
+    emit("status", ("training", f"training {len(config.models)} model(s) × {r.runs} run(s)…"))
+    throttle = Throttle(PUBLISH_S)
+    epochs = config.train.epochs
+
+    def on_progress(p: Table6Progress) -> None:
+        control.apply_threads()
+        if not throttle.ready():
+            return
+        frac = (p.fits_done + min(1.0, (p.epoch - 1) / max(1, epochs))) / max(1, p.fits_total)
+        emit(
+            "set",
+            {
+                "fraction": min(1.0, frac),
+                "message": f"{p.model}, run {p.run + 1}/{p.runs}: epoch {p.epoch}, step {p.step}, "
+                f"loss {p.loss:.4f} · fit {p.fits_done + 1} of {p.fits_total}",
+            },
+        )
+
+    rows = run_table6(splits, config, callback=on_progress, should_stop=control.should_stop)
+    stopped = control.should_stop()
+    emit(
+        "end",
+        {
+            "rows": rows,
+            "status": "stopped" if stopped else "done",
+            "message": f"stopped: {len(rows)} model(s) with a finished run kept"
+            if stopped
+            else f"done: {len(rows)} model(s) × {r.runs} run(s)",
+        },
+    )
+
+
+class Table6Job(_RowsJob):
+    """Runs :func:`dcnviz.paperlab.table6.run_table6` on the chosen data as a :class:`Job`."""
+
+    kind = "table6"
+    FIELDS: ClassVar[tuple[str, ...]] = ("message", "fraction", "info")
+    SNAPSHOT = Table6Snapshot
+    info: dict[str, Any] | None = None  # set by the worker's messages
+
+    def work(self) -> Callable[[Any, Emit, Control], None]:
+        return _table6_work
+
+    def _drop_results_locked(self) -> None:
+        self.rows, self.info = [], None

@@ -172,6 +172,30 @@ def download_csv(df: pd.DataFrame, *, key: str, filename: str, label: str = "Dow
     )
 
 
+def lab_progress(job: Any, *, key: str) -> Any | None:
+    """A Paper lab run's progress bar and stop button (key ``key``), redrawn twice a second by a fragment
+    while it runs; the page reruns once when it ends. Returns the finished run's snapshot, or None while
+    it runs or when it failed (the error shown)."""
+    snap = job.snapshot()
+
+    @st.fragment(run_every=0.5 if not snap.finished else None)
+    def _live() -> None:
+        s = job.snapshot()
+        st.progress(s.fraction, text=s.message)
+        if not s.finished:
+            st.button("Stop", key=key, on_click=job.stop, disabled=job.stop_requested)
+        elif not snap.finished:
+            st.rerun(scope="app")
+
+    _live()
+    if not snap.finished:
+        return None
+    if snap.error:
+        st.error(f"The run failed: {snap.error}")
+        return None
+    return snap
+
+
 def model_picker(*, training_line: bool = True) -> None:
     """Sidebar: choose which model the pages show (shipped, uploaded or trained in this session).
 

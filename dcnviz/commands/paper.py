@@ -32,7 +32,7 @@ from typing import Any
 
 from dcnviz.errors import ConfigError
 from dcnviz.finite import finite_json
-from dcnviz.options import DEVICES, DTYPES, SYNTHETIC_EXPERIMENTS, TABLE6_MODELS, TABLE6_RECIPES
+from dcnviz.options import DEVICES, DTYPES, SYNTHETIC_EXPERIMENTS, TABLE6_RECIPES
 from dcnviz.options import REGRESSION_MODELS as SYNTHETIC_MODELS
 
 EXPERIMENTS = (*SYNTHETIC_EXPERIMENTS, "table6")
@@ -286,7 +286,7 @@ def _synthetic(args: argparse.Namespace) -> dict[str, Any]:
 
 def _table6(args: argparse.Namespace) -> dict[str, Any]:
     from dcnviz.data import DataOptions, load_splits
-    from dcnviz.paperlab.table6 import Table6Config, Table6Progress, run_table6, table6_train_config
+    from dcnviz.paperlab.table6 import Table6Progress, run_table6, table6_models, table6_setup
 
     for flag in ("tasks", "layers", "samples", "steps", "warmup"):
         if getattr(args, flag) is not None:
@@ -299,10 +299,7 @@ def _table6(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError("table6 needs --data ml-100k|ml-1m|sample (and --data-dir for MovieLens)")
     if args.data != "sample" and args.data_dir is None:
         raise ConfigError(f"--data {args.data} needs --data-dir DIR (the folder with the MovieLens files)")
-    if args.models is not None:
-        bad = [m for m in args.models if m not in TABLE6_MODELS]
-        if bad:
-            raise ConfigError(f"--models must be among {TABLE6_MODELS} for table6; got {bad}")
+    table6_models(args.models, flag="--models")  # before the data is read
     options = DataOptions(
         source=args.data, data_dir=args.data_dir, seed=args.split_seed, embedding_dim=args.embedding_dim
     )
@@ -317,19 +314,18 @@ def _table6(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
     seeds = tuple(args.seed + r for r in range(args.runs))
-    overrides = {"lr": args.lr, "batch_size": args.batch_size, "epochs": args.epochs}
-    train = dataclasses.replace(
-        table6_train_config(args.recipe),
+    config = table6_setup(
+        len(splits.train),
+        recipe=args.recipe,
         seeds=seeds,
-        device=args.device,
-        **{k: v for k, v in overrides.items() if v is not None},
-    ).resolved(len(splits.train))  # an automatic batch size is recorded as the size used
-    config = Table6Config(
-        models=tuple(m for m in TABLE6_MODELS if args.models is None or m in args.models),
+        models=args.models,
         hidden=None if args.hidden is None else tuple(args.hidden),
-        seeds=seeds,
-        train=train,
+        device=args.device,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
     )
+    train = config.train
     last = [0.0]
 
     def progress(p: Table6Progress) -> None:

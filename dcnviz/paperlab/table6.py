@@ -278,6 +278,42 @@ def table6_train_config(recipe: str = "paper") -> Any:
     )
 
 
+def table6_models(models: tuple[str, ...] | list[str] | None, *, flag: str = "models") -> tuple[str, ...]:
+    """``models`` in table order (None: all of :data:`TABLE6_MODELS`); an unknown name is a ConfigError
+    naming ``flag``."""
+    bad = [m for m in models or () if m not in TABLE6_MODELS]
+    if bad:
+        raise ConfigError(f"{flag} must be among {TABLE6_MODELS} for table6; got {bad}")
+    return tuple(m for m in TABLE6_MODELS if models is None or m in models)
+
+
+def table6_setup(
+    train_rows: int,
+    *,
+    recipe: str = "paper",
+    seeds: tuple[int, ...] = (0,),
+    models: tuple[str, ...] | list[str] | None = None,
+    hidden: tuple[int, ...] | None = None,
+    device: str = "auto",
+    **overrides: Any,
+) -> Table6Config:
+    """The :class:`Table6Config` that ``paper table6`` and the app's Paper lab run.
+
+    ``recipe`` (:func:`table6_train_config`) with one run per seed, on ``device``, with the ``overrides``
+    that are not None (``lr``, ``batch_size``, ``epochs``: any :class:`~dcnviz.train.TrainConfig` field);
+    an automatic batch size is resolved for ``train_rows`` training rows, so the size used is recorded.
+    ``models`` are kept in table order (None: all of :data:`TABLE6_MODELS`).
+
+    >>> c = table6_setup(58_284, recipe="dcnviz", seeds=(0, 1), models=["crossnet", "dnn"], epochs=3)
+    >>> c.models, c.seeds, c.train.seeds, c.train.epochs, c.train.batch_size
+    (('dnn', 'crossnet'), (0, 1), (0, 1), 3, 512)
+    """
+    chosen = table6_models(models)
+    kept = {k: v for k, v in overrides.items() if v is not None}
+    train = replace(table6_train_config(recipe), seeds=tuple(seeds), device=device, **kept).resolved(train_rows)
+    return Table6Config(models=chosen, hidden=hidden, seeds=tuple(seeds), train=train)
+
+
 def _run_record(seed: int, result: Any) -> dict[str, Any]:
     """One finished run of a model, as it appears in :attr:`Table6Row.runs` (``result``: a FitResult)."""
     return {

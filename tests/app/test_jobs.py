@@ -31,6 +31,7 @@ from dcnviz.cli import main
 from dcnviz.data import DataOptions
 from dcnviz.errors import DcnvizError
 from dcnviz.model import ModelConfig
+from dcnviz.sample import SampleConfig, make_sample, write_sample
 from dcnviz.train import TrainConfig
 from tests.helpers.jobs import StandIn, allocate, crash, ignore_stop, until, wait_for_stop
 
@@ -208,3 +209,29 @@ def test_the_app_and_the_cli_record_the_same_metadata(tmp_path: Path, capsys: py
     assert app["metrics"]["test"]["auc"] == cli["metrics"]["test"]["auc"]  # the same training, bit for bit
     assert snap.examples_per_s == app["metrics"]["examples_per_s"]  # one speed for one run (issue 13 item 17)
     assert snap.history == app["history"]  # the page shows fit's own rows
+
+
+def test_a_stopped_table6_run_keeps_the_models_that_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the worker function itself, in this thread: every progress message is published (PUBLISH_S = 0),
+    # and the stop comes with the first message of the second model's fit
+    from dcnviz.app import jobs
+    from dcnviz.app.jobs import Control, Table6Request
+
+    monkeypatch.setattr(jobs, "PUBLISH_S", 0.0)
+    write_sample(make_sample(SampleConfig(n_users=150, n_movies=60, n_ratings=3000, min_ratings=20)), tmp_path)
+    monkeypatch.setattr(dcnviz.data, "SAMPLE_DIR", tmp_path)
+    control = Control(1, apply_threads=False)
+    sent: list[tuple[str, Any]] = []
+
+    def emit(kind: str, payload: Any = None) -> None:
+        sent.append((kind, payload))
+        if kind == "set" and "fit 2 of 2" in payload.get("message", ""):
+            control.stop = True
+
+    request = Table6Request(data=DataOptions(source="sample"), models=("dnn", "crossnet"), runs=1, epochs=2)
+    jobs._table6_work(request, emit, control)
+    kind, end = sent[-1]
+    assert kind == "end" and end["status"] == "stopped" and "1 model(s)" in end["message"]
+    assert [r.model for r in end["rows"]] == ["dnn"] and end["rows"][0].runs[0]["epochs"] <= 2
+    info = next(p["info"] for k, p in sent if k == "set" and "info" in p)
+    assert info["d"] == 180 and info["train"]["epochs"] == 2 and sum(info["rows"].values()) > 0

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
@@ -25,6 +26,7 @@ import dcnviz.data
 from dcnviz.analysis import block_norms
 from dcnviz.app.pages.report import REPORT
 from dcnviz.checkpoint import load_model, model_to_bytes, save_model
+from dcnviz.options import TABLE6_MODELS
 from dcnviz.sample import SampleConfig, make_sample, write_sample
 from dcnviz.weights import from_model
 from tests.helpers import PEERS, ROOT, TEST_FIXTURES
@@ -444,6 +446,38 @@ def test_paper_lab_tiny_run_table_beside_the_paper_and_learned_coefficients(env:
     true = arr(figs[0]["data"][0]["z"])
     np.testing.assert_allclose(true, [[1.0, 0.1, 0.0], [0.1, 0.0, 1.0], [0.0, 1.0, 0.1]])  # f2's crosses
     assert arr(figs[1]["data"][0]["z"]).shape == (3, 3)
+
+
+def test_paper_lab_table6_tiny_run_beside_the_papers_movielens_numbers(env: Path) -> None:
+    at = goto(start(), "paperlab")
+    at.radio(key="pl_study").set_value("table6").run()
+    ok(at)
+    assert at.radio(key="t6_source").value == "sample"
+    assert at.multiselect(key="t6_models").value == list(TABLE6_MODELS)  # every model, in table order
+    at.multiselect(key="t6_models").set_value(["crossnet-mix", "dnn", "dcnv2-parallel"])  # kept in table order
+    at.number_input(key="t6_epochs").set_value(1)
+    at.run()
+    job = run_job(at, "t6_run", "table6_job")
+    assert job.snapshot().status == "done" and job.request.epochs == 1
+    table = at.dataframe[0].value
+    assert list(table.model) == ["DNN", "DCN-V2 parallel", "CrossNet-Mix"]
+    assert list(table.params) == [46_593, 111_933, 67_141]  # d = 6 x 30, whatever the sample's vocabularies
+    assert table["paper params"].tolist()[:2] == [46_000, 110_000] and pd.isna(table["paper params"][2])
+    assert table["paper auc"].tolist()[:2] == [0.8929, 0.8950] and pd.isna(table["paper auc"][2])
+    # ranks among the models the paper also ran, so they compare: DCN-V2 parallel above DNN in the paper
+    assert table["rank (paper)"].tolist()[:2] == [2, 1] and pd.isna(table["rank (paper)"][2])
+    here = 1 if table["test auc"][0] > table["test auc"][1] else 2
+    assert table["rank (here)"].tolist()[:2] == [here, 3 - here] and pd.isna(table["rank (here)"][2])
+    assert table["test auc"].between(0.0, 1.0).all()
+    assert (table["runs"] == 1).all() and (table["best epochs"] == "1").all()
+    fig = charts(at)[0]
+    ours, paper = fig["data"]
+    assert list(ours["x"]) == list(table.model) and arr(ours["y"]).tolist() == table["test auc"].tolist()
+    assert list(paper["x"]) == ["DNN", "DCN-V2 parallel"] and arr(paper["y"]).tolist() == [0.8929, 0.8950]
+    assert any("order" in m.value and "(paper, MovieLens-1M)" in m.value for m in at.markdown)
+    rows = job.snapshot().info["rows"]
+    line = f"{rows['train']:,} train / {rows['val']:,} validation / {rows['test']:,} test rows, d = 180"
+    assert any(line in c.value and "seed 0." in c.value for c in at.caption)
 
 
 def test_movielens_download_offline_is_a_clear_message(env: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -4,9 +4,9 @@ Starts the app on a free port (headless; the settings of .streamlit/config.toml)
 Chromium with Playwright: uploads a peer library's file on the Model page and checks its heatmap on
 Feature crosses — its name, its feature names, and its size (plot area at least half of the main
 column's width, square cells, colour bar beside them) — uploads a dcnviz model, runs a one-epoch
-training on a tiny sample, and saves screenshots under ``tests/artifacts/`` (the screenshots in docs/
-come from ``scripts/screenshots.py``). Also: the standalone heatmap for 2–40 features, and the app's
-settings when it is started from another folder.
+training on a tiny sample and the Paper lab's Table 6 (one epoch per model), and saves screenshots
+under ``tests/artifacts/`` (the screenshots in docs/ come from ``scripts/screenshots.py``). Also: the
+standalone heatmap for 2–40 features, and the app's settings when it is started from another folder.
 
 Chromium: ``/usr/bin/chromium`` (or ``$DCNVIZ_CHROMIUM``). Under ``CI=true`` a missing browser or
 Playwright is a failure; elsewhere the test skips with the reason.
@@ -65,6 +65,14 @@ def _idle(page, timeout: float = 120_000) -> None:  # type: ignore[no-untyped-de
     page.wait_for_timeout(500)
     page.get_by_test_id("stSpinner").first.wait_for(state="detached", timeout=timeout)
     page.wait_for_timeout(300)
+
+
+def _type(page, label: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    """Type ``value`` into the input labelled ``label``, press Enter, wait for the page to settle."""
+    box = page.get_by_label(label)
+    box.fill(value)
+    box.press("Enter")
+    _idle(page)
 
 
 def _heatmap_labels(page) -> list[str]:  # type: ignore[no-untyped-def]
@@ -170,15 +178,12 @@ def test_upload_heatmap_and_training_in_a_real_browser(chromium: str, server: tu
             # A short training run on the (tiny) sample; the trained model opens in the other pages.
             _nav(page, "Train")
             _idle(page)
-            for label, value in (("Epochs (most)", "1"), ("Embedding size per feature", "4")):
-                box = page.get_by_label(label)
-                box.fill(value)
-                box.press("Enter")
-                _idle(page)
-            hidden = page.get_by_label("Deep tower sizes")
-            hidden.fill("16")
-            hidden.press("Enter")
-            _idle(page)
+            for label, value in (
+                ("Epochs (most)", "1"),
+                ("Embedding size per feature", "4"),
+                ("Deep tower sizes", "16"),
+            ):
+                _type(page, label, value)
             page.get_by_role("button", name="Start training").click()
             page.get_by_text("Test AUC", exact=False).wait_for(timeout=180_000)
             _idle(page)
@@ -187,6 +192,21 @@ def test_upload_heatmap_and_training_in_a_real_browser(chromium: str, server: tu
             _idle(page)
             page.get_by_text("on sample #1", exact=False).first.wait_for()  # the trained model is the one shown
             assert _heatmap_labels(page) == list(MOVIELENS_FEATURES)
+
+            # The Paper lab's Table 6: all seven models, one epoch each, on the tiny sample, beside the paper.
+            _nav(page, "Paper lab")
+            _idle(page)
+            page.get_by_text("MovieLens models (§7.3, Table 6)", exact=True).click()
+            _idle(page)
+            _type(page, "Most epochs (0 = the recipe's)", "1")
+            page.get_by_role("button", name="Run Table 6").click()
+            page.get_by_text("(paper, MovieLens-1M)", exact=False).wait_for(timeout=180_000)
+            _idle(page)
+            chart = page.locator(".js-plotly-plot").first
+            assert chart.locator("g.xtick text").all_text_contents()[:2] == ["DNN", "DCN (V1)"]
+            assert chart.locator(".scatterlayer .point").count() == 7 + 5  # ours, and the paper's five models
+            assert page.get_by_test_id("stDataFrame").count() == 1
+            page.screenshot(path=str(ARTIFACTS / "paperlab-table6.png"), full_page=True)
         finally:
             browser.close()
     text = log.read_text()

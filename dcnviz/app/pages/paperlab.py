@@ -1,4 +1,5 @@
-"""Paper lab (issue 6): the paper's synthetic studies (§6) live — RMSE beside the paper's, learned W vs truth."""
+"""Paper lab (issue 6): the paper's synthetic studies (§6) live — RMSE beside the paper's, learned W vs truth —
+and Table 6's MovieLens models (§7.3, :mod:`dcnviz.app.table6_lab`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dcnviz.app import state, ui
+from dcnviz.app import state, table6_lab, ui
 from dcnviz.app.jobs import SyntheticJob, SyntheticRequest
 from dcnviz.figures import fig_difference
 from dcnviz.paperlab.models import REGRESSION_MODELS
@@ -16,6 +17,10 @@ from dcnviz.paperlab.synthetic import EXPERIMENT_PLAN, SyntheticConfig
 from dcnviz.paperlab.tasks import TASKS, build_task
 
 JOB = "paperlab_job"  # session_state: this session's SyntheticJob
+STUDIES = {
+    "synthetic": "Synthetic polynomials (§6: Tables 1–2, Fig. 4)",
+    "table6": "MovieLens models (§7.3, Table 6)",
+}
 TASK_LABELS = {
     "f1": "f1 = x1² + x1x2 + x3x1 + x4x1 (Eq. 6, Table 1)",
     "f2": "f2 = x1² + 0.1x1x2 + x2x3 + 0.1x3² (Eq. 6, Table 1)",
@@ -56,22 +61,8 @@ def results_table(rows: list) -> pd.DataFrame:  # type: ignore[type-arg]
 
 
 def live(job: SyntheticJob) -> None:
-    snap = job.snapshot()
-
-    @st.fragment(run_every=0.5 if not snap.finished else None)
-    def _live() -> None:
-        s = job.snapshot()
-        st.progress(s.fraction, text=s.message)
-        if not s.finished:
-            st.button("Stop", key="pl_stop", on_click=job.stop, disabled=job.stop_requested)
-        elif not snap.finished:
-            st.rerun(scope="app")
-
-    _live()
-    if not snap.finished:
-        return
-    if snap.error:
-        st.error(f"The run failed: {snap.error}")
+    snap = ui.lab_progress(job, key="pl_stop")
+    if snap is None:
         return
     if snap.status == "stopped":
         st.warning("Stopped: only the finished rows are shown.")
@@ -106,6 +97,14 @@ def live(job: SyntheticJob) -> None:
 
 def render() -> None:
     st.title("Paper lab")
+    study = st.radio("Study", list(STUDIES), key="pl_study", format_func=STUDIES.get, horizontal=True)
+    if study == "table6":
+        table6_lab.render()
+    else:
+        synthetic_section()
+
+
+def synthetic_section() -> None:
     st.markdown(
         "Reproduce the synthetic studies of the DCN-V2 paper (§6): fit cross networks and ReLU DNNs to "
         "polynomials with known crosses, compare the test RMSE with the paper's Tables 1–2 and Fig. 4, and see "

@@ -13,26 +13,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 import torch
 
-import dcnviz.data as data_mod
 from dcnviz.app import jobs, state, ui
+from dcnviz.app.datasets import pick_dataset
 from dcnviz.app.jobs import JobSnapshot, TrainingJob, TrainRequest
-from dcnviz.data import ML1M_FILES, ML100K_FILES, DataOptions
-from dcnviz.download import LICENCE_NOTE, download_dataset
-from dcnviz.errors import DcnvizError
+from dcnviz.data import DataOptions
 from dcnviz.figures import fig_training_curves, table_csv
 from dcnviz.model import STRUCTURES, ModelConfig, ModelName
 from dcnviz.train import TrainConfig
 
-SAMPLE_ENV = "DCNVIZ_SAMPLE_DIR"  # overrides the bundled sample folder (the browser test trains on a tiny one)
 JOB = state.TRAIN_JOB  # session_state: the session's TrainingJob (at most one at a time)
 FIGURE = "tr_curves_figure"  # session_state: (job id, epochs drawn, figure) — rebuilt only when an epoch ends
 LIVE_S = 2.0  # seconds between refreshes of the live view (each costs the server and the browser CPU)
@@ -47,11 +42,6 @@ LIVE_CHART_SPEC: dict[str, Any] = {
     },
 }
 CHART_POINTS = 400  # the live loss curve draws at most this many points
-SOURCES = {
-    "sample": "Bundled synthetic sample (ML-1M format, planted crosses)",
-    "ml-100k": "MovieLens-100K",
-    "ml-1m": "MovieLens-1M",
-}
 MODEL_LABELS: dict[ModelName, str] = {
     "dcnv2": "DCN-V2 (full rank, or low rank with r)",
     "dcn-mix": "DCN-Mix (mixture of low-rank experts)",
@@ -66,11 +56,6 @@ def device_line() -> str:
     if torch.cuda.is_available():
         return f"GPU: **{torch.cuda.get_device_name(0)}** (CUDA)"
     return "**CPU** — no CUDA GPU is available to this PyTorch."
-
-
-def movielens_files(folder: Path, source: str) -> bool:
-    files = ML1M_FILES if source == "ml-1m" else ML100K_FILES
-    return any(all((c / f).is_file() for f in files) for c in (folder, folder / source))
 
 
 def learning_rates(default: float) -> list[float]:
@@ -95,50 +80,12 @@ def embedding_section(default: int | str) -> int | str:
 
 def data_section() -> DataOptions | None:
     default = DataOptions(source="sample").embedding_dim
-    source = st.radio("Dataset", list(SOURCES), key="tr_source", format_func=lambda s: SOURCES[s], horizontal=True)
+    picked = pick_dataset("tr")
     emb = embedding_section(default)
-    if source == "sample":
-        override = os.environ.get(SAMPLE_ENV)
-        folder = Path(override) if override else Path(data_mod.SAMPLE_DIR)
-        if not (folder / "ratings.dat").is_file():
-            st.error(f"The sample data is missing from {folder}; regenerate it with scripts/make_sample_data.py.")
-            return None
-        st.caption(
-            "A synthetic MovieLens-like dataset with known planted crosses (gender × movie, age × movie; "
-            "occupation × movie is a control with none). See sample_data/README.md."
-            + (f" Read from {folder} (${SAMPLE_ENV})." if override else "")
-        )
-        return DataOptions(source="sample", data_dir=override or None, embedding_dim=emb)
-    root = Path(
-        st.text_input(
-            f"Folder with {SOURCES[source]} (the files, or a folder holding {source}/)",
-            value="data",
-            key="tr_root",
-        )
-    ).expanduser()
-    if movielens_files(root, source):
-        st.success(f"Found {SOURCES[source]} in {root}.")
-        return DataOptions(source=source, data_dir=str(root), embedding_dim=emb)
-    st.warning(f"No {SOURCES[source]} files in {root}. Download them from GroupLens (needs internet):")
-    st.caption(LICENCE_NOTE)
-    if st.button(f"Download {SOURCES[source]} into {root}", key="tr_fetch"):
-        bar = st.progress(0.0, text="connecting to files.grouplens.org…")
-
-        def progress(done: int, total: int | None) -> None:
-            if total:
-                bar.progress(min(1.0, done / total), text=f"{done / 1e6:.1f} of {total / 1e6:.1f} MB")
-            else:
-                bar.progress(0.0, text=f"{done / 1e6:.1f} MB")
-
-        try:
-            where = download_dataset(source, root, progress=progress)
-        except DcnvizError as e:
-            st.error(f"Download failed: {e}")
-            return None
-        bar.progress(1.0, text=f"done: {where}")
-        st.success(f"Downloaded and verified into {where}.")
-        return DataOptions(source=source, data_dir=str(root), embedding_dim=emb)
-    return None
+    if picked is None:
+        return None
+    source, data_dir = picked
+    return DataOptions(source=source, data_dir=data_dir, embedding_dim=emb)
 
 
 def model_section() -> ModelConfig | None:
