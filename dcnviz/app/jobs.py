@@ -242,6 +242,7 @@ class Job:
     """
 
     kind: ClassVar[str] = "job"
+    STOPPING: ClassVar[str] = "stopping: finishing the current step and keeping the best model so far…"
 
     def __init__(
         self,
@@ -284,7 +285,7 @@ class Job:
             if queued:  # never started: nothing to keep
                 self._finish_locked("stopped", "stopped before it started")
             elif self.status not in FINISHED:
-                self.message = "stopping: finishing the current step and keeping the best model so far…"
+                self.message = self.STOPPING
         if queued:
             self._ended.set()
             (self._pool or RunPool.shared()).forget(self)
@@ -409,7 +410,7 @@ class Job:
                 if self.status not in FINISHED:
                     self.status, self.message = payload
                     if self._stop.is_set() and self.status != "saving":
-                        self.message = "stopping: finishing the current step and keeping the best model so far…"
+                        self.message = self.STOPPING
             else:
                 self._receive(kind, payload)
 
@@ -884,6 +885,7 @@ class _RowsJob(Job):
 
     FIELDS: ClassVar[tuple[str, ...]] = ("message", "fraction")
     SNAPSHOT: ClassVar[type]
+    STOPPING: ClassVar[str] = "stopping: ending the current fit (not counted); the finished ones are kept…"
 
     def __init__(
         self,

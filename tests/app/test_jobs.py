@@ -235,3 +235,17 @@ def test_a_stopped_table6_run_keeps_the_models_that_finished(tmp_path: Path, mon
     assert [r.model for r in end["rows"]] == ["dnn"] and end["rows"][0].runs[0]["epochs"] <= 2
     info = next(p["info"] for k, p in sent if k == "set" and "info" in p)
     assert info["d"] == 180 and info["train"]["epochs"] == 2 and sum(info["rows"].values()) > 0
+
+
+def test_stopping_says_what_is_kept_a_training_runs_best_model_or_a_labs_finished_fits() -> None:
+    from dcnviz.app.jobs import Table6Job, Table6Request
+
+    lab = Table6Job(Table6Request(data=DataOptions(source="sample"), models=("dnn",)))
+    train = TrainingJob(TrainRequest(data=DataOptions(source="sample"), model=ModelConfig(), train=TrainConfig()))
+    for job in (lab, train):
+        job.status = "training"  # as if its worker had started
+        job.stop()
+    assert lab.snapshot().message == "stopping: ending the current fit (not counted); the finished ones are kept…"
+    assert train.snapshot().message == "stopping: finishing the current step and keeping the best model so far…"
+    lab._on_message("status", ("training", "training 1 model(s) × 1 run(s)…"))  # a late status keeps the line
+    assert lab.snapshot().message.startswith("stopping: ending the current fit")

@@ -480,6 +480,23 @@ def test_paper_lab_table6_tiny_run_beside_the_papers_movielens_numbers(env: Path
     assert any(line in c.value and "seed 0." in c.value for c in at.caption)
 
 
+def test_paper_lab_table6_finds_movielens_in_the_folder_typed(env: Path, ml100k: Path) -> None:
+    at = goto(start(), "paperlab")
+    at.radio(key="pl_study").set_value("table6").run()
+    at.radio(key="t6_source").set_value("ml-100k").run()
+    at.text_input(key="t6_root").set_value(str(ml100k.parent)).run()  # a folder holding ml-100k/
+    ok(at)
+    assert any(f"Found MovieLens-100K in {ml100k.parent}" in m.value for m in at.success)
+    at.multiselect(key="t6_models").set_value(["dnn"])
+    at.number_input(key="t6_epochs").set_value(1)
+    at.run()
+    job = run_job(at, "t6_run", "table6_job")
+    assert job.request.data.source == "ml-100k" and job.request.data.data_dir == str(ml100k.parent)
+    table = at.dataframe[0].value
+    assert list(table.model) == ["DNN"] and list(table.params) == [46_593]  # six fields of 30: d = 180
+    assert any(c.value.startswith("MovieLens-100K: ") and "d = 180" in c.value for c in at.caption)
+
+
 def test_movielens_download_offline_is_a_clear_message(env: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     with socket.socket() as s:  # a port nothing listens on: the download cannot connect
         s.bind(("127.0.0.1", 0))

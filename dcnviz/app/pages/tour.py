@@ -140,7 +140,7 @@ def _what_next() -> None:
         "- Look at the model card: features, recipe, metrics.\n"
         "- Compare two models (e.g. full rank against a mixture of experts) side by side.\n"
         "- Train your own on the bundled sample or MovieLens and watch the crosses appear.\n"
-        "- Reproduce the paper's synthetic studies in the Paper lab.\n"
+        "- Reproduce the paper's synthetic studies and its Table 6 model comparison in the Paper lab.\n"
         "- Export everything as one offline HTML report."
     )
     c = st.columns(3)
