@@ -20,11 +20,15 @@ from dcnviz import __version__
 from dcnviz.errors import DcnvizError
 
 COMMANDS = ("train", "evaluate", "download", "inspect", "explain", "paper", "app")
+DESCRIPTION = (
+    "dcnviz: see which feature crosses a DCN-V2 model learned and how low-rank its cross layers are. "
+    "`dcnviz COMMAND` is the same as `python -m dcnviz COMMAND`; `COMMAND --help` tells each one's options."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     prog = "dcnviz" if Path(sys.argv[0]).name == "dcnviz" else "python -m dcnviz"  # the console script or -m
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"dcnviz {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
