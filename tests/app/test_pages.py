@@ -478,6 +478,7 @@ def test_paper_lab_table6_tiny_run_beside_the_papers_movielens_numbers(env: Path
     rows = job.snapshot().info["rows"]
     line = f"{rows['train']:,} train / {rows['val']:,} validation / {rows['test']:,} test rows, d = 180"
     assert any(line in c.value and "seed 0." in c.value for c in at.caption)
+    assert any(c.value.startswith("One run per model: run-to-run noise is not measured") for c in at.caption)
 
 
 def test_paper_lab_table6_finds_movielens_in_the_folder_typed(env: Path, ml100k: Path) -> None:
