@@ -41,9 +41,10 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from dcnviz import isolation
@@ -958,6 +959,11 @@ class Table6Request:
     recipe: str = "dcnviz"  # dcnviz.paperlab.table6.table6_train_config
     seed: int = 0
     epochs: int | None = None  # most epochs per run (None: the recipe's)
+    number: int = 1  # the session's Table 6 run number: its models are "<model> #<number>" in the picker
+
+    @property
+    def label(self) -> str:
+        return f"Table 6 #{self.number} on {self.data.source}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -965,6 +971,7 @@ class Table6Snapshot(LabSnapshot):
     """rows: dcnviz.paperlab.table6.Table6Row, one per model with a finished run; steps: loading data, training."""
 
     info: dict[str, Any] | None = None  # the data's row counts, d, and the recipe as run (TrainConfig.to_json())
+    models: Mapping[str, bytes] = field(default_factory=dict)  # model name → file of its best run, as each ends
 
 
 def _table6_work(r: Table6Request, emit: Emit, control: Control) -> None:
@@ -996,7 +1003,24 @@ def _table6_work(r: Table6Request, emit: Emit, control: Control) -> None:
             },
         )
 
-    rows = run_table6(splits, config, callback=on_progress, should_stop=control.should_stop)
+    def on_model(name: str, model_config: ModelConfig, results: list[Any]) -> None:
+        """Send the model's best run (lowest validation log loss) as a model file, to open on every page."""
+        from dcnviz.train import Provenance, SeedsResult, TrainingRun
+
+        wall = sum(x.wall_s for x in results)
+        outcome = TrainingRun(
+            options=r.data,
+            model_config=model_config,
+            config=config.train,
+            result=SeedsResult(runs=results, wall_s=wall),
+            data_info=splits.info,
+            wall_s=wall,
+        )
+        label = f"{name} · {r.label}"
+        data = outcome.to_bytes(Provenance(made_by="dcnviz app (Paper lab, Table 6)", label=label))
+        emit("model", {"name": name, "data": data})
+
+    rows = run_table6(splits, config, callback=on_progress, should_stop=control.should_stop, on_model=on_model)
     stopped = control.should_stop()
     emit(
         "end",
@@ -1014,12 +1038,19 @@ class Table6Job(_RowsJob):
     """Runs :func:`dcnviz.paperlab.table6.run_table6` on the chosen data as a :class:`Job`."""
 
     kind = "table6"
-    FIELDS: ClassVar[tuple[str, ...]] = ("message", "fraction", "info")
+    FIELDS: ClassVar[tuple[str, ...]] = ("message", "fraction", "info", "models")
     SNAPSHOT = Table6Snapshot
     info: dict[str, Any] | None = None  # set by the worker's messages
+    models: Mapping[str, bytes] = MappingProxyType({})  # replaced (never changed in place) as files arrive
 
     def work(self) -> Callable[[Any, Emit, Control], None]:
         return _table6_work
 
+    def _receive(self, kind: str, payload: Any) -> None:
+        if kind == "model":
+            self.models = MappingProxyType({**self.models, payload["name"]: payload["data"]})
+        else:
+            super()._receive(kind, payload)
+
     def _drop_results_locked(self) -> None:
-        self.rows, self.info = [], None
+        self.rows, self.info, self.models = [], None, MappingProxyType({})

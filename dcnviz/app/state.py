@@ -41,6 +41,7 @@ REGISTRY = "dcnviz_models"  # session_state: {key: ModelEntry} of uploaded and t
 CURRENT = "model_key"  # session_state / sidebar selectbox: the key of the model the pages show
 PENDING = "dcnviz_select_next"  # session_state: a key to select on the next run (set before the widget exists)
 TRAIN_JOB = "train_job"  # session_state: this session's TrainingJob (see dcnviz.app.jobs)
+TABLE6_JOB = "table6_job"  # session_state: this session's Table6Job (the Paper lab's Table 6)
 PRIVATE_MEMO = "dcnviz_private_memo"  # session_state: {cache name: OrderedDict} of session-model results
 COLLECTED = "dcnviz_collected_jobs"  # session_state: ids of finished jobs whose model is registered
 TOLERANCES = "dcnviz_tolerances"  # session_state: the tolerances T chosen on Spectrum (Report uses them too)
@@ -95,7 +96,7 @@ class ModelEntry:
 
     key: str  # unique in the session, e.g. "shipped:dcnv2_ml100k.safetensors", "upload:3f2a…"
     label: str  # shown in pickers
-    origin: str  # shipped | uploaded | trained
+    origin: str  # shipped | uploaded | trained (Train page) | table6 (the Paper lab's Table 6)
     sha256: str  # of the bytes
     size: int  # bytes
     filename: str  # for messages and downloads
@@ -221,6 +222,35 @@ def collect_finished_training() -> None:
             data=data,
         )
     )
+
+
+def collect_table6_models() -> None:
+    """Register the model files of this session's Table 6 run (each once, as they arrive; none selected).
+
+    Each is the best run (lowest validation log loss) of one of the table's models, so the heatmaps of
+    models trained on the same data can be read and compared on the other pages.
+    """
+    job = st.session_state.get(TABLE6_JOB)
+    if job is None:
+        return
+    done: set[str] = st.session_state.setdefault(COLLECTED, set())
+    for name, data in job.models.items():  # an immutable mapping, replaced as files arrive
+        key = f"table6:{job.id[:12]}:{name}"
+        if key in done:
+            continue
+        done.add(key)
+        add_session_model(
+            ModelEntry(
+                key=key,
+                label=f"{name} #{job.request.number}",
+                origin="table6",
+                sha256=sha256_of(data),
+                size=len(data),
+                filename=f"{name} · {job.request.label}.safetensors",
+                data=data,
+            ),
+            select=False,
+        )
 
 
 def entry_bytes(entry: ModelEntry) -> bytes:

@@ -21,7 +21,7 @@ from dcnviz.figures import fig_table6
 from dcnviz.options import TABLE6_MODELS
 from dcnviz.paperlab.reference import PAPER_TABLE6
 
-JOB = "table6_job"  # session_state: this session's Table6Job
+JOB = state.TABLE6_JOB  # session_state: this session's Table6Job
 MODEL_LABELS = {
     "dnn": "DNN",
     "dcn": "DCN (V1)",
@@ -115,6 +115,15 @@ def live(job: Table6Job) -> None:
         )
     if len(df) >= 2:
         st.caption(noise_note(df, r.runs))
+    if snap.models:
+        st.markdown(
+            f"**Their weights:** each model's best run (lowest validation log loss) is in the sidebar's model "
+            f"picker as *<model> #{r.number} · Table 6*: read what each learned on Feature crosses and Spectrum, "
+            "or put two side by side on Compare."
+        )
+        c1, c2 = st.columns(2)
+        ui.page_link("crosses", where=c1)
+        ui.page_link("compare", where=c2)
 
 
 def close_pairs(df: pd.DataFrame) -> tuple[int, int]:
@@ -182,7 +191,9 @@ def render() -> None:
         assert picked is not None
         source, data_dir = picked
         with ui.guard():
+            n = len({e.key.split(":")[1] for e in state.session_entries() if e.key.startswith("table6:")}) + 1
             request = Table6Request(
+                number=n,
                 data=DataOptions(source=source, data_dir=data_dir),
                 models=tuple(models),
                 runs=runs,

@@ -26,7 +26,13 @@ from dcnviz.importers import read_names_or_feature_map
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 PICKER_CHARS = 28  # what the sidebar's picker shows of a model's label without cutting it off
-ORIGIN_SUFFIX = {"shipped": "", "uploaded": " · uploaded", "trained": " · trained"}  # plain text: any font
+ORIGIN_SUFFIX = {"shipped": "", "uploaded": " · uploaded", "trained": " · trained", "table6": " · Table 6"}
+ORIGIN_TEXT = {
+    "shipped": "shipped demo model",
+    "uploaded": "uploaded in this session",
+    "trained": "trained here",
+    "table6": "trained in the Paper lab's Table 6 (its best run)",
+}
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 STATUS_S = 2.0  # seconds between refreshes of the sidebar's training status
 
@@ -203,6 +209,7 @@ def model_picker(*, training_line: bool = True) -> None:
     seconds (False on the Train page, whose live view says more: one refreshing fragment, not two).
     """
     state.collect_finished_training()
+    state.collect_table6_models()
     state.apply_pending_selection()
     entries = state.all_entries()
     with st.sidebar:
@@ -256,8 +263,7 @@ def picker_labels(entries: list[state.ModelEntry], limit: int = PICKER_CHARS) ->
 
 def entry_caption(entry: state.ModelEntry) -> str:
     """The whole story of the chosen model, under the picker (wraps, so long names are readable)."""
-    origin = {"shipped": "shipped demo model", "uploaded": "uploaded in this session", "trained": "trained here"}
-    parts = [f"**{entry.label}**", origin.get(entry.origin, entry.origin)]
+    parts = [f"**{entry.label}**", ORIGIN_TEXT.get(entry.origin, entry.origin)]
     if entry.names_json:
         parts.append("feature names from your file")
     return " · ".join(parts)

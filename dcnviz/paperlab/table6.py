@@ -379,11 +379,13 @@ def run_table6(
     *,
     callback: Callable[[Table6Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_model: Callable[[str, ModelConfig, list[Any]], None] | None = None,
 ) -> list[Table6Row]:
     """Train every model of ``config`` once per seed on ``splits``; one row per model.
 
     ``should_stop()`` ends the current run and returns the models with at least one finished run
-    (a stopped run is not counted).
+    (a stopped run is not counted). ``on_model(name, model_config, results)`` sees each model's
+    finished runs (:class:`dcnviz.train.TrainResult`, trained weights included) once they are done.
     """
     from dcnviz.train import build_model, fit
 
@@ -397,6 +399,7 @@ def run_table6(
     done = 0
     for name in config.models:
         runs: list[dict[str, Any]] = []
+        results: list[Any] = []
         params = flops = 0
         setting = ""
         t0 = time.perf_counter()
@@ -412,9 +415,12 @@ def run_table6(
                 stopped = True
                 break
             runs.append(_run_record(seed, result))
+            results.append(result)
             done += 1
         if runs:
             rows.append(_model_row(name, runs, params, flops, setting, time.perf_counter() - t0))
+            if on_model is not None:
+                on_model(name, cfgs[name], results)
         if stopped:
             break
     return rows

@@ -235,6 +235,13 @@ def test_a_stopped_table6_run_keeps_the_models_that_finished(tmp_path: Path, mon
     assert [r.model for r in end["rows"]] == ["dnn"] and end["rows"][0].runs[0]["epochs"] <= 2
     info = next(p["info"] for k, p in sent if k == "set" and "info" in p)
     assert info["d"] == 180 and info["train"]["epochs"] == 2 and sum(info["rows"].values()) > 0
+    (file,) = [p for k, p in sent if k == "model"]  # the finished model's weights, as a dcnviz file
+    loaded = load_model(file["data"])
+    assert file["name"] == "dnn" and loaded.model.config.model == "dnn"
+    assert (
+        loaded.meta["extra"]["label"] == "dnn · Table 6 #1 on sample"
+        and loaded.meta["data_info"]["rows"] == info["rows"]
+    )
 
 
 def test_stopping_says_what_is_kept_a_training_runs_best_model_or_a_labs_finished_fits() -> None:

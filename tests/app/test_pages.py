@@ -480,6 +480,20 @@ def test_paper_lab_table6_tiny_run_beside_the_papers_movielens_numbers(env: Path
     assert any(line in c.value and "seed 0." in c.value for c in at.caption)
     assert any(c.value.startswith("One run per model: run-to-run noise is not measured") for c in at.caption)
 
+    # each model's weights are in the picker (not selected), labelled, and open on Feature crosses
+    picker = at.sidebar.selectbox(key="model_key")
+    assert picker.value.startswith("shipped:")  # the user's choice stands
+    shown = [o for o in picker.options if o.endswith(" · Table 6")]  # whole labels, not cut short
+    assert shown == ["dnn #1 · Table 6", "dcnv2-parallel #1 · Table 6", "crossnet-mix #1 · Table 6"]
+    assert job.snapshot().models.keys() == {"dnn", "dcnv2-parallel", "crossnet-mix"}
+    picker.set_value(f"table6:{job.id[:12]}:dcnv2-parallel").run()
+    assert "**dcnv2-parallel #1** · trained in the Paper lab's Table 6" in at.sidebar.caption[0].value
+    goto(at, "crosses")
+    ok(at)
+    assert "dcnv2-parallel #1" in " ".join(c.value for c in at.caption)
+    top = at.dataframe[0].value  # the strongest crosses of its first cross layer, by the sample's feature names
+    assert set(top.feature_i) | set(top.feature_j) <= {"user_id", "movie_id", "gender", "age", "occupation", "zip"}
+
 
 def test_paper_lab_table6_finds_movielens_in_the_folder_typed(env: Path, ml100k: Path) -> None:
     at = goto(start(), "paperlab")

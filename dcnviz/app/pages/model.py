@@ -89,8 +89,7 @@ def upload_section() -> None:
 
 def card(entry: state.ModelEntry, bundle: ModelBundle) -> None:
     st.subheader(f"Model card: {entry.label}")
-    origin = {"shipped": "shipped demo model", "uploaded": "uploaded in this session", "trained": "trained here"}
-    st.caption(f"{origin.get(entry.origin, entry.origin)} · `{entry.filename}` · detected: {bundle.detected}")
+    st.caption(f"{ui.ORIGIN_TEXT.get(entry.origin, entry.origin)} · `{entry.filename}` · detected: {bundle.detected}")
     ui.file_warnings(bundle, full=True)
     tabs = st.tabs(["Architecture", "Features", "Cross layers", "Training", "Metrics"])
     with tabs[0]:

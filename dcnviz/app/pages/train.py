@@ -367,7 +367,7 @@ def render() -> None:
         label = f"{config.model if config else 'model'} on {options.source if options else '?'}"
         if st.button("Start training", key="tr_start", type="primary", disabled=running or not ready):
             assert options is not None and config is not None and recipe is not None
-            n = len([e for e in state.session_entries() if e.origin == "trained"]) + 1
+            n = len([e for e in state.session_entries() if e.key.startswith("trained:")]) + 1
             request = TrainRequest(data=options, model=config, train=recipe, label=f"{label} #{n}")
             with ui.guard():  # e.g. a malformed $DCNVIZ_MAX_RUNS
                 st.session_state[JOB] = TrainingJob(request, owner=state.session_owner()).start()
