@@ -206,8 +206,9 @@ def render() -> None:
     if job is not None:
         st.divider()
         r = job.request
+        models, runs = len(r.models), r.runs
         st.subheader(
-            f"Run: {SOURCES[r.data.source].split(' (')[0]} · {len(r.models)} model(s) × {r.runs} run(s) · "
-            f"{r.recipe} recipe"
+            f"Table 6 #{r.number} on {r.data.source}: {models} model{'s' * (models > 1)} × {runs} "
+            f"run{'s' * (runs > 1)}, {r.recipe}'s recipe"
         )
         live(job)

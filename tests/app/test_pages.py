@@ -459,6 +459,7 @@ def test_paper_lab_table6_tiny_run_beside_the_papers_movielens_numbers(env: Path
     at.run()
     job = run_job(at, "t6_run", "table6_job")
     assert job.snapshot().status == "done" and job.request.epochs == 1
+    assert "Table 6 #1 on sample: 3 models × 1 run, dcnviz's recipe" in [h.value for h in at.subheader]
     table = at.dataframe[0].value
     assert list(table.model) == ["DNN", "DCN-V2 parallel", "CrossNet-Mix"]
     assert list(table.params) == [46_593, 111_933, 67_141]  # d = 6 x 30, whatever the sample's vocabularies
