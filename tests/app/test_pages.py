@@ -449,7 +449,9 @@ def test_paper_lab_tiny_run_table_beside_the_paper_and_learned_coefficients(env:
 
 
 def test_paper_lab_table6_tiny_run_beside_the_papers_movielens_numbers(env: Path) -> None:
-    at = goto(start(), "paperlab")
+    at = goto(start(), "model")
+    assert "card_download" not in [b.key for b in at.download_button]  # a shipped model: no download here
+    at = goto(at, "paperlab")
     at.radio(key="pl_study").set_value("table6").run()
     ok(at)
     assert at.radio(key="t6_source").value == "sample"
@@ -489,6 +491,8 @@ def test_paper_lab_table6_tiny_run_beside_the_papers_movielens_numbers(env: Path
     assert job.snapshot().models.keys() == {"dnn", "dcnv2-parallel", "crossnet-mix"}
     picker.set_value(f"table6:{job.id[:12]}:dcnv2-parallel").run()
     assert "**dcnv2-parallel #1** · trained in the Paper lab's Table 6" in at.sidebar.caption[0].value
+    goto(at, "model")  # made in this session, so its card offers the file (a shipped model's does not)
+    assert [b.key for b in at.download_button if b.key == "card_download"] == ["card_download"]
     goto(at, "crosses")
     ok(at)
     assert "dcnv2-parallel #1" in " ".join(c.value for c in at.caption)

@@ -90,6 +90,16 @@ def upload_section() -> None:
 def card(entry: state.ModelEntry, bundle: ModelBundle) -> None:
     st.subheader(f"Model card: {entry.label}")
     st.caption(f"{ui.ORIGIN_TEXT.get(entry.origin, entry.origin)} · `{entry.filename}` · detected: {bundle.detected}")
+    if entry.origin in ("trained", "table6"):  # made in this session: the file exists nowhere else
+        st.download_button(
+            "Download the model file (.safetensors)",
+            data=lambda: state.entry_bytes(entry),
+            file_name=f"{ui.slug(entry.filename.removesuffix('.safetensors'))}.safetensors",
+            mime="application/octet-stream",
+            key="card_download",
+            on_click="ignore",
+            icon=":material/download:",
+        )
     ui.file_warnings(bundle, full=True)
     tabs = st.tabs(["Architecture", "Features", "Cross layers", "Training", "Metrics"])
     with tabs[0]:
