@@ -4,7 +4,8 @@ Starts the app on a free port (headless; the settings of .streamlit/config.toml)
 Chromium with Playwright: uploads a peer library's file on the Model page and checks its heatmap on
 Feature crosses — its name, its feature names, and its size (plot area at least half of the main
 column's width, square cells, colour bar beside them) — uploads a dcnviz model, runs a one-epoch
-training on a tiny sample and the Paper lab's Table 6 (one epoch per model), and saves screenshots
+training on a tiny sample and the Paper lab's Table 6 (one epoch per model; one of its models opened on
+Feature crosses), and saves screenshots
 under ``tests/artifacts/`` (the screenshots in docs/ come from ``scripts/screenshots.py``). Also: the
 standalone heatmap for 2–40 features, and the app's settings when it is started from another folder.
 
@@ -207,6 +208,14 @@ def test_upload_heatmap_and_training_in_a_real_browser(chromium: str, server: tu
             assert chart.locator(".scatterlayer .point").count() == 7 + 5  # ours, and the paper's five models
             assert page.get_by_test_id("stDataFrame").count() == 1
             page.screenshot(path=str(ARTIFACTS / "paperlab-table6.png"), full_page=True)
+            # its models are in the sidebar's picker: one opens on Feature crosses
+            page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
+            page.get_by_text("dcn-mix #1 · Table 6", exact=True).click()
+            _idle(page)
+            _nav(page, "Feature crosses")
+            _idle(page)
+            page.get_by_test_id("stCaptionContainer").get_by_text("dcn-mix #1", exact=False).first.wait_for()
+            assert _heatmap_labels(page) == list(MOVIELENS_FEATURES)
         finally:
             browser.close()
     text = log.read_text()
