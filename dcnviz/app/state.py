@@ -43,7 +43,7 @@ PENDING = "dcnviz_select_next"  # session_state: a key to select on the next run
 TRAIN_JOB = "train_job"  # session_state: this session's TrainingJob (see dcnviz.app.jobs)
 TABLE6_JOB = "table6_job"  # session_state: this session's Table6Job (the Paper lab's Table 6)
 PRIVATE_MEMO = "dcnviz_private_memo"  # session_state: {cache name: OrderedDict} of session-model results
-COLLECTED = "dcnviz_collected_jobs"  # session_state: ids of finished jobs whose model is registered
+COLLECTED = "dcnviz_collected_jobs"  # session_state: keys of the session-made models already registered
 TOLERANCES = "dcnviz_tolerances"  # session_state: the tolerances T chosen on Spectrum (Report uses them too)
 
 
@@ -193,6 +193,18 @@ def session_owner() -> Callable[[], bool] | None:
     return lambda: rt.is_active_session(session_id)
 
 
+def _register_made(key: str, label: str, origin: str, filename: str, data: bytes, *, select: bool) -> None:
+    """Register a model file made in this session under ``key``, once (later calls with ``key`` do nothing)."""
+    done: set[str] = st.session_state.setdefault(COLLECTED, set())
+    if key in done:
+        return
+    done.add(key)
+    entry = ModelEntry(
+        key=key, label=label, origin=origin, sha256=sha256_of(data), size=len(data), filename=filename, data=data
+    )
+    add_session_model(entry, select=select)
+
+
 def collect_finished_training() -> None:
     """Register the model of this session's finished training run (once) and select it.
 
@@ -205,23 +217,8 @@ def collect_finished_training() -> None:
     snap = job.snapshot()
     if not snap.finished or snap.model_bytes is None:
         return
-    done: set[str] = st.session_state.setdefault(COLLECTED, set())
-    if job.id in done:
-        return
-    done.add(job.id)
-    data = snap.model_bytes
-    sha = sha256_of(data)
-    add_session_model(
-        ModelEntry(
-            key=f"trained:{job.id[:12]}",
-            label=job.request.label,
-            origin="trained",
-            sha256=sha,
-            size=len(data),
-            filename=f"{job.request.label}.safetensors",
-            data=data,
-        )
-    )
+    label = job.request.label
+    _register_made(f"trained:{job.id[:12]}", label, "trained", f"{label}.safetensors", snap.model_bytes, select=True)
 
 
 def collect_table6_models() -> None:
@@ -233,24 +230,10 @@ def collect_table6_models() -> None:
     job = st.session_state.get(TABLE6_JOB)
     if job is None:
         return
-    done: set[str] = st.session_state.setdefault(COLLECTED, set())
     for name, data in job.models.items():  # an immutable mapping, replaced as files arrive
+        filename = f"{name} · {job.request.label}.safetensors"
         key = f"table6:{job.id[:12]}:{name}"
-        if key in done:
-            continue
-        done.add(key)
-        add_session_model(
-            ModelEntry(
-                key=key,
-                label=f"{name} #{job.request.number}",
-                origin="table6",
-                sha256=sha256_of(data),
-                size=len(data),
-                filename=f"{name} · {job.request.label}.safetensors",
-                data=data,
-            ),
-            select=False,
-        )
+        _register_made(key, f"{name} #{job.request.number}", "table6", filename, data, select=False)
 
 
 def entry_bytes(entry: ModelEntry) -> bytes:

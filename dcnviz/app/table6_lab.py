@@ -55,7 +55,7 @@ def results_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
             "model": [MODEL_LABELS.get(r["model"], r["model"]) for r in rows],
             "test auc": auc,
             "paper auc": paper_auc,
-            "rank (here)": _rank(auc.where(paper_auc.notna().to_numpy(dtype=bool))),
+            "rank (here)": _rank(auc.where(paper_auc.notna())),
             "rank (paper)": _rank(paper_auc),
             "test logloss": [r["logloss_mean"] for r in rows],
             "paper logloss": pd.array([r["paper_logloss"] for r in rows], dtype="Float64"),
