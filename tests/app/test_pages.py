@@ -305,6 +305,13 @@ def test_compare_shows_both_models_and_their_difference(env: Path, tmp_path: Pat
     np.testing.assert_allclose(diff.to_numpy(), zb - za, rtol=1e-6, atol=1e-9)
     top = max(za.max(), zb.max())  # one colour scale for both heatmaps
     assert all(t["zmin"] == 0 and t["zmax"] == pytest.approx(top) for t in figs[0]["data"])
+    # the ranks table counts the singular values table's rows: R_T = #{k : σ_k ≥ T·σ₁} (§3.5)
+    sv = next(d.value for d in at.dataframe if "normalized_a" in d.value.columns)
+    ranks = next(d.value for d in at.dataframe if "rank_a" in d.value.columns)
+    assert len(ranks) >= 2
+    for row in ranks.itertuples():
+        na, nb = (int((sv[f"sigma_{s}"] >= row.tolerance * sv[f"sigma_{s}"].iloc[0]).sum()) for s in "ab")
+        assert (row.rank_a, row.rank_b, row.diff) == (na, nb, nb - na)
     at.radio(key="cmp_mode").set_value("symmetric").run()
     ok(at)
     # a peer model with other blocks: the heatmaps show, the difference explains why it cannot be taken

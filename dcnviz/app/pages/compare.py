@@ -19,6 +19,22 @@ from dcnviz.app.bundle import ModelBundle
 from dcnviz.errors import DcnvizError
 from dcnviz.figures import fig_block_norms_pair, fig_difference, fig_spectrum
 
+# short headers for the singular-value table so its six columns fit its column of the page; the CSV keeps the names
+SV_COLUMNS = {
+    "k": st.column_config.NumberColumn("k", width="small"),
+    "sigma_a": st.column_config.NumberColumn("σ A", format="%.4g"),
+    "sigma_b": st.column_config.NumberColumn("σ B", format="%.4g"),
+    "normalized_a": st.column_config.NumberColumn("σ/σ₁ A", format="%.4f"),
+    "normalized_b": st.column_config.NumberColumn("σ/σ₁ B", format="%.4f"),
+    "normalized_diff": st.column_config.NumberColumn("B − A", format="%+.4f"),
+}
+RANK_COLUMNS = {
+    "tolerance": st.column_config.NumberColumn("T", format="%g"),
+    "rank_a": st.column_config.NumberColumn("R_T A"),
+    "rank_b": st.column_config.NumberColumn("R_T B"),
+    "diff": st.column_config.NumberColumn("B − A", format="%+d"),
+}
+
 
 def _swap(a_key: str, b_key: str) -> None:
     """B becomes the sidebar's model (A) and A becomes B."""
@@ -119,13 +135,24 @@ def _spectra(a: state.ModelEntry, b: state.ModelEntry, la: LayerAnalysis, lb: La
     show_initial = st.toggle("Show initial matrices", value=False, key="cmp_init")
     fig_s = fig_spectrum([sa, sb], normalized=True, show_initial=show_initial, title=f"Layer {layer}: σ_k / σ₁")
     ui.show_figure(fig_s, key="cmp_spec", filename=f"spectra-{a.label}-vs-{b.label}-layer{layer}")
-    c5, c6 = st.columns(2)
+    # the ranks table has four short columns, the singular values six: give the second the room
+    c5, c6 = st.columns([2, 3])
     with c5:
-        st.caption("Numerical ranks R_T (diff = B − A)")
-        ui.show_table(rank_difference(sa, sb), key="cmp_ranks", filename=f"ranks-{a.label}-vs-{b.label}")
+        st.caption("Numerical ranks R_T = #{k : σ_k ≥ T·σ₁}")
+        ui.show_table(
+            rank_difference(sa, sb),
+            key="cmp_ranks",
+            filename=f"ranks-{a.label}-vs-{b.label}",
+            column_config=RANK_COLUMNS,
+        )
     with c6:
-        st.caption("Singular values by k")
-        ui.show_table(spectrum_difference(sa, sb), key="cmp_sv", filename=f"sv-{a.label}-vs-{b.label}")
+        st.caption("Singular values by k (σ_k; σ_k / σ₁; B − A of σ_k / σ₁)")
+        ui.show_table(
+            spectrum_difference(sa, sb),
+            key="cmp_sv",
+            filename=f"sv-{a.label}-vs-{b.label}",
+            column_config=SV_COLUMNS,
+        )
 
 
 if __name__ == "__main__":
