@@ -164,15 +164,22 @@ def _layer_section(
     return parts
 
 
-def _ranks_section(analysis: ModelAnalysis, experts: bool) -> list[str]:
-    """R_T at every tolerance, the suggested and the stable rank of every layer (and expert)."""
+def _ranks_section(analysis: ModelAnalysis, experts: bool, measured_suggestion: bool) -> list[str]:
+    """R_T at every tolerance, the suggested (unless measured on data) and the stable rank of every layer (and
+    expert)."""
     tols = ", ".join(f"{t:g}" for t in analysis.tolerances)
     init = " (in brackets: the initial matrix's)" if analysis.init_label else ""
+    what = (
+        "stable rank (the suggested rank is the one measured on data above)"
+        if measured_suggestion
+        else ("suggested rank and stable rank")
+    )
     return [
         "<h2>Numerical ranks</h2>",
-        f'<p class="note">R_T = #{{k : σ_k ≥ T·σ_1}} at T = {html.escape(tols)}{init}; suggested rank and stable '
-        "rank.</p>",
-        _table_html(rank_summary(rank_table(analysis, experts=experts)), cls="ranks"),
+        f'<p class="note">R_T = #{{k : σ_k ≥ T·σ_1}} at T = {html.escape(tols)}{init}; {what}.</p>',
+        _table_html(
+            rank_summary(rank_table(analysis, experts=experts), suggested=not measured_suggestion), cls="ranks"
+        ),
     ]
 
 
@@ -216,6 +223,6 @@ def build_report_html(
     if explanation is not None:
         parts += explanation_section(explanation, fig, _table_html)
     if analysis.layers:
-        parts += _ranks_section(analysis, experts)
+        parts += _ranks_section(analysis, experts, measured)
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -120,6 +120,7 @@ def test_spectrum_rank_curve_and_one_suggested_rank(env: Path) -> None:
     text = " ".join(m.value for m in at.markdown)
     assert "**Every cross layer:** r = " in text and "without retraining" in text and "(§8)" in text
     assert "§7.5" not in text.split("Every cross layer:")[1].split(".")[0]
+    assert "suggested r" not in table_with(at, "rank bound")  # the measured rank is the page's only suggestion
     # a model without data: the suggestion is read off the weights at the tolerance the user picked
     at.sidebar.selectbox(key="model_key").set_value("shipped:a_dcnv2_planted.safetensors").run()
     at.multiselect(key="sp_tols").set_value([0.5, 0.05]).run()
@@ -127,6 +128,8 @@ def test_spectrum_rank_curve_and_one_suggested_rank(env: Path) -> None:
     lines = [m.value for m in at.markdown if m.value.startswith("- **layer")]
     assert lines and all("0.05·σ₁" in line and "0.1·σ₁" not in line for line in lines)
     assert all(line.count("r = ") == 1 and "O(" not in line for line in lines)  # one rank number
+    ranks = table_with(at, "rank bound")  # and the ranks table suggests the same R_0.05 as the sentences
+    assert list(ranks["suggested r"]) == [int(c.split()[0]) for c in ranks["R_0.05 (initial)"]]
 
 
 def test_tour_lesson_and_report_use_the_measured_rank(env: Path) -> None:
@@ -149,3 +152,6 @@ def test_tour_lesson_and_report_use_the_measured_rank(env: Path) -> None:
     page = at.session_state[REPORT][-1].decode("utf-8")
     assert "Effect on predictions and rank truncation (measured on data)" in page
     assert "Rank truncation without retraining" in page and "Suggested rank:</b> r = " in page
+    ranks = page[page.index("<h2>Numerical ranks</h2>") :]
+    header = ranks[ranks.index("<thead>") : ranks.index("</thead>")]
+    assert "stable rank" in header and "suggested r" not in header and "measured on data above" in ranks

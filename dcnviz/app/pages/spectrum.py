@@ -144,15 +144,22 @@ def render() -> None:
     ui.show_figure(fig, key="sp_decay", filename=f"{entry.label}-spectrum")
 
     st.subheader("Numerical rank per layer")
-    table = rank_table(analysis, experts=experts)
-    st.caption(
-        "R_T of the learned W"
-        + (", with the initial matrix's in brackets" if analysis.init_label else "")
-        + ". The CSV holds every column (σ₁, energy rank, kind, d, the suggestion)."
-    )
-    ui.show_table(rank_summary(table), key="sp_ranks", filename=f"{entry.label}-numerical-ranks", csv=table)
-
+    ranks_box = st.container()  # filled once it is known whether the suggested rank is measured on data
     measured = effects.rank_curve_view(entry, bundle)
+    with ranks_box:
+        table = rank_table(analysis, experts=experts)
+        st.caption(
+            "R_T of the learned W"
+            + (", with the initial matrix's in brackets" if analysis.init_label else "")
+            + (". The suggested rank is the one measured on data below" if measured is not None else "")
+            + ". The CSV holds every column (σ₁, energy rank, kind, d, the R_T-based suggestion)."
+        )
+        ui.show_table(
+            rank_summary(table, suggested=measured is None),
+            key="sp_ranks",
+            filename=f"{entry.label}-numerical-ranks",
+            csv=table,
+        )
     st.subheader("Suggested rank and rank bounds")
     if measured is not None:
         st.markdown(f"**Every cross layer:** {measured.text}.")
