@@ -5,10 +5,14 @@
   sample pointed at the requesting module's own ``sample_dir`` fixture (each app test module sizes its
   sample).
 * ``made``: every hostile input of issue 11 (:mod:`tests.helpers.hostile`), generated once per module.
+
+Under pytest-xdist (``-n auto``) each worker's PyTorch gets an equal share of the cores
+(:func:`pytest_configure`), so N workers do not each start one thread per core.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -20,6 +24,20 @@ from tests.helpers import hostile as H
 from tests.helpers.app import write_demo_models
 
 DATA_FIXTURES = TEST_FIXTURES / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """An xdist worker's PyTorch uses its share of the cores: cores // workers, at least 1.
+
+    PyTorch starts one thread per core in every process; with ``-n auto`` there is one worker per core,
+    so a 16-core machine would run 256 spinning threads on 16 cores.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        import torch
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // workers))
 
 
 @pytest.fixture
