@@ -493,6 +493,23 @@ def _positive(y: np.ndarray) -> np.ndarray:
     return np.where(y > 0, y, np.nan)  # a log axis cannot show 0
 
 
+def _log_dtick(fig: go.Figure) -> str | None:
+    """Tick spacing for a log y axis: ``"D2"`` (labels at 1, 2 and 5 of each decade) when the figure's values
+    and horizontal lines span at most 3 decades, where Plotly's own choice labels every digit of the decade
+    and the labels overlap near the top; None (Plotly's choice) over a wider span.
+
+    >>> _log_dtick(go.Figure(go.Scatter(y=[1.0, 0.2]))), _log_dtick(go.Figure(go.Scatter(y=[1.0, 1e-5])))
+    ('D2', None)
+    """
+    ys = [np.asarray(t.y, dtype=np.float64) for t in fig.data if t.y is not None]
+    ys += [np.array([float(sh.y0)]) for sh in fig.layout.shapes if sh.y0 is not None]
+    v = np.concatenate(ys) if ys else np.array([])
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size == 0:
+        return None
+    return "D2" if math.log10(v.max() / v.min()) <= 3.0 else None
+
+
 def fig_spectrum(
     spectra: Spectrum | Sequence[Spectrum],
     *,
@@ -555,7 +572,7 @@ def fig_spectrum(
                 font={"size": 10, "color": "grey"},
             )
     fig.update_xaxes(title_text="k (singular values, largest first)", automargin=True)
-    fig.update_yaxes(type="log", title_text=ylab, automargin=True, exponentformat="power")
+    fig.update_yaxes(type="log", title_text=ylab, automargin=True, exponentformat="power", dtick=_log_dtick(fig))
     return _layout(
         fig,
         title or "Singular-value decay",

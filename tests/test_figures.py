@@ -126,6 +126,10 @@ def test_spectrum_figure_draws_learned_initial_and_tolerances_on_a_log_axis():
     raw = F.fig_spectrum(sp, normalized=False, show_initial=False)
     assert len(raw.data) == 1
     assert sorted(s.y0 for s in raw.layout.shapes) == pytest.approx([0.8, 4.0])
+    # 1 … 0.1 is one decade: labels at 1, 2, 5 of it, not every digit (they overlap near σ_1)
+    assert fig.layout.yaxis.dtick == "D2"
+    wide = A.spectrum(A.layer_matrix(FullRankWeights(d=2, W=np.diag([1.0, 1e-6])), 0), tolerances=[0.5])
+    assert F.fig_spectrum(wide).layout.yaxis.dtick is None  # six decades: Plotly's own spacing
 
 
 def test_rank_versus_tolerance_figure_matches_numerical_rank():
