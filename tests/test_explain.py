@@ -449,3 +449,13 @@ def test_inspect_json_suggests_one_rank_at_the_picked_tolerance(capsys):
     assert main(["inspect", str(SHIPPED), "--json", "--tolerance", "0.5", "0.05", "--suggest-tolerance", "0.5"]) == 0
     layers = json.loads(capsys.readouterr()[0].strip().splitlines()[-1])["layers"]
     assert [la["suggested_rank"]["rank"] for la in layers] == [la["numerical_rank"]["0.5"] for la in layers]
+
+
+def test_cli_html_report_holds_the_measurements(tmp_path, capsys):
+    out = tmp_path / "explained.html"
+    code, text, err = run_cli(capsys, str(SHIPPED), "--max-rows", "1000", "--ranks", "8", "--html", str(out))
+    assert code == 0 and "suggested rank: r = " in text and f"report: {out}" in err
+    page = out.read_text(encoding="utf-8")
+    assert "Effect on predictions and rank truncation (measured on data)" in page and "1,000" in page
+    ranks = page[page.index("<h2>Numerical ranks</h2>") :]
+    assert "suggested r" not in ranks[ranks.index("<thead>") : ranks.index("</thead>")]  # the measured one only

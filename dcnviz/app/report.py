@@ -22,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import html
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -226,3 +228,19 @@ def build_report_html(
         parts += _ranks_section(analysis, experts, measured)
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def write_report(
+    path: str | os.PathLike[str],
+    bundle: ModelBundle,
+    analysis: ModelAnalysis,
+    *,
+    title: str,
+    explanation: Explanation | None = None,
+) -> Path:
+    """:func:`build_report_html` (every expert and both views, as the app's Report page) written to ``path``
+    atomically (temporary file, then rename): a failure leaves no half-written report. The CLI's ``--html``."""
+    from dcnviz.checkpoint import write_atomic
+
+    page = build_report_html(bundle, analysis, title=title, explanation=explanation)
+    return write_atomic(path, page.encode("utf-8"))

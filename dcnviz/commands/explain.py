@@ -27,6 +27,7 @@ from dcnviz.data import SOURCES
 from dcnviz.encoded import Encoded
 from dcnviz.explain import DEFAULT_MAX_ROWS, SPLITS
 from dcnviz.model import DCNModel
+from dcnviz.modelfile import ModelFile
 from dcnviz.train import DEVICES
 
 
@@ -70,11 +71,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
     p.add_argument("--top", type=int, default=5, metavar="N", help="crosses listed per layer in the summary")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="where to run the model (default cpu)")
+    p.add_argument(
+        "--html",
+        metavar="REPORT.html",
+        default=None,
+        help="also write the offline HTML report of the app's Report page there, with these measurements in it",
+    )
     p.set_defaults(func=run)
 
 
-def load_for_explain(args: argparse.Namespace) -> tuple[DCNModel, Encoded, str]:
-    """(the model, the split's encoded rows, the data source) for ``args``, through the front door
+def load_for_explain(args: argparse.Namespace) -> tuple[DCNModel, Encoded, str, ModelFile]:
+    """(the model, the split's encoded rows, the data source, the opened file) for ``args``, through the front door
     (:func:`dcnviz.modelfile.open_model_file`): the split is the one the file recorded, on the data
     ``--data``/``--data-dir``/``--schema`` point at (by default where the file says: it is the user's own)."""
     from dcnviz.data import load_splits
@@ -101,7 +108,7 @@ def load_for_explain(args: argparse.Namespace) -> tuple[DCNModel, Encoded, str]:
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     splits = load_splits(options, spec=mf.spec)
-    return model, splits.val if args.split == "val" else splits.test, source
+    return model, splits.val if args.split == "val" else splits.test, source, mf
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,10 +120,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-rows must be >= 1; got --max-rows {args.max_rows}")
     if args.top < 0:
         raise ConfigError(f"--top must be >= 0; got --top {args.top}")
-    model, rows, source = load_for_explain(args)
+    model, rows, source, mf = load_for_explain(args)
     model = model.to(resolve_device(args.device))
     ex = Explainer(model, rows, split=args.split, max_rows=args.max_rows)
     result = ex.explain(ranks=args.ranks, layers=args.layers, row=args.row)
+    if args.html:
+        from dcnviz.commands.inspect import analyze_finite, write_html_report
+
+        write_html_report(args.html, mf, analyze_finite(mf.weights), source=args.file, explanation=result)
     if args.json:
         print(json.dumps(result.to_json(), allow_nan=False))
     else:

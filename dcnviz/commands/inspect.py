@@ -96,6 +96,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--mode", default="symmetric", choices=MODES, help="block-norm view for the summary's top crosses")
     p.add_argument("--top", type=int, default=5, metavar="N", help="crosses listed per layer in the summary")
     p.add_argument("--include-self", action="store_true", help="list self-crosses (i = j) among the top crosses")
+    p.add_argument(
+        "--html",
+        metavar="REPORT.html",
+        default=None,
+        help="also write the offline HTML report of the app's Report page (card, heatmaps, spectra, ranks) there",
+    )
     g = p.add_argument_group("gate-weighted mixtures (dcnviz files)")
     g.add_argument(
         "--gates-data",
@@ -352,6 +358,8 @@ def run(args: argparse.Namespace) -> int:
         gate_weights=gates,
         gate_label=gate_label,
     )
+    if args.html:
+        write_html_report(args.html, mf, an, source=str(args.file))
     if args.json:
         print(json.dumps(analysis_json(an, gates), allow_nan=False))
     else:
@@ -360,3 +368,15 @@ def run(args: argparse.Namespace) -> int:
         )
         print(text)
     return 0
+
+
+def write_html_report(path: str, mf: ModelFile, an: ModelAnalysis, *, source: str, explanation: Any = None) -> None:
+    """``--html`` of ``inspect`` and ``explain``: the app's report written to ``path`` (atomically); one line on
+    stderr says where, so stdout stays the summary or the JSON object."""
+    from dcnviz.app.report import write_report
+
+    try:
+        out = write_report(path, mf, an, title=f"dcnviz report: {os.path.basename(source)}", explanation=explanation)
+    except OSError as e:
+        raise ConfigError(f"--html: cannot write {path}: {e.strerror or e}") from None
+    print(f"report: {out} ({out.stat().st_size / 1e6:.1f} MB, opens offline)", file=sys.stderr)

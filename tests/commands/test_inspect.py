@@ -341,3 +341,39 @@ def test_inspect_warns_for_a_nan_layer_and_analyses_the_others(tmp_path, capsys)
     save_model(path, model)
     code, err = _cli(capsys, ["inspect", str(path)])
     assert code == 2 and err.startswith("error: every cross layer holds NaN or Inf")
+
+
+def _undated(page: str) -> str:
+    return re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "<date>", page)
+
+
+def test_html_report_is_the_apps_report_of_this_analysis_and_stdout_keeps_the_json(tmp_path, capsys):
+    from dcnviz.app.report import build_report_html
+    from dcnviz.modelfile import open_model_file
+
+    path, _ = saved(tmp_path, ModelConfig(hidden=(8,)))
+    plain = inspect_json(capsys, str(path), "--tolerance", "0.5", "0.05")
+    out = tmp_path / "reports" / "m.html"  # the folder is made
+    assert main(["inspect", str(path), "--tolerance", "0.5", "0.05", "--json", "--html", str(out)]) == 0
+    stdout, stderr = capsys.readouterr()
+    assert json.loads(stdout.strip().splitlines()[-1]) == plain  # the JSON contract is untouched
+    assert f"report: {out}" in stderr
+    mf = open_model_file(path)
+    want = build_report_html(mf, A.analyze(mf.weights, tolerances=[0.5, 0.05]), title="dcnviz report: m.safetensors")
+    assert _undated(out.read_text(encoding="utf-8")) == _undated(want)
+    assert "T = 0.5, 0.05" in want and "genres" in want
+    assert [p.name for p in out.parent.iterdir()] == ["m.html"]  # no temporary file left beside it
+
+
+def test_html_report_of_a_peer_file_and_a_clear_error_where_it_cannot_be_written(tmp_path, capsys):
+    out = tmp_path / "deepctr.html"
+    assert main(["inspect", str(PEERS / "deepctr_dcn_matrix.pt"), "--html", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert "DeepCTR" in page and "Numerical ranks" in page and "<script src=" not in page
+    taken = tmp_path / "a_folder"
+    taken.mkdir()
+    capsys.readouterr()
+    assert main(["inspect", str(PEERS / "deepctr_dcn_matrix.pt"), "--html", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert "--html" in err and str(taken) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_folder", "deepctr.html"]  # nothing half-written
