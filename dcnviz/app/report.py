@@ -217,10 +217,12 @@ def build_report_html(
         parts += [f'<p class="note">{e(HOW_TO_READ)}</p>']
         if analysis.init_label:
             parts.append(f'<p class="note">Spectrum baseline: the initial matrix ({e(analysis.init_label)}).</p>')
+    # what the analysis adds to the file's own warnings (e.g. a layer left out for NaN or Inf: `inspect`)
+    parts += [f'<p class="warn">⚠ {e(w)}</p>' for w in analysis.warnings if w not in bundle.warnings]
     measured = explanation is not None and explanation.suggestion is not None
-    for i, la in enumerate(analysis.layers):
+    for la in analysis.layers:  # numbered as in the file: a layer left out keeps the others' numbers
         parts += _layer_section(
-            i, la, names, fig, top_n=top_n, experts=experts, modes=modes, measured_suggestion=measured
+            la.matrix.layer, la, names, fig, top_n=top_n, experts=experts, modes=modes, measured_suggestion=measured
         )
     if explanation is not None:
         parts += explanation_section(explanation, fig, _table_html)

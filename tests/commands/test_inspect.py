@@ -336,8 +336,17 @@ def test_inspect_warns_for_a_nan_layer_and_analyses_the_others(tmp_path, capsys)
     assert main(["inspect", str(path)]) == 0
     text = capsys.readouterr().out
     assert "warning: cross layer 1 is left out" in text and "layer 0 · full" in text
+    # layer 1 fine, layer 0 left out: the report numbers the layer as the file does and says why one is missing
     with torch.no_grad():
-        model.cross.layers[0].linear.weight[0, 0] = float("inf")  # type: ignore[union-attr,index]
+        model.cross.layers[1].linear.weight[0, 0] = 0.0  # type: ignore[union-attr,index]
+        model.cross.layers[0].linear.weight[0, 0] = float("nan")  # type: ignore[union-attr,index]
+    save_model(path, model)
+    assert main(["inspect", str(path), "--html", str(tmp_path / "nan.html")]) == 0
+    capsys.readouterr()
+    page = (tmp_path / "nan.html").read_text(encoding="utf-8")
+    assert re.findall(r"<h2>Layer (\d+)", page) == ["1"] and "cross layer 0 is left out" in page
+    with torch.no_grad():
+        model.cross.layers[1].linear.weight[0, 0] = float("inf")  # type: ignore[union-attr,index]
     save_model(path, model)
     code, err = _cli(capsys, ["inspect", str(path)])
     assert code == 2 and err.startswith("error: every cross layer holds NaN or Inf")
