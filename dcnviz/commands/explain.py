@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     model = model.to(resolve_device(args.device))
     ex = Explainer(model, rows, split=args.split, max_rows=args.max_rows)
     result = ex.explain(ranks=args.ranks, layers=args.layers, row=args.row)
-    if args.html:
+    if args.html is not None:
         from dcnviz.commands.inspect import analyze_finite, write_html_report
 
         write_html_report(args.html, mf, analyze_finite(mf.weights), source=args.file, explanation=result)

@@ -358,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
         gate_weights=gates,
         gate_label=gate_label,
     )
-    if args.html:
+    if args.html is not None:
         write_html_report(args.html, mf, an, source=str(args.file))
     if args.json:
         print(json.dumps(analysis_json(an, gates), allow_nan=False))
@@ -375,6 +375,8 @@ def write_html_report(path: str, mf: ModelFile, an: ModelAnalysis, *, source: st
     stderr says where, so stdout stays the summary or the JSON object."""
     from dcnviz.app.report import write_report
 
+    if not path.strip() or path.endswith(("/", os.sep)):
+        raise ConfigError(f"--html needs a file name (e.g. --html report.html); got {path!r}")
     try:
         out = write_report(path, mf, an, title=f"dcnviz report: {os.path.basename(source)}", explanation=explanation)
     except OSError as e:

@@ -385,4 +385,7 @@ def test_html_report_of_a_peer_file_and_a_clear_error_where_it_cannot_be_written
     assert main(["inspect", str(PEERS / "deepctr_dcn_matrix.pt"), "--html", str(taken)]) == 2
     err = capsys.readouterr().err
     assert "--html" in err and str(taken) in err
+    for empty in ("", f"{tmp_path}/new/"):
+        assert main(["inspect", str(PEERS / "deepctr_dcn_matrix.pt"), "--html", empty]) == 2
+        assert "--html needs a file name" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_folder", "deepctr.html"]  # nothing half-written
