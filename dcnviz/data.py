@@ -118,7 +118,14 @@ class DataOptions(JsonConfig):
             raise ConfigError(f"`source` must be one of {SOURCES}; got source={self.source!r}")
         if self.source in ("ml-1m", "ml-100k", "csv", "parquet") and not self.data_dir:
             what = "folder with the MovieLens files" if self.source.startswith("ml-") else "file or folder"
-            raise ConfigError(f"`data_dir` (the {what}) is required for source={self.source!r}")
+            get = (
+                f"; to fetch it: python -m dcnviz download {self.source} --dir data/"
+                if self.source[:3] == "ml-"
+                else ""
+            )
+            raise ConfigError(
+                f"`data_dir` (the {what}; --data-dir on the command line) is required for source={self.source!r}{get}"
+            )
         if self.schema is not None and self.source not in ("csv", "parquet"):
             raise ConfigError(f"`schema` applies to csv/parquet only; got schema for source={self.source!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
