@@ -459,3 +459,5 @@ def test_cli_html_report_holds_the_measurements(tmp_path, capsys):
     assert "Effect on predictions and rank truncation (measured on data)" in page and "1,000" in page
     ranks = page[page.index("<h2>Numerical ranks</h2>") :]
     assert "suggested r" not in ranks[ranks.index("<thead>") : ranks.index("</thead>")]  # the measured one only
+    code, _, err = run_cli(capsys, str(SHIPPED), "--html", "")  # refused before the model is run
+    assert code == 2 and "--html needs a file name" in err

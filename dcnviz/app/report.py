@@ -171,11 +171,9 @@ def _ranks_section(analysis: ModelAnalysis, experts: bool, measured_suggestion: 
     expert)."""
     tols = ", ".join(f"{t:g}" for t in analysis.tolerances)
     init = " (in brackets: the initial matrix's)" if analysis.init_label else ""
-    what = (
-        "stable rank (the suggested rank is the one measured on data above)"
-        if measured_suggestion
-        else ("suggested rank and stable rank")
-    )
+    what = "suggested rank and stable rank"
+    if measured_suggestion:
+        what = "stable rank (the suggested rank is the one measured on data above)"
     return [
         "<h2>Numerical ranks</h2>",
         f'<p class="note">R_T = #{{k : σ_k ≥ T·σ_1}} at T = {html.escape(tols)}{init}; {what}.</p>',

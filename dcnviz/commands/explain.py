@@ -112,6 +112,7 @@ def load_for_explain(args: argparse.Namespace) -> tuple[DCNModel, Encoded, str, 
 
 
 def run(args: argparse.Namespace) -> int:
+    from dcnviz.commands.inspect import analyze_finite, check_html_path, write_html_report
     from dcnviz.errors import ConfigError
     from dcnviz.explain import Explainer
     from dcnviz.train import resolve_device
@@ -120,13 +121,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-rows must be >= 1; got --max-rows {args.max_rows}")
     if args.top < 0:
         raise ConfigError(f"--top must be >= 0; got --top {args.top}")
+    check_html_path(args.html)
     model, rows, source, mf = load_for_explain(args)
     model = model.to(resolve_device(args.device))
     ex = Explainer(model, rows, split=args.split, max_rows=args.max_rows)
     result = ex.explain(ranks=args.ranks, layers=args.layers, row=args.row)
     if args.html is not None:
-        from dcnviz.commands.inspect import analyze_finite, write_html_report
-
         write_html_report(args.html, mf, analyze_finite(mf.weights), source=args.file, explanation=result)
     if args.json:
         print(json.dumps(result.to_json(), allow_nan=False))

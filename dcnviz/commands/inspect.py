@@ -333,6 +333,7 @@ def summary_text(
 def run(args: argparse.Namespace) -> int:
     if args.top < 0:
         raise ConfigError(f"--top must be >= 0; got --top {args.top}")
+    check_html_path(args.html)
     mf = open_file(args.file, format=args.format, names_path=args.names, feature_map_path=args.feature_map)
     cw = mf.weights
     gates: list[np.ndarray | None] | None = None
@@ -370,13 +371,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_html_path(path: str | None) -> None:
+    """``--html`` names a file (checked before any work, so a slip costs no time)."""
+    if path is not None and (not path.strip() or path.endswith(("/", os.sep))):
+        raise ConfigError(f"--html needs a file name (e.g. --html report.html); got {path!r}")
+
+
 def write_html_report(path: str, mf: ModelFile, an: ModelAnalysis, *, source: str, explanation: Any = None) -> None:
     """``--html`` of ``inspect`` and ``explain``: the app's report written to ``path`` (atomically); one line on
     stderr says where, so stdout stays the summary or the JSON object."""
     from dcnviz.app.report import write_report
 
-    if not path.strip() or path.endswith(("/", os.sep)):
-        raise ConfigError(f"--html needs a file name (e.g. --html report.html); got {path!r}")
+    check_html_path(path)
     try:
         out = write_report(path, mf, an, title=f"dcnviz report: {os.path.basename(source)}", explanation=explanation)
     except OSError as e:
