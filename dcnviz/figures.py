@@ -493,6 +493,19 @@ def _positive(y: np.ndarray) -> np.ndarray:
     return np.where(y > 0, y, np.nan)  # a log axis cannot show 0
 
 
+def _integer_ticks(fig: go.Figure, axis: str, most: int = 12) -> dict[str, Any]:
+    """Ticks at whole numbers for an axis of counts (k, R_T) that only reaches ``most``: Plotly's own choice puts
+    ticks at 0.5, 1.5, … there (a DCN-V1 layer has one singular value). Over a longer range its choice is whole.
+
+    >>> _integer_ticks(go.Figure(go.Scatter(x=[1, 2])), "x"), _integer_ticks(go.Figure(go.Scatter(x=[1, 99])), "x")
+    ({'tick0': 0, 'dtick': 1}, {})
+    """
+    values = [np.asarray(getattr(t, axis), dtype=np.float64) for t in fig.data if getattr(t, axis) is not None]
+    v = np.concatenate(values) if values else np.array([])
+    v = v[np.isfinite(v)]
+    return {"tick0": 0, "dtick": 1} if v.size and v.max() <= most else {}
+
+
 def _log_dtick(fig: go.Figure) -> str | None:
     """Tick spacing for a log y axis: ``"D2"`` (labels at 1, 2 and 5 of each decade) when the figure's values
     and horizontal lines span at most 3 decades, where Plotly's own choice labels every digit of the decade
@@ -571,7 +584,7 @@ def fig_spectrum(
                 showarrow=False,
                 font={"size": 10, "color": "grey"},
             )
-    fig.update_xaxes(title_text="k (singular values, largest first)", automargin=True)
+    fig.update_xaxes(title_text="k (singular values, largest first)", automargin=True, **_integer_ticks(fig, "x"))
     fig.update_yaxes(type="log", title_text=ylab, automargin=True, exponentformat="power", dtick=_log_dtick(fig))
     return _layout(
         fig,
@@ -632,7 +645,7 @@ def fig_rank_vs_tolerance(
             )
         )
     fig.update_xaxes(type="log", title_text="tolerance T", automargin=True, exponentformat="power")
-    fig.update_yaxes(title_text="numerical rank R_T", automargin=True, rangemode="tozero")
+    fig.update_yaxes(title_text="numerical rank R_T", automargin=True, rangemode="tozero", **_integer_ticks(fig, "y"))
     return _layout(
         fig,
         title or "Numerical rank versus tolerance",

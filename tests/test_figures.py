@@ -130,6 +130,9 @@ def test_spectrum_figure_draws_learned_initial_and_tolerances_on_a_log_axis():
     assert fig.layout.yaxis.dtick == "D2"
     wide = A.spectrum(A.layer_matrix(FullRankWeights(d=2, W=np.diag([1.0, 1e-6])), 0), tolerances=[0.5])
     assert F.fig_spectrum(wide).layout.yaxis.dtick is None  # six decades: Plotly's own spacing
+    assert (fig.layout.xaxis.tick0, fig.layout.xaxis.dtick) == (0, 1)  # k = 1 … 4: whole ticks, not 0.5, 1.5, …
+    many = A.spectrum(A.layer_matrix(FullRankWeights(d=40, W=np.eye(40)), 0), tolerances=[0.5])
+    assert F.fig_spectrum(many).layout.xaxis.dtick is None
 
 
 def test_rank_versus_tolerance_figure_matches_numerical_rank():
