@@ -8,7 +8,7 @@ reader compares at a glance and fit the page's width.
 ...     "rank_bound": [8], "sigma_1": [2.0], "stable_rank": [1.25], "energy_rank_0.9": [2], "R_0.1": [3],
 ...     "initial R_0.1": [7], "suggested_rank": [3], "suggestion": ["r = 3 keeps …"]})
 >>> rank_summary(full).to_dict("records")
-[{'matrix': 'layer 0', 'rank bound': 8, 'R_0.1 (initial)': '3 (7)', 'suggested r': 3, 'stable rank': '1.2'}]
+[{'matrix': 'layer 0', 'rank bound': 8, 'R_0.1 (initial)': '3 (7)', 'suggested r': 3, 'stable rank': 1.2}]
 >>> list(rank_summary(full, suggested=False))
 ['matrix', 'rank bound', 'R_0.1 (initial)', 'stable rank']
 """
@@ -41,5 +41,5 @@ def rank_summary(table: pd.DataFrame, *, suggested: bool = True) -> pd.DataFrame
             out[col] = table[col]
     if suggested:
         out["suggested r"] = table["suggested_rank"]
-    out["stable rank"] = [f"{x:.1f}" for x in table["stable_rank"]]
+    out["stable rank"] = table["stable_rank"].astype(float).round(1)  # a number: right-aligned like the ranks
     return out.reset_index(drop=True)

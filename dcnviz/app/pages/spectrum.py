@@ -154,11 +154,14 @@ def render() -> None:
             + (". The suggested rank is the one measured on data below" if measured is not None else "")
             + ". The CSV holds every column (σ₁, energy rank, kind, d, the R_T-based suggestion)."
         )
+        summary = rank_summary(table, suggested=measured is None)
         ui.show_table(
-            rank_summary(table, suggested=measured is None),
+            summary,
             key="sp_ranks",
             filename=f"{entry.label}-numerical-ranks",
             csv=table,
+            # "learned (initial)" cells are text: right-aligned like the numbers beside them
+            column_config={c: st.column_config.TextColumn(alignment="right") for c in summary if c.startswith("R_")},
         )
     st.subheader("Suggested rank and rank bounds")
     if measured is not None:
