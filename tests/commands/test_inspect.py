@@ -178,7 +178,8 @@ def test_a_peer_library_file_goes_through_the_importers(capsys):
 
 def test_names_file_relabels_the_blocks(tmp_path, capsys):
     path, _ = saved(tmp_path, ModelConfig(hidden=(8,)))
-    names = tmp_path / "names.json"
+    names = tmp_path / "in" / "names.json"
+    names.parent.mkdir()
     names.write_text(json.dumps([{"name": n, "width": w} for n, w in (("u", 4), ("g", 3), ("s", 2), ("y", 1))]))
     obj = inspect_json(capsys, str(path), "--names", str(names))
     assert [(f["name"], f["start"], f["stop"]) for f in obj["features"]] == [
@@ -379,6 +380,13 @@ def test_html_report_of_a_peer_file_and_a_clear_error_where_it_cannot_be_written
     assert main(["inspect", str(PEERS / "deepctr_dcn_matrix.pt"), "--html", str(out)]) == 0
     page = out.read_text(encoding="utf-8")
     assert "DeepCTR" in page and "Numerical ranks" in page and "<script src=" not in page
+    # feature names are the file's words: escaped in the tables and inside the figures' inline scripts
+    names = tmp_path / "in" / "names.json"
+    names.parent.mkdir()
+    names.write_text(json.dumps(["</script><script>alert(1)</script>", "b<img src=x onerror=alert(2)>"]))
+    assert main(["inspect", str(PEERS / "deepctr_dcn_matrix.pt"), "--names", str(names), "--html", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(1)" in page and "<script>alert" not in page and "<img src=x" not in page
     taken = tmp_path / "a_folder"
     taken.mkdir()
     capsys.readouterr()
@@ -388,4 +396,4 @@ def test_html_report_of_a_peer_file_and_a_clear_error_where_it_cannot_be_written
     for empty in ("", f"{tmp_path}/new/"):
         assert main(["inspect", str(PEERS / "deepctr_dcn_matrix.pt"), "--html", empty]) == 2
         assert "--html needs a file name" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_folder", "deepctr.html"]  # nothing half-written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_folder", "deepctr.html", "in"]  # nothing half-written
