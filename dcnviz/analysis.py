@@ -1081,6 +1081,19 @@ def spearman(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def mixture_sentence(weighting: str) -> str:
+    """What a mixture layer's one W is (Eq. 3), for a :attr:`LayerMatrix.weighting`.
+
+    >>> mixture_sentence("uniform")
+    "W = mean of the experts' U_k C_k V_kᵀ (uniform gates)"
+    >>> mixture_sentence("gate-weighted over 7,286 validation inputs")
+    'W = Σ_k E[G_k] U_k C_k V_kᵀ (gate-weighted over 7,286 validation inputs)'
+    """
+    if not weighting or weighting == "uniform":
+        return "W = mean of the experts' U_k C_k V_kᵀ (uniform gates)"
+    return f"W = Σ_k E[G_k] U_k C_k V_kᵀ ({weighting})"
+
+
 def agreement_sentence(table: pd.DataFrame, *, what: str = "pairs", where: str = "") -> str:
     """One honest sentence on how far the effect on predictions and the block norms of an :func:`effect_table`
     agree: their Spearman rank correlation, and where the strongest cross by effect ranks by weight.

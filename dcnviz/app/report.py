@@ -31,7 +31,14 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from dcnviz import __version__
-from dcnviz.analysis import BLOCK_MEANING, MODE_EXPLANATIONS, LayerAnalysis, ModelAnalysis, rank_table
+from dcnviz.analysis import (
+    BLOCK_MEANING,
+    MODE_EXPLANATIONS,
+    LayerAnalysis,
+    ModelAnalysis,
+    mixture_sentence,
+    rank_table,
+)
 from dcnviz.app.bundle import (
     ModelBundle,
     architecture_table,
@@ -147,6 +154,8 @@ def _layer_section(
     """One cross layer: its block norms per view, top crosses, spectrum, suggested rank and experts."""
     e = html.escape
     parts = [f"<h2>Layer {i}: {e(la.matrix.label)}</h2>"]
+    if la.matrix.weighting:  # a mixture layer (Eq. 3): which average of the experts the maps show
+        parts.append(f'<p class="note">{e(mixture_sentence(la.matrix.weighting))}.</p>')
     if la.matrix.linear_part_only:
         parts.append('<p class="note">Nonlinear experts (Eq. 4): U C Vᵀ is only their linear part.</p>')
     for mode in modes:

@@ -269,9 +269,16 @@ def test_gates_data_weights_each_expert_by_its_mean_gate(tmp_path, capsys):
         assert np.allclose(a, gates[i]) and abs(a.sum() - 1) < 1e-6  # softmax gates
         W = sum(a[k] * e.weight() for k, e in enumerate(cw.layers[i].experts))
         assert np.allclose(layer["block_norms"], A.block_norms(W, cw.blocks), rtol=1e-5, atol=1e-7)
+    # the report says which average of the experts its maps show
+    gated = ["inspect", str(path), "--gates-data", "sample", "--gates-rows", "500", "--html", str(tmp_path / "g.html")]
+    assert main(gated) == 0
+    capsys.readouterr()
+    page = (tmp_path / "g.html").read_text(encoding="utf-8")
+    assert page.count("W = Σ_k E[G_k] U_k C_k V_kᵀ (gate-weighted over 500 validation inputs)") == 2  # per layer
     # uniform weighting is the default, and is said
-    assert main(["inspect", str(path), "--json"]) == 0
+    assert main(["inspect", str(path), "--json", "--html", str(tmp_path / "u.html")]) == 0
     assert json.loads(capsys.readouterr().out)["layers"][0]["weighting"] == "uniform"
+    assert (tmp_path / "u.html").read_text(encoding="utf-8").count("W = mean of the experts&#x27; U_k") == 2
     # a model without mixtures is refused with a clear error
     full, _ = saved(tmp_path, ModelConfig(model="dcnv2", cross_layers=1, hidden=(4,)))
     assert main(["inspect", str(full), "--gates-data", "sample"]) == 2

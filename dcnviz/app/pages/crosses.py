@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from dcnviz.analysis import BLOCK_MEANING, MODE_EXPLANATIONS, MODES, MatrixAnalysis
+from dcnviz.analysis import BLOCK_MEANING, MODE_EXPLANATIONS, MODES, MatrixAnalysis, mixture_sentence
 from dcnviz.app import effects, state, ui
 from dcnviz.app.bundle import ModelBundle
 from dcnviz.figures import fig_block_norms, fig_weight_matrix
@@ -57,11 +57,7 @@ def choose_matrix(la: MatrixAnalysis, key: str) -> MatrixAnalysis:
         help="A mixture layer (Eq. 3) has K low-rank experts U_k C_k V_kᵀ; pick their combined W or one of them.",
     )
     if pick < 0:
-        st.caption(
-            "W = mean of the experts' U_k C_k V_kᵀ (uniform gates)"
-            if uniform
-            else f"W = Σ_k E[G_k] U_k C_k V_kᵀ ({weighting})"
-        )
+        st.caption(mixture_sentence(weighting))
     return la if pick < 0 else experts[int(pick)]
 
 
