@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dcnviz.analysis import DEFAULT_TOLERANCES, Spectrum, check_tolerance, rank_table
+from dcnviz.analysis import DEFAULT_TOLERANCES, ModelAnalysis, Spectrum, check_tolerance, rank_table
 from dcnviz.app import effects, state, ui
 from dcnviz.app.bundle import ModelBundle
 from dcnviz.app.tables import rank_summary
@@ -93,6 +93,26 @@ def bound_sentence(bundle: ModelBundle, layer: int) -> str:
     return f"layer {layer} is full rank (Eq. 1): R_T can reach d = {d}."
 
 
+def _rank_table(label: str, analysis: ModelAnalysis, *, experts: bool, measured: bool) -> None:
+    """The numerical-rank table; without its R_T-based "suggested r" when the rank is ``measured`` on data."""
+    table = rank_table(analysis, experts=experts)
+    st.caption(
+        "R_T of the learned W"
+        + (", with the initial matrix's in brackets" if analysis.init_label else "")
+        + (". The suggested rank is the one measured on data below" if measured else "")
+        + ". The CSV holds every column (σ₁, energy rank, kind, d, the R_T-based suggestion)."
+    )
+    summary = rank_summary(table, suggested=not measured)
+    ui.show_table(
+        summary,
+        key="sp_ranks",
+        filename=f"{label}-numerical-ranks",
+        csv=table,
+        # "learned (initial)" cells are text: right-aligned like the numbers beside them
+        column_config={c: st.column_config.TextColumn(alignment="right") for c in summary if c.startswith("R_")},
+    )
+
+
 def render() -> None:
     st.title("Spectrum")
     entry, bundle = ui.require_model()
@@ -147,22 +167,7 @@ def render() -> None:
     ranks_box = st.container()  # filled once it is known whether the suggested rank is measured on data
     measured = effects.rank_curve_view(entry, bundle)
     with ranks_box:
-        table = rank_table(analysis, experts=experts)
-        st.caption(
-            "R_T of the learned W"
-            + (", with the initial matrix's in brackets" if analysis.init_label else "")
-            + (". The suggested rank is the one measured on data below" if measured is not None else "")
-            + ". The CSV holds every column (σ₁, energy rank, kind, d, the R_T-based suggestion)."
-        )
-        summary = rank_summary(table, suggested=measured is None)
-        ui.show_table(
-            summary,
-            key="sp_ranks",
-            filename=f"{entry.label}-numerical-ranks",
-            csv=table,
-            # "learned (initial)" cells are text: right-aligned like the numbers beside them
-            column_config={c: st.column_config.TextColumn(alignment="right") for c in summary if c.startswith("R_")},
-        )
+        _rank_table(entry.label, analysis, experts=experts, measured=measured is not None)
     st.subheader("Suggested rank and rank bounds")
     if measured is not None:
         st.markdown(f"**Every cross layer:** {measured.text}.")
