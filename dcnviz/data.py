@@ -117,12 +117,10 @@ class DataOptions(JsonConfig):
         if self.source not in SOURCES:
             raise ConfigError(f"`source` must be one of {SOURCES}; got source={self.source!r}")
         if self.source in ("ml-1m", "ml-100k", "csv", "parquet") and not self.data_dir:
-            what = "folder with the MovieLens files" if self.source.startswith("ml-") else "file or folder"
-            get = (
-                f"; to fetch it: python -m dcnviz download {self.source} --dir data/"
-                if self.source[:3] == "ml-"
-                else ""
-            )
+            what, get = "file or folder", ""
+            if self.source.startswith("ml-"):
+                what = "folder with the MovieLens files"
+                get = f"; to fetch it: python -m dcnviz download {self.source} --dir data/"
             raise ConfigError(
                 f"`data_dir` (the {what}; --data-dir on the command line) is required for source={self.source!r}{get}"
             )

@@ -493,6 +493,13 @@ def _positive(y: np.ndarray) -> np.ndarray:
     return np.where(y > 0, y, np.nan)  # a log axis cannot show 0
 
 
+def _finite_values(fig: go.Figure, axis: str) -> np.ndarray:
+    """Every finite x or y value of the figure's traces, as one array."""
+    values = [np.asarray(getattr(t, axis), dtype=np.float64).ravel() for t in fig.data if getattr(t, axis) is not None]
+    v = np.concatenate(values) if values else np.array([])
+    return v[np.isfinite(v)]
+
+
 def _integer_ticks(fig: go.Figure, axis: str, most: int = 12) -> dict[str, Any]:
     """Ticks at whole numbers for an axis of counts (k, R_T) that only reaches ``most``: Plotly's own choice puts
     ticks at 0.5, 1.5, … there (a DCN-V1 layer has one singular value). Over a longer range its choice is whole.
@@ -500,9 +507,7 @@ def _integer_ticks(fig: go.Figure, axis: str, most: int = 12) -> dict[str, Any]:
     >>> _integer_ticks(go.Figure(go.Scatter(x=[1, 2])), "x"), _integer_ticks(go.Figure(go.Scatter(x=[1, 99])), "x")
     ({'tick0': 0, 'dtick': 1}, {})
     """
-    values = [np.asarray(getattr(t, axis), dtype=np.float64) for t in fig.data if getattr(t, axis) is not None]
-    v = np.concatenate(values) if values else np.array([])
-    v = v[np.isfinite(v)]
+    v = _finite_values(fig, axis)
     return {"tick0": 0, "dtick": 1} if v.size and v.max() <= most else {}
 
 
@@ -514,9 +519,8 @@ def _log_dtick(fig: go.Figure) -> str | None:
     >>> _log_dtick(go.Figure(go.Scatter(y=[1.0, 0.2]))), _log_dtick(go.Figure(go.Scatter(y=[1.0, 1e-5])))
     ('D2', None)
     """
-    ys = [np.asarray(t.y, dtype=np.float64) for t in fig.data if t.y is not None]
-    ys += [np.array([float(sh.y0)]) for sh in fig.layout.shapes if sh.y0 is not None]
-    v = np.concatenate(ys) if ys else np.array([])
+    lines = [float(sh.y0) for sh in fig.layout.shapes if sh.y0 is not None]
+    v = np.concatenate([_finite_values(fig, "y"), lines])
     v = v[np.isfinite(v) & (v > 0)]
     if v.size == 0:
         return None

@@ -36,8 +36,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if workers > 1:
         import torch
 
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores // workers))
+        from dcnviz.app.jobs import machine_cores
+
+        torch.set_num_threads(max(1, machine_cores() // workers))
 
 
 @pytest.fixture
